@@ -1,0 +1,88 @@
+#include "common/nb_error.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static _Thread_local char last_error[1024];
+
+void nb_die(const char *fmt, ...)
+{
+	va_list ap;
+	fflush(stdout);
+	fputs("nboost: fatal: ", stderr);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fputc('\n', stderr);
+	exit(1);
+}
+
+int nb_error(const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(last_error, sizeof last_error, fmt, ap);
+	va_end(ap);
+	return -1;
+}
+
+const char *nb_errmsg(void) { return last_error; }
+void nb_errclear(void) { last_error[0] = '\0'; }
+
+void nb_warn(const char *fmt, ...)
+{
+	va_list ap;
+	fflush(stdout);
+	fputs("nboost: warning: ", stderr);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fputc('\n', stderr);
+}
+
+void nb_bug(const char *file, int line, const char *fmt, ...)
+{
+	va_list ap;
+	fflush(stdout);
+	fprintf(stderr, "nboost: BUG at %s:%d: ", file, line);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fputc('\n', stderr);
+	abort();
+}
+
+void *nb_malloc_at(size_t n, const char *file, int line)
+{
+	void *p = malloc(n ? n : 1);
+	if (!p)
+		nb_die("out of memory allocating %zu bytes at %s:%d", n, file, line);
+	return p;
+}
+
+void *nb_calloc_at(size_t n, size_t size, const char *file, int line)
+{
+	void *p = calloc(n ? n : 1, size ? size : 1);
+	if (!p)
+		nb_die("out of memory allocating %zu x %zu bytes at %s:%d", n, size, file, line);
+	return p;
+}
+
+void *nb_realloc_at(void *p, size_t n, const char *file, int line)
+{
+	void *q = realloc(p, n ? n : 1);
+	if (!q)
+		nb_die("out of memory reallocating %zu bytes at %s:%d", n, file, line);
+	return q;
+}
+
+char *nb_strdup_at(const char *s, const char *file, int line)
+{
+	size_t n = strlen(s) + 1;
+	char *p = nb_malloc_at(n, file, line);
+	memcpy(p, s, n);
+	return p;
+}

@@ -1,0 +1,10 @@
+/* PLACEHOLDER: replaced by the real command. */
+#include "common/nb_error.h"
+#include "pipeline/commands.h"
+
+int cmd_inspect(int argc, char **argv)
+{
+	(void)argc;
+	(void)argv;
+	nb_die("'inspect' is not built yet");
+}

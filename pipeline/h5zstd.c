@@ -1,0 +1,2 @@
+/* PLACEHOLDER */
+typedef int h5zstd_placeholder;

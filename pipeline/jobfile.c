@@ -1,0 +1,359 @@
+#include "pipeline/jobfile.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/nb_error.h"
+
+typedef struct {
+	char *key, *value, *origin;
+} entry;
+
+struct jobfile {
+	entry *e;
+	int n, cap;
+};
+
+jobfile *jobfile_new(void) { return nb_xcalloc(1, sizeof(jobfile)); }
+
+void jobfile_free(jobfile *j)
+{
+	if (!j)
+		return;
+	for (int i = 0; i < j->n; i++) {
+		free(j->e[i].key);
+		free(j->e[i].value);
+		free(j->e[i].origin);
+	}
+	free(j->e);
+	free(j);
+}
+
+static int find(const jobfile *j, const char *key)
+{
+	for (int i = 0; i < j->n; i++)
+		if (strcmp(j->e[i].key, key) == 0)
+			return i;
+	return -1;
+}
+
+static int valid_name(const char *s, size_t n)
+{
+	if (n == 0)
+		return 0;
+	for (size_t i = 0; i < n; i++)
+		if (!(isalnum((unsigned char)s[i]) || s[i] == '_' || s[i] == '-'))
+			return 0;
+	return 1;
+}
+
+static int valid_key(const char *key)
+{
+	const char *dot = strchr(key, '.');
+	if (!dot || strchr(dot + 1, '.'))
+		return 0;
+	return valid_name(key, (size_t)(dot - key)) && valid_name(dot + 1, strlen(dot + 1));
+}
+
+int jobfile_set(jobfile *j, const char *key, const char *value, const char *origin)
+{
+	if (!valid_key(key))
+		return nb_error("%s: invalid key '%s' (expected section.key, letters, digits, '_' or '-')",
+				origin, key);
+	int i = find(j, key);
+	if (i >= 0) {
+		free(j->e[i].value);
+		free(j->e[i].origin);
+	} else {
+		if (j->n == j->cap) {
+			j->cap = j->cap ? 2 * j->cap : 16;
+			j->e = nb_xrealloc(j->e, (size_t)j->cap * sizeof(entry));
+		}
+		i = j->n++;
+		j->e[i].key = nb_xstrdup(key);
+	}
+	j->e[i].value = nb_xstrdup(value);
+	j->e[i].origin = nb_xstrdup(origin);
+	return 0;
+}
+
+static char *trim(char *s)
+{
+	while (isspace((unsigned char)*s))
+		s++;
+	char *end = s + strlen(s);
+	while (end > s && isspace((unsigned char)end[-1]))
+		*--end = '\0';
+	return s;
+}
+
+jobfile *jobfile_parse(const char *text, const char *name)
+{
+	jobfile *j = jobfile_new();
+	char section[128] = "";
+	char *copy = nb_xstrdup(text);
+	char *line = copy;
+	int lineno = 0;
+	while (line) {
+		char *next = strchr(line, '\n');
+		if (next)
+			*next++ = '\0';
+		lineno++;
+		if (strlen(line) > 4096) {
+			nb_error("job file '%s' line %d: line longer than 4096 characters", name, lineno);
+			goto fail;
+		}
+		char *hash = strchr(line, '#');
+		if (hash)
+			*hash = '\0';
+		char *s = trim(line);
+		if (*s == '\0') {
+			line = next;
+			continue;
+		}
+		if (*s == '[') {
+			char *close = strchr(s, ']');
+			if (!close || *trim(close + 1) != '\0') {
+				nb_error("job file '%s' line %d: malformed section header '%s' (expected [name])",
+					 name, lineno, s);
+				goto fail;
+			}
+			*close = '\0';
+			char *sec = trim(s + 1);
+			if (!valid_name(sec, strlen(sec)) || strlen(sec) >= sizeof section) {
+				nb_error("job file '%s' line %d: invalid section name '%s'", name, lineno, sec);
+				goto fail;
+			}
+			snprintf(section, sizeof section, "%s", sec);
+		} else {
+			char *eq = strchr(s, '=');
+			if (!eq) {
+				nb_error("job file '%s' line %d: expected 'key = value', got '%s'", name, lineno, s);
+				goto fail;
+			}
+			*eq = '\0';
+			char *k = trim(s), *v = trim(eq + 1);
+			if (!section[0]) {
+				nb_error("job file '%s' line %d: key '%s' comes before any [section]", name, lineno, k);
+				goto fail;
+			}
+			char key[300], origin[600];
+			if (snprintf(key, sizeof key, "%s.%s", section, k) >= (int)sizeof key) {
+				nb_error("job file '%s' line %d: key too long", name, lineno);
+				goto fail;
+			}
+			snprintf(origin, sizeof origin, "%s:%d", name, lineno);
+			if (find(j, key) >= 0) {
+				nb_error("job file '%s' line %d: key '%s' set twice (first at %s)", name, lineno, key,
+					 jobfile_origin(j, key));
+				goto fail;
+			}
+			if (jobfile_set(j, key, v, origin) < 0) {
+				nb_error("job file '%s' line %d: invalid key '%s'", name, lineno, k);
+				goto fail;
+			}
+		}
+		line = next;
+	}
+	free(copy);
+	return j;
+fail:
+	free(copy);
+	jobfile_free(j);
+	return NULL;
+}
+
+jobfile *jobfile_load(const char *path)
+{
+	FILE *f = fopen(path, "rb");
+	if (!f) {
+		nb_error("cannot open job file '%s': %s", path, strerror(errno));
+		return NULL;
+	}
+	size_t cap = 4096, n = 0;
+	char *buf = nb_xmalloc(cap);
+	size_t k;
+	while ((k = fread(buf + n, 1, cap - n - 1, f)) > 0) {
+		n += k;
+		if (n + 1 == cap) {
+			if (cap > (1u << 24)) {
+				fclose(f);
+				free(buf);
+				nb_error("job file '%s': larger than 16 MiB, not a job file", path);
+				return NULL;
+			}
+			cap *= 2;
+			buf = nb_xrealloc(buf, cap);
+		}
+	}
+	int bad = ferror(f);
+	fclose(f);
+	if (bad) {
+		free(buf);
+		nb_error("cannot read job file '%s'", path);
+		return NULL;
+	}
+	buf[n] = '\0';
+	if (strlen(buf) != n) {
+		free(buf);
+		nb_error("job file '%s': contains a NUL byte, not a text file", path);
+		return NULL;
+	}
+	jobfile *j = jobfile_parse(buf, path);
+	free(buf);
+	return j;
+}
+
+int jobfile_apply_overrides(jobfile *j, int *argc, char **argv)
+{
+	int out = 1;
+	for (int i = 1; i < *argc; i++) {
+		const char *a = argv[i];
+		const char *eq = strchr(a, '=');
+		const char *dot = strchr(a, '.');
+		if (strncmp(a, "--", 2) == 0 && dot && (!eq || dot < eq) && a[2] != '.') {
+			if (!eq)
+				return nb_error("override '%s' needs a value: --section.key=value", a);
+			char key[300];
+			size_t kn = (size_t)(eq - (a + 2));
+			if (kn >= sizeof key)
+				return nb_error("override '%s': key too long", a);
+			memcpy(key, a + 2, kn);
+			key[kn] = '\0';
+			if (jobfile_set(j, key, eq + 1, "command line") < 0)
+				return -1;
+			continue;
+		}
+		argv[out++] = argv[i];
+	}
+	argv[out] = NULL;
+	*argc = out;
+	return 0;
+}
+
+const char *jobfile_get(const jobfile *j, const char *key)
+{
+	int i = find(j, key);
+	return i >= 0 ? j->e[i].value : NULL;
+}
+
+const char *jobfile_origin(const jobfile *j, const char *key)
+{
+	int i = find(j, key);
+	return i >= 0 ? j->e[i].origin : "default";
+}
+
+int jobfile_int(const jobfile *j, const char *key, long def, long lo, long hi, long *out)
+{
+	const char *v = jobfile_get(j, key);
+	if (!v) {
+		*out = def;
+		return 0;
+	}
+	char *end;
+	errno = 0;
+	long x = strtol(v, &end, 10);
+	if (errno || end == v || *end != '\0')
+		return nb_error("%s: %s = '%s' is not an integer", jobfile_origin(j, key), key, v);
+	if (x < lo || x > hi)
+		return nb_error("%s: %s = %ld is out of range [%ld, %ld]", jobfile_origin(j, key), key, x, lo, hi);
+	*out = x;
+	return 0;
+}
+
+int jobfile_double(const jobfile *j, const char *key, double def, double lo, double hi, double *out)
+{
+	const char *v = jobfile_get(j, key);
+	if (!v) {
+		*out = def;
+		return 0;
+	}
+	char *end;
+	errno = 0;
+	double x = strtod(v, &end);
+	if (errno || end == v || *end != '\0' || !isfinite(x))
+		return nb_error("%s: %s = '%s' is not a number", jobfile_origin(j, key), key, v);
+	if (x < lo || x > hi)
+		return nb_error("%s: %s = %g is out of range [%g, %g]", jobfile_origin(j, key), key, x, lo, hi);
+	*out = x;
+	return 0;
+}
+
+int jobfile_bool(const jobfile *j, const char *key, int def, int *out)
+{
+	const char *v = jobfile_get(j, key);
+	if (!v) {
+		*out = def;
+		return 0;
+	}
+	if (!strcmp(v, "1") || !strcmp(v, "true") || !strcmp(v, "yes") || !strcmp(v, "on")) {
+		*out = 1;
+		return 0;
+	}
+	if (!strcmp(v, "0") || !strcmp(v, "false") || !strcmp(v, "no") || !strcmp(v, "off")) {
+		*out = 0;
+		return 0;
+	}
+	return nb_error("%s: %s = '%s' is not a boolean (true/false)", jobfile_origin(j, key), key, v);
+}
+
+const char *jobfile_str(const jobfile *j, const char *key, const char *def)
+{
+	const char *v = jobfile_get(j, key);
+	return v ? v : def;
+}
+
+/* Damerau-free edit distance, capped: enough for "did you mean". */
+static int edit_distance(const char *a, const char *b)
+{
+	size_t n = strlen(a), m = strlen(b);
+	if (n > 64 || m > 64)
+		return 99;
+	int d[65][65];
+	for (size_t i = 0; i <= n; i++)
+		d[i][0] = (int)i;
+	for (size_t k = 0; k <= m; k++)
+		d[0][k] = (int)k;
+	for (size_t i = 1; i <= n; i++)
+		for (size_t k = 1; k <= m; k++) {
+			int c = d[i - 1][k - 1] + (a[i - 1] != b[k - 1]);
+			int x = d[i - 1][k] + 1, y = d[i][k - 1] + 1;
+			d[i][k] = c < x ? (c < y ? c : y) : (x < y ? x : y);
+		}
+	return d[n][m];
+}
+
+int jobfile_check_known(const jobfile *j, const char *const *known)
+{
+	for (int i = 0; i < j->n; i++) {
+		const char *k = j->e[i].key;
+		int ok = 0;
+		const char *best = NULL;
+		int bestd = 3;
+		for (const char *const *q = known; *q; q++) {
+			if (!strcmp(*q, k)) {
+				ok = 1;
+				break;
+			}
+			int d = edit_distance(*q, k);
+			if (d < bestd) {
+				bestd = d;
+				best = *q;
+			}
+		}
+		if (!ok) {
+			if (best)
+				return nb_error("%s: unknown key '%s' (did you mean '%s'?)", j->e[i].origin, k, best);
+			return nb_error("%s: unknown key '%s' (see schemas/job_file.md)", j->e[i].origin, k);
+		}
+	}
+	return 0;
+}
+
+int jobfile_count(const jobfile *j) { return j->n; }
+const char *jobfile_key_at(const jobfile *j, int i) { return j->e[i].key; }
+const char *jobfile_value_at(const jobfile *j, int i) { return j->e[i].value; }

@@ -1,0 +1,56 @@
+/* nboost: the command-line entry point. Dispatches to pipeline/cmd_*.c. */
+#include <stdio.h>
+#include <string.h>
+
+#include "model/blas.h"
+#include "pipeline/commands.h"
+
+#define NBOOST_VERSION "0.1.0"
+
+typedef struct {
+	const char *name;
+	int (*fn)(int, char **);
+	const char *summary;
+} command;
+
+static const command commands[] = {
+	{"synth", cmd_synth, "render the synthetic scene corpus into image/caption shards (MPI)"},
+	{"ingest", cmd_ingest, "fetch a URL list with libcurl into image shards (MPI)"},
+	{"train", cmd_train, "train the captioner with NoiseBoost on caption shards (MPI)"},
+	{"eval", cmd_eval, "score captions (a TSV, or a model's) against ground truth"},
+	{"caption", cmd_caption, "caption PNG/JPEG images with a trained model"},
+	{"inspect", cmd_inspect, "summarise a shard or a checkpoint"},
+};
+
+static void usage(FILE *f)
+{
+	fprintf(f, "usage: nboost <command> [options]    (nboost <command> --help for details)\n\n"
+		   "commands:\n");
+	for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
+		fprintf(f, "  %-8s %s\n", commands[i].name, commands[i].summary);
+	fprintf(f, "\nMPI commands run as one process, or under mpirun/srun with one rank per process.\n"
+		   "Job-file keys can be overridden as --section.key=value. See README.md.\n");
+}
+
+int main(int argc, char **argv)
+{
+	blas_runtime_init(argc, argv);
+	if (argc < 2) {
+		usage(stderr);
+		return 2;
+	}
+	if (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") || !strcmp(argv[1], "help")) {
+		usage(stdout);
+		return 0;
+	}
+	if (!strcmp(argv[1], "--version")) {
+		printf("nboost %s\n", NBOOST_VERSION);
+		return 0;
+	}
+	for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
+		if (!strcmp(argv[1], commands[i].name))
+			return commands[i].fn(argc - 1, argv + 1);
+	fprintf(stderr, "nboost: unknown command '%s'\n\n", argv[1]);
+	usage(stderr);
+	return 2;
+}

@@ -1,0 +1,101 @@
+/* The HDF5 shard store: image shards and caption shards (schemas/image_shard.md,
+ * schemas/caption_shard.md). Datasets are chunked and compressed with zstd
+ * (HDF5 filter 32015, registered in-process by this module).
+ *
+ * Writing: one writer per file, one file per rank. A writer creates
+ * "<dir>/.<name>.tmp.<pid>", appends samples, and shard_commit() flushes,
+ * fsyncs, renames it to its final name and fsyncs the directory. Until then
+ * no reader can see the shard. shard_abort() (or a crash) leaves only the
+ * hidden temporary file, which shard_list() ignores and shard_sweep_tmp()
+ * removes.
+ *
+ * Reading: shard_open() validates the schema name and version, dataset
+ * shapes and dtypes, and the offsets' monotonicity and bounds, before it
+ * returns. Any problem yields NULL and nb_errmsg() naming the file and the
+ * cause. Samples are read in order (shard_next) or by index (shard_get);
+ * images are read in blocks of whole chunks, so sequential reading costs one
+ * decompression per chunk.
+ *
+ * Not thread-safe: HDF5 is built without thread safety, so one thread per
+ * process touches the store. Different ranks may read the same shard. */
+#ifndef NB_SHARD_STORE_H
+#define NB_SHARD_STORE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "common/scene.h"
+
+#define SHARD_SCHEMA_IMAGES "nboost.images"
+#define SHARD_SCHEMA_CAPTIONS "nboost.captions"
+#define SHARD_VERSION 1
+#define SHARD_MAX_TOKENS 64   /* per caption, enforced on write and read */
+
+typedef enum { SHARD_IMAGES = 0, SHARD_CAPTIONS = 1 } shard_kind;
+
+typedef struct {
+	shard_kind kind;
+	int height, width;           /* every image is height x width x 3, uint8 */
+	int has_objects;             /* /objects present: ground truth, uint8 [N,9] */
+	/* caption shards only (ignored for image shards): */
+	char origin[16];             /* "human" | "pseudo" | "synthetic" */
+	char teacher_digest[65];     /* checkpoint digest of the teacher, "" if none */
+	char vocab_digest[17];       /* vocab_digest() of the token ids */
+	int round;                   /* Noisy Student round, 0 for human/synthetic */
+	float sigma;                 /* teacher noise level used for pseudo-labels */
+	int K, vote;                 /* noisy samples and vote threshold */
+	/* writer tuning (not stored): */
+	int zstd_level;              /* default 3 when 0 */
+	int chunk_images;            /* images per HDF5 chunk, default 64 when 0 */
+} shard_meta;
+
+/* One sample. On write, the pointers are read (and copied) by shard_append.
+ * On read, they point into the reader's buffers and stay valid until the next
+ * shard_next/shard_get call on that reader. */
+typedef struct {
+	uint64_t id;
+	const uint8_t *image;        /* height*width*3 bytes, RGB, row-major */
+	const char *source;          /* URL or path; "" allowed */
+	const uint16_t *tokens;      /* caption shards: token ids, no bos/eos */
+	int ntokens;
+	float score;                 /* caption shards: consistency score (1 for human) */
+	const uint8_t *objects;      /* SCENE_CELLS bytes when has_objects, else NULL */
+} shard_sample;
+
+typedef struct shard_writer shard_writer;
+typedef struct shard_reader shard_reader;
+
+/* Registers filter 32015 with the HDF5 library in this process (idempotent).
+ * Called by shard_create/shard_open; exposed for tools that open files
+ * directly. Returns 0 or nb_error. */
+int shard_zstd_register(void);
+
+/* Creates a writer whose final name is `path`. NULL + nb_errmsg on failure. */
+shard_writer *shard_create(const char *path, const shard_meta *meta);
+int shard_append(shard_writer *w, const shard_sample *s);
+size_t shard_writer_count(const shard_writer *w);
+/* Flush, close, fsync, rename into place, fsync the directory. Frees w. */
+int shard_commit(shard_writer *w);
+/* Close and delete the temporary file. Frees w. */
+void shard_abort(shard_writer *w);
+
+shard_reader *shard_open(const char *path);
+const shard_meta *shard_reader_meta(const shard_reader *r);
+size_t shard_count(const shard_reader *r);
+const char *shard_path(const shard_reader *r);
+/* Sequential: 1 = sample filled, 0 = end, -1 = error (nb_errmsg). */
+int shard_next(shard_reader *r, shard_sample *out);
+/* Random access by index in [0, count): 0 or -1. */
+int shard_get(shard_reader *r, size_t index, shard_sample *out);
+void shard_rewind(shard_reader *r);
+void shard_close(shard_reader *r);
+
+/* Lists committed shards ("*.h5", not hidden) in dir, sorted by name.
+ * Returns the count and sets *paths (free each and the array with
+ * shard_list_free), or -1 + nb_errmsg. */
+int shard_list(const char *dir, char ***paths);
+void shard_list_free(char **paths, int n);
+/* Removes temporaries left in dir by crashed writers. Returns how many. */
+int shard_sweep_tmp(const char *dir);
+
+#endif

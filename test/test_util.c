@@ -1,0 +1,37 @@
+#include "test/test_util.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+int test_passed, test_failed;
+
+int test_near(double a, double b, double tol)
+{
+	double scale = fabs(b) > 1.0 ? fabs(b) : 1.0;
+	return fabs(a - b) <= tol * scale;
+}
+
+int test_contains(const char *hay, const char *needle)
+{
+	return hay && needle && strstr(hay, needle) != NULL;
+}
+
+char *test_tmpdir(const char *name)
+{
+	const char *base = getenv("TMPDIR");
+	char buf[4096];
+	snprintf(buf, sizeof buf, "%s/nboost-%s-XXXXXX", base && *base ? base : "/tmp", name);
+	if (!mkdtemp(buf)) {
+		perror("mkdtemp");
+		exit(2);
+	}
+	return strdup(buf);
+}
+
+int test_summary(const char *name)
+{
+	printf("%s: %d passed, %d failed\n", name, test_passed, test_failed);
+	return test_failed ? 1 : 0;
+}
