@@ -30,6 +30,10 @@
 #define SHARD_SCHEMA_CAPTIONS "nboost.captions"
 #define SHARD_VERSION 1
 #define SHARD_MAX_TOKENS 64   /* per caption, enforced on write and read */
+/* shard_meta.zstd_level value that stores chunks unfiltered (benchmark
+ * baseline); otherwise zstd_level is 1..22, 0 meaning SHARD_ZSTD_DEFAULT. */
+#define SHARD_NO_COMPRESSION (-1)
+#define SHARD_ZSTD_DEFAULT 1   /* chosen by bench/bench_shard.c: schemas/image_shard.md */
 
 typedef enum { SHARD_IMAGES = 0, SHARD_CAPTIONS = 1 } shard_kind;
 
@@ -45,7 +49,7 @@ typedef struct {
 	float sigma;                 /* teacher noise level used for pseudo-labels */
 	int K, vote;                 /* noisy samples and vote threshold */
 	/* writer tuning (not stored): */
-	int zstd_level;              /* default 3 when 0 */
+	int zstd_level;              /* default SHARD_ZSTD_DEFAULT (1) when 0; SHARD_NO_COMPRESSION = none */
 	int chunk_images;            /* images per HDF5 chunk, default 64 when 0 */
 } shard_meta;
 

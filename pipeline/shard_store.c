@@ -1,0 +1,133 @@
+/* Shard store plumbing shared by writers and readers: filter registration
+ * and the directory view (committed shards, crashed writers' temporaries). */
+#include "pipeline/shard_store.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <hdf5.h>
+
+#include "common/nb_error.h"
+#include "pipeline/h5zstd.h"
+
+int shard_zstd_register(void)
+{
+	/* Our messages carry the useful part of HDF5's error stack; its own
+	 * dump to stderr would only bury them. */
+	H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
+	/* Registering again replaces the class with itself, so no "done" flag
+	 * (global state) is needed for idempotence. */
+	if (H5Zregister(&h5zstd_class) < 0)
+		return nb_error("cannot register the zstd HDF5 filter %d", H5ZSTD_FILTER_ID);
+	return 0;
+}
+
+static int ends_with(const char *s, const char *suffix)
+{
+	size_t n = strlen(s), m = strlen(suffix);
+	return n >= m && !memcmp(s + n - m, suffix, m);
+}
+
+static char *join_path(const char *dir, const char *name)
+{
+	size_t n = strlen(dir) + strlen(name) + 2;
+	char *p = nb_xmalloc(n);
+	snprintf(p, n, "%s/%s", dir, name);
+	return p;
+}
+
+static int cmp_str(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+int shard_list(const char *dir, char ***paths)
+{
+	*paths = NULL;
+	DIR *d = opendir(dir);
+	if (!d)
+		return nb_error("cannot list shards in '%s': %s", dir, strerror(errno));
+	char **v = NULL;
+	int n = 0, cap = 0;
+	struct dirent *e;
+	while ((e = readdir(d))) {
+		if (e->d_name[0] == '.' || !ends_with(e->d_name, ".h5"))
+			continue;
+		char *p = join_path(dir, e->d_name);
+		struct stat st;
+		if (stat(p, &st) < 0 || !S_ISREG(st.st_mode)) {
+			free(p);
+			continue;
+		}
+		if (n == cap) {
+			cap = cap ? cap * 2 : 16;
+			v = nb_xrealloc(v, (size_t)cap * sizeof *v);
+		}
+		v[n++] = p;
+	}
+	closedir(d);
+	if (n > 1)
+		qsort(v, (size_t)n, sizeof *v, cmp_str);
+	*paths = v;
+	return n;
+}
+
+void shard_list_free(char **paths, int n)
+{
+	for (int i = 0; i < n; i++)
+		free(paths[i]);
+	free(paths);
+}
+
+/* ".<name>.tmp.<pid>" -> pid, or -1 when the name is not a temporary. */
+static long temp_owner(const char *name)
+{
+	if (name[0] != '.')
+		return -1;
+	const char *tag = NULL;
+	for (const char *p = strstr(name, ".tmp."); p; p = strstr(p + 1, ".tmp."))
+		tag = p;
+	if (!tag || tag == name)
+		return -1;
+	const char *digits = tag + 5;
+	if (!*digits)
+		return -1;
+	long pid = 0;
+	for (const char *p = digits; *p; p++) {
+		if (*p < '0' || *p > '9' || pid > 100000000L)
+			return -1;
+		pid = pid * 10 + (*p - '0');
+	}
+	return pid;
+}
+
+int shard_sweep_tmp(const char *dir)
+{
+	DIR *d = opendir(dir);
+	if (!d)
+		return nb_error("cannot sweep temporaries in '%s': %s", dir, strerror(errno));
+	int removed = 0;
+	struct dirent *e;
+	while ((e = readdir(d))) {
+		long pid = temp_owner(e->d_name);
+		if (pid < 0)
+			continue;
+		/* A live writer on this host keeps its file; anything else was
+		 * left by a writer that died before commit. */
+		if (pid > 0 && pid != (long)getpid() && (kill((pid_t)pid, 0) == 0 || errno == EPERM))
+			continue;
+		if (pid == (long)getpid())
+			continue;
+		char *p = join_path(dir, e->d_name);
+		if (unlink(p) == 0)
+			removed++;
+		free(p);
+	}
+	closedir(d);
+	return removed;
+}
