@@ -1,0 +1,391 @@
+#include "trainer/train.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/nb_error.h"
+#include "model/checkpoint.h"
+#include "model/vocab.h"
+#include "pipeline/shard_store.h"
+#include "trainer/grad_clip.h"
+#include "trainer/lr_schedule.h"
+
+struct trainer {
+	train_config cfg;
+	MPI_Comm comm;
+	int rank, size;
+	int local_max;               /* largest slice of the global batch */
+	vlm_model *m;
+	float *adam_m, *adam_v;
+	batcher *data;
+	long step;
+	uint64_t *gidx;              /* [batch] global indices of this step */
+};
+
+train_config train_config_default(void)
+{
+	train_config c = {
+		.model = vlm_config_default(),
+		.steps = 4000, .batch = 64, .lr = 1e-3, .warmup = 200, .clip = 1.0,
+		.adam = adamw_defaults(), .seed = 1, .sigma = 0.3f,
+	};
+	return c;
+}
+
+/* Collective: 0 when ok on every rank. A rank that did not fail itself gets
+ * a message saying another did, so each rank's nb_errmsg explains the -1. */
+static int agree(trainer *t, int ok, const char *what)
+{
+	int all = 0;
+	MPI_Allreduce(&ok, &all, 1, MPI_INT, MPI_LAND, t->comm);
+	if (all)
+		return 0;
+	if (ok)
+		nb_error("%s failed on another rank", what);
+	return -1;
+}
+
+trainer *trainer_create(const train_config *c, MPI_Comm comm)
+{
+	if (vlm_config_check(&c->model) < 0)
+		return NULL;
+	if (c->batch < 1 || c->steps < 0) {
+		nb_error("bad training config: batch %d and steps %ld must be positive", c->batch, c->steps);
+		return NULL;
+	}
+	trainer *t = nb_xcalloc(1, sizeof *t);
+	t->cfg = *c;
+	t->comm = comm;
+	MPI_Comm_rank(comm, &t->rank);
+	MPI_Comm_size(comm, &t->size);
+	t->local_max = (c->batch + t->size - 1) / t->size;
+	t->m = vlm_create(&c->model, t->local_max);
+	if (!t->m) {
+		free(t);
+		return NULL;
+	}
+	vlm_init(t->m, c->seed);
+	size_t n = vlm_nparams(t->m);
+	t->adam_m = nb_xcalloc(n, sizeof(float));
+	t->adam_v = nb_xcalloc(n, sizeof(float));
+	t->data = batcher_create(c->model.image_size, c->model.max_text, c->model.vocab, c->seed);
+	t->gidx = nb_xcalloc((size_t)c->batch, sizeof(uint64_t));
+	return t;
+}
+
+void trainer_free(trainer *t)
+{
+	if (!t)
+		return;
+	vlm_free(t->m);
+	free(t->adam_m);
+	free(t->adam_v);
+	batcher_free(t->data);
+	free(t->gidx);
+	free(t);
+}
+
+vlm_model *trainer_model(trainer *t) { return t->m; }
+batcher *trainer_batcher(trainer *t) { return t->data; }
+long trainer_step_index(const trainer *t) { return t->step; }
+
+int trainer_add_shard(trainer *t, const char *path)
+{
+	int ok = batcher_add_shard(t->data, path, t->step) == 0;
+	return agree(t, ok, "adding a shard");
+}
+
+/* Broadcasts a string from rank 0 (NULL-safe on other ranks): returns a
+ * malloc'ed copy on every rank. */
+static char *bcast_text(trainer *t, const char *text)
+{
+	unsigned long long len = t->rank == 0 ? strlen(text) : 0;
+	MPI_Bcast(&len, 1, MPI_UNSIGNED_LONG_LONG, 0, t->comm);
+	char *s = nb_xmalloc((size_t)len + 1);
+	if (t->rank == 0)
+		memcpy(s, text, (size_t)len);
+	if (len)
+		MPI_Bcast(s, (int)len, MPI_CHAR, 0, t->comm);
+	s[len] = '\0';
+	return s;
+}
+
+/* Joins the not-yet-added shards of dir with newlines (rank 0 only). */
+static char *list_new_shards(trainer *t, const char *dir, int *ok)
+{
+	char **paths = NULL;
+	int n = shard_list(dir, &paths);
+	if (n < 0) {
+		*ok = 0;
+		return nb_xstrdup("");
+	}
+	size_t len = 0;
+	for (int i = 0; i < n; i++)
+		len += strlen(paths[i]) + 1;
+	char *s = nb_xcalloc(len + 1, 1);
+	size_t at = 0;
+	for (int i = 0; i < n; i++) {
+		if (batcher_has_shard(t->data, paths[i]))
+			continue;
+		if (strchr(paths[i], '\n')) {
+			nb_error("cannot add shard '%s': a newline in its name", paths[i]);
+			*ok = 0;
+			break;
+		}
+		size_t k = strlen(paths[i]);
+		memcpy(s + at, paths[i], k);
+		s[at + k] = '\n';
+		at += k + 1;
+	}
+	shard_list_free(paths, n);
+	return s;
+}
+
+int trainer_watch(trainer *t, const char *dir)
+{
+	int ok = 1;
+	char *mine = t->rank == 0 ? list_new_shards(t, dir, &ok) : NULL;
+	if (agree(t, ok, "listing shards") < 0) {
+		free(mine);
+		return -1;
+	}
+	char *all = bcast_text(t, mine ? mine : "");
+	free(mine);
+	int added = 0;
+	for (char *p = all; ok && *p;) {
+		char *nl = strchr(p, '\n');
+		*nl = '\0';
+		if (batcher_add_shard(t->data, p, t->step) < 0)
+			ok = 0;
+		else
+			added++;
+		p = nl + 1;
+	}
+	free(all);
+	return agree(t, ok, "adding a shard") < 0 ? -1 : added;
+}
+
+static long count_targets(const vlm_batch *b)
+{
+	long n = 0;
+	for (long i = 0; i < (long)b->B * b->T; i++)
+		n += b->targets[i] != VOCAB_PAD;
+	return n;
+}
+
+static void apply_adamw(trainer *t, double lr)
+{
+	vlm_model *m = t->m;
+	float *p = vlm_params(m), *g = vlm_grads(m);
+	for (int i = 0; i < vlm_ntensors(m); i++) {
+		const vlm_tensor *x = vlm_tensor_at(m, i);
+		adamw_update(p + x->offset, g + x->offset, t->adam_m + x->offset, t->adam_v + x->offset, x->numel,
+			     &t->cfg.adam, lr, t->step + 1, x->decay);
+	}
+}
+
+int trainer_step(trainer *t, train_stats *st)
+{
+	const train_config *c = &t->cfg;
+	/* Every rank draws the same global list, so the data need no exchange. */
+	if (agree(t, batcher_next(t->data, c->batch, t->gidx) == 0, "drawing a batch") < 0)
+		return -1;
+	int lo = (int)((long)t->rank * c->batch / t->size), hi = (int)((long)(t->rank + 1) * c->batch / t->size);
+	vlm_batch b;
+	batcher_make(t->data, t->gidx + lo, hi - lo, &b);
+	long tokens = b.B ? count_targets(&b) : 0, gtokens = 0;
+	MPI_Allreduce(&tokens, &gtokens, 1, MPI_LONG, MPI_SUM, t->comm);
+	if (gtokens <= 0) {
+		nb_error("batch at step %ld has no target tokens", t->step);
+		return -1;
+	}
+	vlm_noise noise = {.sigma = c->sigma, .seed = c->seed, .stream = (uint64_t)t->step};
+	double loss = 0.0;
+	int ok = 1;
+	size_t n = vlm_nparams(t->m);
+	float *g = vlm_grads(t->m);
+	if (b.B > 0) {
+		long nt = 0;
+		loss = vlm_forward_backward(t->m, &b, &noise, (float)(1.0 / (double)gtokens), &nt);
+		ok = !isnan(loss) || nt > 0;
+		if (!ok)
+			loss = 0.0;
+	} else {
+		memset(g, 0, n * sizeof(float));
+	}
+	/* The loss sum and the ok flag travel together: one extra small call. */
+	double pair[2] = {loss, ok ? 0.0 : 1.0}, gpair[2];
+	MPI_Allreduce(MPI_IN_PLACE, g, (int)n, MPI_FLOAT, MPI_SUM, t->comm);
+	MPI_Allreduce(pair, gpair, 2, MPI_DOUBLE, MPI_SUM, t->comm);
+	if (gpair[1] != 0.0) {
+		if (ok)
+			nb_error("forward/backward at step %ld failed on another rank", t->step);
+		return -1;
+	}
+	/* Diverged: fail before the update, so the last checkpoint stays good. */
+	if (!isfinite(gpair[0]))
+		return nb_error("loss is not finite at step %ld (training diverged: lower train.lr or raise "
+				"train.warmup)", t->step);
+	lr_schedule s = {.base = c->lr, .warmup = c->warmup, .total = c->steps};
+	double lr = lr_schedule_at(&s, t->step);
+	double norm = grad_clip_global(g, n, c->clip);
+	apply_adamw(t, lr);
+	t->step++;
+	st->step = t->step;
+	st->loss = gpair[0] / (double)gtokens;
+	st->lr = lr;
+	st->grad_norm = norm;
+	st->tokens = gtokens;
+	st->samples = c->batch;
+	return 0;
+}
+
+/* ---- checkpoints ---- */
+
+static int save_rank0(trainer *t, const char *path, const char *job_text)
+{
+	batcher *d = t->data;
+	int ns = batcher_nshards(d);
+	size_t plen = 1;
+	for (int i = 0; i < ns; i++)
+		plen += strlen(batcher_shard_path(d, i)) + 1;
+	char *paths = nb_xcalloc(plen, 1);
+	uint64_t *steps = nb_xcalloc((size_t)ns + 1, sizeof(uint64_t));
+	uint64_t *counts = nb_xcalloc((size_t)ns + 1, sizeof(uint64_t));
+	size_t at = 0;
+	for (int i = 0; i < ns; i++) {
+		const char *p = batcher_shard_path(d, i);
+		size_t k = strlen(p);
+		memcpy(paths + at, p, k);
+		paths[at + k] = '\n';
+		at += k + 1;
+		steps[i] = (uint64_t)batcher_shard_step(d, i);
+		counts[i] = batcher_shard_count(d, i);
+	}
+	batcher_state bs;
+	batcher_get_state(d, &bs);
+	uint64_t pos[4] = {bs.cursor, bs.epoch, bs.merges, (uint64_t)t->size};
+	ckpt_item items[5] = {
+		{.name = "data_order", .u64 = bs.order, .n = bs.norder},
+		{.name = "data_position", .u64 = pos, .n = 4},
+		{.name = "shard_paths", .text = paths},
+		{.name = "shard_steps", .u64 = steps, .n = (size_t)ns},
+		{.name = "shard_counts", .u64 = counts, .n = (size_t)ns},
+	};
+	/* an empty order still needs a valid pointer for HDF5 */
+	uint64_t none = 0;
+	if (!items[0].u64)
+		items[0].u64 = &none;
+	ckpt_save_info info = {.step = t->step, .seed = t->cfg.seed, .job_config = job_text,
+			       .adam_m = t->adam_m, .adam_v = t->adam_v, .items = items, .nitems = 5};
+	int rc = ckpt_save(path, t->m, &info);
+	free(paths);
+	free(steps);
+	free(counts);
+	return rc;
+}
+
+int trainer_save(trainer *t, const char *path, const char *job_text)
+{
+	int rc = t->rank == 0 ? save_rank0(t, path, job_text) : 0;
+	MPI_Bcast(&rc, 1, MPI_INT, 0, t->comm);
+	if (rc < 0 && t->rank != 0)
+		nb_error("writing checkpoint '%s' failed on rank 0", path);
+	return rc;
+}
+
+/* Re-adds the recorded shards in their original order and checks that each
+ * still holds the samples it held. */
+static int readd_shards(trainer *t, ckpt_file *f, const char *path)
+{
+	char *paths = NULL;
+	uint64_t *steps = NULL, *counts = NULL;
+	size_t nsteps = 0, ncounts = 0;
+	int rc = -1;
+	if (ckpt_read_text(f, "shard_paths", &paths) < 0 || ckpt_read_u64(f, "shard_steps", &steps, &nsteps) < 0 ||
+	    ckpt_read_u64(f, "shard_counts", &counts, &ncounts) < 0)
+		goto out;
+	if (nsteps != ncounts) {
+		nb_error("cannot resume from '%s': shard_steps and shard_counts differ in length", path);
+		goto out;
+	}
+	size_t i = 0;
+	for (char *p = paths; *p; i++) {
+		char *nl = strchr(p, '\n');
+		if (!nl || i >= nsteps) {
+			nb_error("cannot resume from '%s': shard list and shard_steps disagree", path);
+			goto out;
+		}
+		*nl = '\0';
+		if (batcher_add_shard(t->data, p, (long)steps[i]) < 0)
+			goto out;
+		size_t have = batcher_shard_count(t->data, batcher_nshards(t->data) - 1);
+		if (have != counts[i]) {
+			nb_error("cannot resume from '%s': shard '%s' now holds %zu samples, the run used %llu", path, p,
+				 have, (unsigned long long)counts[i]);
+			goto out;
+		}
+		p = nl + 1;
+	}
+	if (i != nsteps) {
+		nb_error("cannot resume from '%s': shard list and shard_steps disagree", path);
+		goto out;
+	}
+	rc = 0;
+out:
+	free(paths);
+	free(steps);
+	free(counts);
+	return rc;
+}
+
+static int resume_local(trainer *t, const char *path)
+{
+	if (batcher_nshards(t->data) != 0 || t->step != 0)
+		return nb_error("cannot resume from '%s': the trainer has already started", path);
+	ckpt_file *f = ckpt_open(path, &t->cfg.model);
+	if (!f)
+		return -1;
+	int rc = -1;
+	uint64_t *order = NULL, *pos = NULL;
+	size_t norder = 0, npos = 0;
+	if (ckpt_seed(f) != t->cfg.seed) {
+		nb_error("cannot resume from '%s': it was trained with seed %llu, the job has seed %llu", path,
+			 (unsigned long long)ckpt_seed(f), (unsigned long long)t->cfg.seed);
+		goto out;
+	}
+	if (ckpt_read_params(f, t->m) < 0 || ckpt_read_adam(f, t->m, t->adam_m, t->adam_v) < 0)
+		goto out;
+	if (readd_shards(t, f, path) < 0)
+		goto out;
+	if (ckpt_read_u64(f, "data_order", &order, &norder) < 0 || ckpt_read_u64(f, "data_position", &pos, &npos) < 0)
+		goto out;
+	if (npos < 3) {
+		nb_error("cannot resume from '%s': data_position has %zu values, expected 4", path, npos);
+		goto out;
+	}
+	batcher_state bs = {.order = order, .norder = norder, .cursor = pos[0], .epoch = pos[1], .merges = pos[2]};
+	if (batcher_set_state(t->data, &bs) < 0) {
+		char msg[512];
+		snprintf(msg, sizeof msg, "%s", nb_errmsg());
+		nb_error("cannot resume from '%s': %s", path, msg);
+		goto out;
+	}
+	if (npos >= 4 && pos[3] != (uint64_t)t->size && t->rank == 0)
+		nb_warn("resuming '%s' on %d rank(s), it was written by %llu: the run continues, but not "
+			"bit-identically", path, t->size, (unsigned long long)pos[3]);
+	t->step = ckpt_step(f);
+	rc = 0;
+out:
+	free(order);
+	free(pos);
+	ckpt_close(f);
+	return rc;
+}
+
+int trainer_resume(trainer *t, const char *path)
+{
+	return agree(t, resume_local(t, path) == 0, "resuming");
+}

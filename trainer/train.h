@@ -1,0 +1,90 @@
+/* Data-parallel training of the captioner with NoiseBoost.
+ *
+ * One trainer per rank of `comm`. Every rank holds the whole model, the
+ * optimizer state and an identical batcher. A step:
+ *   1. every rank draws the same global batch of sample indices and takes its
+ *      contiguous slice (rank r: [r*G/P, (r+1)*G/P));
+ *   2. the global count of target tokens is all-reduced, so each rank's
+ *      gradient is scaled by 1/(global tokens);
+ *   3. vlm_forward_backward with noise (sigma, seed, stream = step index);
+ *   4. MPI_Allreduce(SUM) of the gradients, in place, in one call;
+ *   5. every rank clips by global norm and applies the identical AdamW update.
+ * The step is a collective over comm: all ranks call it the same number of
+ * times, and the same for add/watch/save/resume. Errors are agreed on, so a
+ * failure on one rank makes the call fail on all (no rank is left waiting).
+ *
+ * Randomness is keyed, never sequential: initialisation by (seed), data order
+ * by (seed, epoch or merge count), noise by (seed, image id, step). The only
+ * state to save besides parameters and moments is the batcher's order, which
+ * checkpoints hold, so a resumed run is bit-identical to an uninterrupted one
+ * on the same number of ranks.
+ *
+ * Not thread-safe; one thread per rank calls in. */
+#ifndef NB_TRAIN_H
+#define NB_TRAIN_H
+
+#include <stdint.h>
+
+#include <mpi.h>
+
+#include "model/vlm.h"
+#include "trainer/adamw.h"
+#include "trainer/batcher.h"
+
+typedef struct {
+	vlm_config model;
+	long steps;                  /* total updates, sets the cosine length (4000) */
+	int batch;                   /* global batch, samples (64) */
+	double lr;                   /* peak learning rate (1e-3) */
+	long warmup;                 /* linear warmup updates (200) */
+	double clip;                 /* global-norm clip, 0 = off (1.0) */
+	adamw_hparams adam;          /* betas 0.9/0.999, eps 1e-8, weight decay 0.05 */
+	uint64_t seed;               /* init, data order and noise (1) */
+	float sigma;                 /* NoiseBoost noise level, 0 = off (0.3) */
+} train_config;
+
+/* The reference configuration (docs/design.md §6). */
+train_config train_config_default(void);
+
+typedef struct trainer trainer;
+
+/* Creates the model (initialised from seed), zero moments and an empty
+ * batcher. Collective. NULL + nb_errmsg (on every rank) on failure. */
+trainer *trainer_create(const train_config *c, MPI_Comm comm);
+void trainer_free(trainer *t);
+
+vlm_model *trainer_model(trainer *t);
+batcher *trainer_batcher(trainer *t);
+/* Updates done so far (the next step's index). */
+long trainer_step_index(const trainer *t);
+
+/* Adds shards (collective; every rank passes the same list): 0 or -1. */
+int trainer_add_shard(trainer *t, const char *path);
+/* Rank 0 lists dir's committed shards and broadcasts the new ones, so all
+ * ranks add the same shards even while a writer is committing. Returns how
+ * many were added (same on every rank) or -1. */
+int trainer_watch(trainer *t, const char *dir);
+
+typedef struct {
+	long step;                   /* updates done after this step (1-based) */
+	double loss;                 /* mean token cross-entropy over the global batch */
+	double lr;                   /* learning rate used */
+	double grad_norm;            /* global gradient norm before clipping */
+	long tokens;                 /* target tokens in the global batch */
+	int samples;                 /* global batch size */
+} train_stats;
+
+/* One optimizer step (collective). 0 or -1 + nb_errmsg. */
+int trainer_step(trainer *t, train_stats *st);
+
+/* Rank 0 writes the checkpoint (model/checkpoint.h) with the optimizer and
+ * data-order state; job_text is the effective job file, stored as text. The
+ * result is broadcast: 0 or -1 on every rank. */
+int trainer_save(trainer *t, const char *path, const char *job_text);
+/* Every rank loads the checkpoint: parameters, moments, step, the shards the
+ * run had added (re-read; their sample counts must match) and the data order.
+ * The model config must equal the trainer's and the seed must match.
+ * 0 or -1 on every rank. */
+int trainer_resume(trainer *t, const char *path);
+
+#endif
