@@ -22,10 +22,14 @@ void nb_die(const char *fmt, ...)
 
 int nb_error(const char *fmt, ...)
 {
+	/* Format into a local buffer first: callers may pass nb_errmsg() as an
+	 * argument to add context ("cannot load 'x': %s"). */
+	char tmp[sizeof last_error];
 	va_list ap;
 	va_start(ap, fmt);
-	vsnprintf(last_error, sizeof last_error, fmt, ap);
+	vsnprintf(tmp, sizeof tmp, fmt, ap);
 	va_end(ap);
+	memcpy(last_error, tmp, sizeof tmp);
 	return -1;
 }
 

@@ -1,0 +1,623 @@
+/* Writing the synthetic corpus: splits -> fixed-size shards -> ranks.
+ *
+ * Shard k of a split holds scenes [k*S, (k+1)*S). The shards of all splits
+ * are numbered globally (labeled first, then unlabeled, then test) and rank
+ * r writes global shard g when g == r (mod nranks); every scene comes from
+ * its own RNG stream, so the bytes do not depend on the rank count.
+ *
+ * Restart: shards are committed atomically, so a shard that exists under its
+ * final name is complete. A rerun with the same parameters (checked against
+ * out/corpus.json) skips such shards, after checking their count and first
+ * id. With --png, a shard also counts as done only once its manifest part
+ * (png/.parts/<split>-<k>.tsv, written after its PNGs) exists. */
+/* syncfs(2): one flush of a shard's PNGs instead of one fsync per image */
+#define _GNU_SOURCE
+#include "pipeline/synth.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "common/nb_error.h"
+#include "model/vocab.h"
+#include "pipeline/image_io.h"
+#include "pipeline/shard_store.h"
+
+#define PATH_MAX_LEN 4096
+#define CAPTION_MAX 256
+
+typedef struct {
+	char *data;
+	size_t len, cap;
+} strbuf;
+
+static void sb_add(strbuf *b, const char *s, size_t n)
+{
+	if (b->len + n + 1 > b->cap) {
+		size_t cap = b->cap ? b->cap * 2 : 4096;
+		while (cap < b->len + n + 1)
+			cap *= 2;
+		b->data = nb_xrealloc(b->data, cap);
+		b->cap = cap;
+	}
+	memcpy(b->data + b->len, s, n);
+	b->len += n;
+	b->data[b->len] = '\0';
+}
+
+static double now_s(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+static int path_join(char *buf, const char *a, const char *b)
+{
+	int n = snprintf(buf, PATH_MAX_LEN, "%s/%s", a, b);
+	if (n < 0 || n >= PATH_MAX_LEN)
+		return nb_error("path too long: '%s/%s'", a, b);
+	return 0;
+}
+
+static int make_dir(const char *path)
+{
+	if (mkdir(path, 0777) == 0 || errno == EEXIST) {
+		struct stat st;
+		if (stat(path, &st) == 0 && S_ISDIR(st.st_mode))
+			return 0;
+		return nb_error("cannot create directory '%s': a file of that name exists", path);
+	}
+	return nb_error("cannot create directory '%s': %s", path, strerror(errno));
+}
+
+/* mkdir -p: the parents of a user's --out may not exist yet. */
+static int make_dirs(const char *path)
+{
+	char buf[PATH_MAX_LEN];
+	size_t n = strlen(path);
+	if (n == 0 || n >= sizeof buf)
+		return nb_error("cannot create directory '%s': bad path", path);
+	memcpy(buf, path, n + 1);
+	for (size_t i = 1; i < n; i++) {
+		if (buf[i] != '/')
+			continue;
+		buf[i] = '\0';
+		if (mkdir(buf, 0777) && errno != EEXIST) {
+			int e = errno;
+			return nb_error("cannot create directory '%s': %s", buf, strerror(e));
+		}
+		buf[i] = '/';
+	}
+	return make_dir(buf);
+}
+
+static int fsync_dir(const char *path)
+{
+	char dir[PATH_MAX_LEN];
+	const char *slash = strrchr(path, '/');
+	if (!slash)
+		snprintf(dir, sizeof dir, ".");
+	else
+		snprintf(dir, sizeof dir, "%.*s", (int)(slash - path), path);
+	int fd = open(dir[0] ? dir : "/", O_RDONLY);
+	if (fd < 0)
+		return nb_error("cannot open directory '%s': %s", dir, strerror(errno));
+	fsync(fd);
+	close(fd);
+	return 0;
+}
+
+/* The PNGs are renamed into place unsynced; they must be durable before
+ * the manifest part that declares them done. */
+static int sync_filesystem(const char *dir)
+{
+	int fd = open(dir, O_RDONLY);
+	if (fd < 0)
+		return nb_error("cannot open directory '%s': %s", dir, strerror(errno));
+	int rc = syncfs(fd);
+	int e = errno;
+	close(fd);
+	return rc ? nb_error("cannot sync '%s': %s", dir, strerror(e)) : 0;
+}
+
+/* Temp + fsync + rename + fsync of the directory. */
+static int write_file_atomic(const char *path, const char *data, size_t len)
+{
+	char tmp[PATH_MAX_LEN];
+	const char *slash = strrchr(path, '/');
+	int dirlen = slash ? (int)(slash - path + 1) : 0;
+	int n = snprintf(tmp, sizeof tmp, "%.*s.%s.tmp.%ld", dirlen, path, path + dirlen, (long)getpid());
+	if (n < 0 || (size_t)n >= sizeof tmp)
+		return nb_error("cannot write '%s': path too long", path);
+	int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0666);
+	if (fd < 0)
+		return nb_error("cannot write '%s': %s", tmp, strerror(errno));
+	size_t off = 0;
+	while (off < len) {
+		ssize_t w = write(fd, data + off, len - off);
+		if (w < 0) {
+			if (errno == EINTR)
+				continue;
+			int e = errno;
+			close(fd);
+			unlink(tmp);
+			return nb_error("cannot write '%s': %s", tmp, strerror(e));
+		}
+		off += (size_t)w;
+	}
+	if (fsync(fd) || close(fd)) {
+		int e = errno;
+		unlink(tmp);
+		return nb_error("cannot write '%s': %s", tmp, strerror(e));
+	}
+	if (rename(tmp, path)) {
+		int e = errno;
+		unlink(tmp);
+		return nb_error("cannot rename '%s' to '%s': %s", tmp, path, strerror(e));
+	}
+	return fsync_dir(path);
+}
+
+/* Whole small file into a NUL-terminated buffer (caller frees), or NULL
+ * with errno set. */
+static char *read_small_file(const char *path, size_t *len)
+{
+	FILE *f = fopen(path, "rb");
+	if (!f)
+		return NULL;
+	strbuf b = {0};
+	char chunk[4096];
+	size_t n;
+	while ((n = fread(chunk, 1, sizeof chunk, f)) > 0)
+		sb_add(&b, chunk, n);
+	int err = ferror(f);
+	fclose(f);
+	if (err) {
+		free(b.data);
+		errno = EIO;
+		return NULL;
+	}
+	if (!b.data)
+		sb_add(&b, "", 0);
+	*len = b.len;
+	return b.data;
+}
+
+static int file_exists(const char *path)
+{
+	struct stat st;
+	return stat(path, &st) == 0;
+}
+
+uint64_t synth_nshards(const synth_opts *o, int split)
+{
+	return (o->count[split] + (uint64_t)o->shard_size - 1) / (uint64_t)o->shard_size;
+}
+
+static int shard_file(char *buf, const synth_opts *o, int split, uint64_t k)
+{
+	int n = snprintf(buf, PATH_MAX_LEN, "%s/%s/shard-%06" PRIu64 ".h5", o->out, synth_split_names[split], k);
+	if (n < 0 || n >= PATH_MAX_LEN)
+		return nb_error("path too long under '%s'", o->out);
+	return 0;
+}
+
+static int part_file(char *buf, const synth_opts *o, int split, uint64_t k)
+{
+	int n = snprintf(buf, PATH_MAX_LEN, "%s/.parts/%s-%06" PRIu64 ".tsv", o->png, synth_split_names[split], k);
+	if (n < 0 || n >= PATH_MAX_LEN)
+		return nb_error("path too long under '%s'", o->png);
+	return 0;
+}
+
+/* ---- corpus.json ---- */
+
+static void corpus_json(const synth_opts *o, int complete, const uint64_t *bytes, strbuf *b)
+{
+	char line[512];
+	snprintf(line, sizeof line,
+		 "{\n  \"format\": \"nboost.synth-corpus\",\n  \"grammar_version\": %d,\n"
+		 "  \"seed\": %" PRIu64 ",\n  \"size\": %d,\n  \"shard_size\": %d,\n"
+		 "  \"labeled\": %" PRIu64 ",\n  \"unlabeled\": %" PRIu64 ",\n  \"test\": %" PRIu64 ",\n"
+		 "  \"complete\": %s",
+		 SYNTH_GRAMMAR_VERSION, o->seed, o->size, o->shard_size, o->count[0], o->count[1], o->count[2],
+		 complete ? "true" : "false");
+	sb_add(b, line, strlen(line));
+	if (bytes) {
+		snprintf(line, sizeof line,
+			 ",\n  \"bytes\": {\"labeled\": %" PRIu64 ", \"unlabeled\": %" PRIu64 ", \"test\": %" PRIu64 "}",
+			 bytes[0], bytes[1], bytes[2]);
+		sb_add(b, line, strlen(line));
+	}
+	sb_add(b, "\n}\n", 3);
+}
+
+/* The number after "key": in a corpus.json we wrote; -1 when absent. */
+static int json_u64(const char *text, const char *key, uint64_t *out)
+{
+	char pat[64];
+	snprintf(pat, sizeof pat, "\"%s\":", key);
+	const char *p = strstr(text, pat);
+	if (!p)
+		return -1;
+	p += strlen(pat);
+	while (*p == ' ')
+		p++;
+	if (*p < '0' || *p > '9')
+		return -1;
+	char *end;
+	errno = 0;
+	*out = strtoull(p, &end, 10);
+	return errno ? -1 : 0;
+}
+
+/* Refuses to mix two corpora in one directory. */
+static int check_corpus_json(const synth_opts *o, const char *path, const char *text)
+{
+	struct {
+		const char *key;
+		uint64_t want;
+	} keys[] = {
+		{"grammar_version", SYNTH_GRAMMAR_VERSION}, {"seed", o->seed}, {"size", (uint64_t)o->size},
+		{"shard_size", (uint64_t)o->shard_size}, {"labeled", o->count[0]}, {"unlabeled", o->count[1]},
+		{"test", o->count[2]},
+	};
+	for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++) {
+		uint64_t have;
+		if (json_u64(text, keys[i].key, &have))
+			return nb_error("cannot resume in '%s': '%s' has no valid \"%s\"; use --force to replace it",
+					o->out, path, keys[i].key);
+		if (have != keys[i].want)
+			return nb_error("refusing to mix corpora in '%s': '%s' has %s %" PRIu64
+					" but %" PRIu64 " was requested; use --force to replace it",
+					o->out, path, keys[i].key, have, keys[i].want);
+	}
+	return 0;
+}
+
+/* Removes files in dir whose names start with prefix and end with suffix. */
+static int remove_matching(const char *dir, const char *prefix, const char *suffix, int *removed)
+{
+	DIR *d = opendir(dir);
+	if (!d) {
+		if (errno == ENOENT)
+			return 0;
+		return nb_error("cannot read directory '%s': %s", dir, strerror(errno));
+	}
+	struct dirent *e;
+	size_t pl = strlen(prefix), sl = strlen(suffix);
+	int rc = 0;
+	while ((e = readdir(d))) {
+		size_t n = strlen(e->d_name);
+		if (n < pl + sl || strncmp(e->d_name, prefix, pl) || strcmp(e->d_name + n - sl, suffix))
+			continue;
+		char path[PATH_MAX_LEN];
+		if (path_join(path, dir, e->d_name)) {
+			rc = -1;
+			break;
+		}
+		if (unlink(path) && errno != ENOENT) {
+			rc = nb_error("cannot remove '%s': %s", path, strerror(errno));
+			break;
+		}
+		if (removed)
+			(*removed)++;
+	}
+	closedir(d);
+	return rc;
+}
+
+/* Leftovers of killed PNG writers: ".<name>.tmp.<pid>". */
+static int sweep_png_tmp(const char *dir)
+{
+	DIR *d = opendir(dir);
+	if (!d)
+		return errno == ENOENT ? 0 : nb_error("cannot read directory '%s': %s", dir, strerror(errno));
+	struct dirent *e;
+	int rc = 0;
+	while ((e = readdir(d))) {
+		if (e->d_name[0] != '.' || !strstr(e->d_name, ".tmp."))
+			continue;
+		char path[PATH_MAX_LEN];
+		if (path_join(path, dir, e->d_name) || (unlink(path) && errno != ENOENT)) {
+			rc = nb_error("cannot remove '%s/%s': %s", dir, e->d_name, strerror(errno));
+			break;
+		}
+	}
+	closedir(d);
+	return rc;
+}
+
+int synth_prepare(const synth_opts *o)
+{
+	char path[PATH_MAX_LEN];
+	if (make_dirs(o->out))
+		return -1;
+	for (int s = 0; s < SYNTH_SPLITS; s++) {
+		if (path_join(path, o->out, synth_split_names[s]) || make_dir(path))
+			return -1;
+		if (shard_sweep_tmp(path) < 0)
+			return -1;
+	}
+	if (o->png) {
+		if (make_dirs(o->png))
+			return -1;
+		if (path_join(path, o->png, ".parts") || make_dir(path) || sweep_png_tmp(path))
+			return -1;
+		if (sweep_png_tmp(o->png))
+			return -1;
+		for (int s = 0; s < SYNTH_SPLITS; s++)
+			if (path_join(path, o->png, synth_split_names[s]) || make_dir(path) || sweep_png_tmp(path))
+				return -1;
+	}
+
+	char json_path[PATH_MAX_LEN];
+	if (path_join(json_path, o->out, "corpus.json"))
+		return -1;
+	size_t len;
+	char *text = read_small_file(json_path, &len);
+	if (!text && errno != ENOENT)
+		return nb_error("cannot read '%s': %s", json_path, strerror(errno));
+
+	int have_shards = 0;
+	for (int s = 0; s < SYNTH_SPLITS; s++) {
+		char **paths = NULL;
+		if (path_join(path, o->out, synth_split_names[s]))
+			return -1;
+		int n = shard_list(path, &paths);
+		if (n < 0) {
+			free(text);
+			return -1;
+		}
+		have_shards += n;
+		shard_list_free(paths, n);
+	}
+
+	if (!o->force) {
+		int rc = 0;
+		if (text)
+			rc = check_corpus_json(o, json_path, text);
+		else if (have_shards)
+			rc = nb_error("refusing to write into '%s': it holds shards but no corpus.json; "
+				      "use --force to replace them", o->out);
+		free(text);
+		if (rc)
+			return -1;
+	} else {
+		free(text);
+		for (int s = 0; s < SYNTH_SPLITS; s++)
+			if (path_join(path, o->out, synth_split_names[s]) ||
+			    remove_matching(path, "shard-", ".h5", NULL))
+				return -1;
+		if (o->png && (path_join(path, o->png, ".parts") || remove_matching(path, "", ".tsv", NULL)))
+			return -1;
+	}
+
+	strbuf b = {0};
+	corpus_json(o, 0, NULL, &b);
+	int rc = write_file_atomic(json_path, b.data, b.len);
+	free(b.data);
+	return rc;
+}
+
+/* A committed shard with the expected count and first id is complete. */
+static int shard_is_complete(const synth_opts *o, const char *path, int split, uint64_t first, uint64_t n)
+{
+	if (!file_exists(path))
+		return 0;
+	shard_reader *r = shard_open(path);
+	if (!r) {
+		nb_warn("rewriting '%s': %s", path, nb_errmsg());
+		return 0;
+	}
+	const shard_meta *m = shard_reader_meta(r);
+	shard_sample s;
+	int ok = m->height == o->size && m->width == o->size && shard_count(r) == n &&
+		 m->kind == (split == SYNTH_UNLABELED ? SHARD_IMAGES : SHARD_CAPTIONS) && m->has_objects &&
+		 shard_get(r, 0, &s) == 0 && s.id == synth_id(split, first);
+	shard_close(r);
+	if (!ok)
+		nb_warn("rewriting '%s': it does not hold the expected scenes", path);
+	return ok;
+}
+
+typedef struct {
+	const synth_opts *o;
+	uint64_t share, done;   /* this rank's scenes, for progress */
+	double t0, last;
+} progress;
+
+static void progress_tick(progress *p)
+{
+	p->done++;
+	if (!p->o->progress || (p->done & 63))
+		return;
+	double t = now_s();
+	if (t - p->last < 2.0)
+		return;
+	p->last = t;
+	fprintf(stderr, "synth: %" PRIu64 "/%" PRIu64 " scenes of rank 0's share (%.0f%%), %.0f scenes/s\n",
+		p->done, p->share, 100.0 * (double)p->done / (double)(p->share ? p->share : 1),
+		(double)p->done / (t - p->t0));
+}
+
+static int write_shard(const synth_opts *o, int split, uint64_t k, const char *path, progress *prog)
+{
+	uint64_t first = k * (uint64_t)o->shard_size;
+	uint64_t end = first + (uint64_t)o->shard_size;
+	if (end > o->count[split])
+		end = o->count[split];
+
+	shard_meta meta;
+	memset(&meta, 0, sizeof meta);
+	meta.kind = split == SYNTH_UNLABELED ? SHARD_IMAGES : SHARD_CAPTIONS;
+	meta.height = meta.width = o->size;
+	meta.has_objects = 1;
+	snprintf(meta.origin, sizeof meta.origin, "synthetic");
+	snprintf(meta.vocab_digest, sizeof meta.vocab_digest, "%s", vocab_digest());
+
+	shard_writer *w = shard_create(path, &meta);
+	if (!w)
+		return -1;
+	size_t npix = (size_t)o->size * (size_t)o->size * 3;
+	uint8_t *img = nb_xmalloc(npix);
+	strbuf manifest = {0};
+	int rc = 0;
+	for (uint64_t i = first; i < end && rc == 0; i++) {
+		synth_scene sc;
+		char caption[CAPTION_MAX], source[64];
+		uint16_t tokens[SHARD_MAX_TOKENS];
+		synth_make(o->seed, split, i, o->size, &sc, img);
+		int clen = scene_caption(sc.cells, caption, sizeof caption);
+		int ntok = vocab_encode(caption, tokens, SHARD_MAX_TOKENS);
+		if (clen < 0 || ntok > SHARD_MAX_TOKENS)
+			NB_BUG("caption of scene %" PRIu64 " does not fit", i);
+		snprintf(source, sizeof source, "synth:%s/%" PRIu64, synth_split_names[split], i);
+
+		shard_sample s;
+		memset(&s, 0, sizeof s);
+		s.id = synth_id(split, i);
+		s.image = img;
+		s.source = source;
+		s.objects = sc.cells;
+		if (meta.kind == SHARD_CAPTIONS) {
+			s.tokens = tokens;
+			s.ntokens = ntok;
+			s.score = 1.0f;
+		}
+		rc = shard_append(w, &s);
+		if (rc == 0 && o->png) {
+			char rel[64], png_path[PATH_MAX_LEN];
+			snprintf(rel, sizeof rel, "%s/%" PRIu64 ".png", synth_split_names[split], s.id);
+			rc = path_join(png_path, o->png, rel);
+			if (rc == 0)
+				rc = image_write_png(png_path, img, o->size, o->size);
+			if (rc)
+				break;
+			sb_add(&manifest, rel, strlen(rel));
+			sb_add(&manifest, "\t", 1);
+			sb_add(&manifest, caption, (size_t)clen);
+			sb_add(&manifest, "\n", 1);
+		}
+		progress_tick(prog);
+	}
+	free(img);
+	if (rc) {
+		shard_abort(w);
+		free(manifest.data);
+		return -1;
+	}
+	if (shard_commit(w)) {
+		free(manifest.data);
+		return -1;
+	}
+	if (o->png) {
+		char part[PATH_MAX_LEN];
+		rc = part_file(part, o, split, k);
+		if (rc == 0)
+			rc = sync_filesystem(o->png);
+		if (rc == 0)
+			rc = write_file_atomic(part, manifest.data ? manifest.data : "", manifest.len);
+	}
+	free(manifest.data);
+	return rc;
+}
+
+int synth_write_rank(const synth_opts *o, int rank, int nranks, synth_stats *st)
+{
+	memset(st, 0, sizeof *st);
+	progress prog = {o, 0, 0, now_s(), now_s()};
+	uint64_t g = 0;
+	for (int s = 0; s < SYNTH_SPLITS; s++)
+		for (uint64_t k = 0; k < synth_nshards(o, s); k++, g++)
+			if (g % (uint64_t)nranks == (uint64_t)rank) {
+				uint64_t first = k * (uint64_t)o->shard_size, n = o->count[s] - first;
+				prog.share += n < (uint64_t)o->shard_size ? n : (uint64_t)o->shard_size;
+			}
+
+	g = 0;
+	for (int s = 0; s < SYNTH_SPLITS; s++) {
+		for (uint64_t k = 0; k < synth_nshards(o, s); k++, g++) {
+			if (g % (uint64_t)nranks != (uint64_t)rank)
+				continue;
+			char path[PATH_MAX_LEN], part[PATH_MAX_LEN];
+			uint64_t first = k * (uint64_t)o->shard_size, n = o->count[s] - first;
+			if (n > (uint64_t)o->shard_size)
+				n = (uint64_t)o->shard_size;
+			if (shard_file(path, o, s, k) || (o->png && part_file(part, o, s, k)))
+				return -1;
+			if (!o->force && shard_is_complete(o, path, s, first, n) && (!o->png || file_exists(part))) {
+				st->skipped[s] += n;
+				st->shards_skipped[s]++;
+				prog.done += n;
+				continue;
+			}
+			if (write_shard(o, s, k, path, &prog)) {
+				/* nb_error must not read the buffer it writes */
+				char why[1024];
+				snprintf(why, sizeof why, "%s", nb_errmsg());
+				return nb_error("cannot write shard '%s': %s", path, why);
+			}
+			st->rendered[s] += n;
+			st->shards[s]++;
+		}
+	}
+	return 0;
+}
+
+int synth_finish(const synth_opts *o, uint64_t bytes[SYNTH_SPLITS])
+{
+	char path[PATH_MAX_LEN];
+	for (int s = 0; s < SYNTH_SPLITS; s++) {
+		bytes[s] = 0;
+		for (uint64_t k = 0; k < synth_nshards(o, s); k++) {
+			struct stat st;
+			if (shard_file(path, o, s, k))
+				return -1;
+			if (stat(path, &st))
+				return nb_error("shard '%s' is missing after all ranks finished: %s", path,
+						strerror(errno));
+			bytes[s] += (uint64_t)st.st_size;
+		}
+	}
+	if (o->png) {
+		strbuf all = {0};
+		for (int s = 0; s < SYNTH_SPLITS; s++)
+			for (uint64_t k = 0; k < synth_nshards(o, s); k++) {
+				size_t len;
+				if (part_file(path, o, s, k)) {
+					free(all.data);
+					return -1;
+				}
+				char *text = read_small_file(path, &len);
+				if (!text) {
+					int e = errno;
+					free(all.data);
+					return nb_error("cannot read manifest part '%s': %s", path, strerror(e));
+				}
+				sb_add(&all, text, len);
+				free(text);
+			}
+		int rc = path_join(path, o->png, "manifest.tsv");
+		if (rc == 0)
+			rc = write_file_atomic(path, all.data ? all.data : "", all.len);
+		free(all.data);
+		if (rc)
+			return -1;
+	}
+	strbuf b = {0};
+	corpus_json(o, 1, bytes, &b);
+	int rc = path_join(path, o->out, "corpus.json");
+	if (rc == 0)
+		rc = write_file_atomic(path, b.data, b.len);
+	free(b.data);
+	return rc;
+}
