@@ -61,6 +61,8 @@ typedef struct {
 
 typedef struct vlm_model vlm_model;
 
+/* NULL + nb_errmsg() for a bad config or max_batch. Free with vlm_free().
+ * Architecture, tensor names, decay split and init: docs/model.md. */
 vlm_model *vlm_create(const vlm_config *cfg, int max_batch);
 void vlm_free(vlm_model *m);
 const vlm_config *vlm_get_config(const vlm_model *m);
@@ -77,10 +79,16 @@ void vlm_init(vlm_model *m, uint64_t seed);
  * overwritten (not accumulated) with d(grad_scale * sum of token losses).
  * For a global-batch mean pass grad_scale = 1 / (tokens in the global batch).
  * Returns the sum of the token cross-entropies; *ntokens gets their count.
- * noise may be NULL. */
+ * noise may be NULL (or sigma 0): no noise.
+ * A bad batch (B not in 1..max_batch, T not in 1..max_text, a token id not
+ * below vocab, targets missing, sigma > 0 without keys) returns NaN with
+ * nb_errmsg() naming the cause, and touches nothing.
+ * Threads: OpenMP inside; vlm_create() sets OpenBLAS to one thread because
+ * the layers call it from their own OpenMP regions (docs/performance.md). */
 double vlm_forward_backward(vlm_model *m, const vlm_batch *b, const vlm_noise *noise,
 			    float grad_scale, long *ntokens);
-/* Forward only: the same loss sum, no gradients touched. */
+/* Forward only: the same loss sum (and the same NaN on a bad batch), no
+ * gradients touched. */
 double vlm_forward_loss(vlm_model *m, const vlm_batch *b, const vlm_noise *noise, long *ntokens);
 
 #endif

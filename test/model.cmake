@@ -1,0 +1,5 @@
+# model/ and labeler/decode tests (owner: model)
+nb_unit_test(test_model_grad nb_model)
+nb_unit_test(test_model_torch nb_model)
+nb_unit_test(test_decode nb_labeler nb_model)
+nb_unit_test(test_model_caption nb_labeler nb_model nb_image)
