@@ -1,10 +1,526 @@
-/* PLACEHOLDER: replaced by the real command. */
+/* nboost eval: scores captions against the ground truth (/objects) of a
+ * directory of shards, with the metrics of labeler/metrics.h
+ * (docs/metrics.md). The captions come from a TSV file ("id<TAB>caption"
+ * per line) or from a checkpoint that decodes every image greedily.
+ * --write-gt writes the ground-truth captions as such a TSV. */
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
 #include "common/nb_error.h"
+#include "common/scene.h"
+#include "labeler/decode.h"
+#include "labeler/metrics.h"
+#include "model/checkpoint.h"
+#include "model/vlm.h"
+#include "model/vocab.h"
 #include "pipeline/commands.h"
+#include "pipeline/shard_store.h"
+
+#define DEF_BATCH 64
+
+static void usage(FILE *f)
+{
+	fprintf(f,
+		"usage: nboost eval --shards DIR (--captions FILE | --model CKPT | --write-gt FILE) [options]\n\n"
+		"Scores captions against the ground truth (/objects) of the shards in DIR:\n"
+		"CHAIR_i, CHAIR_s, object recall, tuple P/R/F1, BLEU-4, CIDEr-D (docs/metrics.md).\n\n"
+		"options:\n"
+		"  --shards DIR          image or caption shards with /objects (required)\n"
+		"  --captions FILE       TSV of id<TAB>caption lines to score\n"
+		"  --model CKPT          decode every image with this checkpoint (greedy, clean) and score it\n"
+		"  --out-captions FILE   with --model: also write the decoded captions as TSV\n"
+		"  --batch N             with --model: images decoded together (default %d)\n"
+		"  --write-gt FILE       write the ground-truth captions as TSV\n"
+		"  --allow-missing       score only the captioned images and report the missing ones\n"
+		"                        (default: an image without a caption is an error)\n"
+		"  --json                also print the scores as one JSON line\n"
+		"  -h, --help            this help\n",
+		DEF_BATCH);
+}
+
+typedef struct {
+	uint64_t id;
+	uint8_t cells[SCENE_CELLS];
+	long caption;                /* index into the TSV rows, -1 if none */
+} gt_entry;
+
+typedef struct {
+	uint64_t id;
+	long line;
+	char *text;                  /* points into the file buffer */
+} tsv_row;
+
+typedef struct {
+	char *data;
+	size_t len, cap;
+} strbuf;
+
+static void sb_add(strbuf *b, const char *s, size_t n)
+{
+	if (b->len + n + 1 > b->cap) {
+		b->cap = (b->len + n + 1) * 2;
+		b->data = nb_xrealloc(b->data, b->cap);
+	}
+	memcpy(b->data + b->len, s, n);
+	b->len += n;
+	b->data[b->len] = '\0';
+}
+
+/* Temp file in the same directory, fsync, rename: a reader sees the old file or the whole new one. */
+static int write_atomic(const char *path, const char *data, size_t len)
+{
+	const char *slash = strrchr(path, '/');
+	int dirlen = slash ? (int)(slash - path + 1) : 0;
+	size_t tn = strlen(path) + 32;
+	char *tmp = nb_xmalloc(tn);
+	snprintf(tmp, tn, "%.*s.%s.tmp.%ld", dirlen, path, slash ? slash + 1 : path, (long)getpid());
+	int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+	if (fd < 0) {
+		int e = errno;
+		free(tmp);
+		return nb_error("cannot write '%s': %s", path, strerror(e));
+	}
+	size_t off = 0;
+	while (off < len) {
+		ssize_t w = write(fd, data + off, len - off);
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w < 0) {
+			int e = errno;
+			close(fd);
+			unlink(tmp);
+			free(tmp);
+			return nb_error("cannot write '%s': %s", path, strerror(e));
+		}
+		off += (size_t)w;
+	}
+	if (fsync(fd) < 0 || close(fd) < 0 || rename(tmp, path) < 0) {
+		int e = errno;
+		unlink(tmp);
+		free(tmp);
+		return nb_error("cannot write '%s': %s", path, strerror(e));
+	}
+	free(tmp);
+	return 0;
+}
+
+static int cmp_gt(const void *a, const void *b)
+{
+	uint64_t x = ((const gt_entry *)a)->id, y = ((const gt_entry *)b)->id;
+	return (x > y) - (x < y);
+}
+
+static int cmp_row(const void *a, const void *b)
+{
+	const tsv_row *x = a, *y = b;
+	if (x->id != y->id)
+		return (x->id > y->id) - (x->id < y->id);
+	return (x->line > y->line) - (x->line < y->line);
+}
+
+/* Reads a whole file; NUL-terminated. NULL + nb_error. */
+static char *read_file(const char *path, size_t *len)
+{
+	FILE *f = fopen(path, "rb");
+	if (!f) {
+		nb_error("cannot open captions '%s': %s", path, strerror(errno));
+		return NULL;
+	}
+	strbuf b = {0};
+	char chunk[65536];
+	size_t n;
+	while ((n = fread(chunk, 1, sizeof chunk, f)) > 0)
+		sb_add(&b, chunk, n);
+	int bad = ferror(f);
+	fclose(f);
+	if (bad) {
+		free(b.data);
+		nb_error("cannot read captions '%s': read error", path);
+		return NULL;
+	}
+	if (!b.data)
+		sb_add(&b, "", 0);
+	*len = b.len;
+	return b.data;
+}
+
+static int parse_id(const char *s, size_t n, uint64_t *out)
+{
+	if (n == 0 || n > 20)
+		return -1;
+	uint64_t v = 0;
+	for (size_t i = 0; i < n; i++) {
+		if (s[i] < '0' || s[i] > '9')
+			return -1;
+		uint64_t d = (uint64_t)(s[i] - '0');
+		if (v > (UINT64_MAX - d) / 10)
+			return -1;
+		v = v * 10 + d;
+	}
+	*out = v;
+	return 0;
+}
+
+/* Splits the TSV in place into rows. Errors name file:line. */
+static int parse_tsv(const char *path, char *data, size_t len, tsv_row **rows, long *nrows)
+{
+	long cap = 0, n = 0, line = 0;
+	tsv_row *r = NULL;
+	size_t pos = 0;
+	while (pos < len) {
+		line++;
+		char *start = data + pos;
+		char *nl = memchr(start, '\n', len - pos);
+		size_t l = nl ? (size_t)(nl - start) : len - pos;
+		pos += l + (nl ? 1 : 0);
+		if (memchr(start, '\0', l)) {
+			free(r);
+			return nb_error("captions '%s' line %ld: NUL byte", path, line);
+		}
+		if (l > 0 && start[l - 1] == '\r')
+			l--;
+		start[l] = '\0';
+		char *tab = memchr(start, '\t', l);
+		if (!tab) {
+			free(r);
+			return nb_error("captions '%s' line %ld: malformed line (expected id<TAB>caption)", path, line);
+		}
+		uint64_t id;
+		if (parse_id(start, (size_t)(tab - start), &id) < 0) {
+			free(r);
+			return nb_error("captions '%s' line %ld: id '%.*s' is not an unsigned integer", path, line,
+					(int)(tab - start > 40 ? 40 : tab - start), start);
+		}
+		if (n == cap) {
+			cap = cap * 2 + 1024;
+			r = nb_xrealloc(r, (size_t)cap * sizeof(tsv_row));
+		}
+		r[n].id = id;
+		r[n].line = line;
+		r[n].text = tab + 1;
+		n++;
+	}
+	qsort(r, (size_t)n, sizeof(tsv_row), cmp_row);
+	for (long i = 1; i < n; i++)
+		if (r[i].id == r[i - 1].id) {
+			nb_error("captions '%s' line %ld: duplicate id %" PRIu64 " (first on line %ld)", path, r[i].line,
+				 r[i].id, r[i - 1].line);
+			free(r);
+			return -1;
+		}
+	*rows = r;
+	*nrows = n;
+	return 0;
+}
+
+static gt_entry *find_gt(gt_entry *gt, long n, uint64_t id)
+{
+	gt_entry key = {.id = id};
+	return bsearch(&key, gt, (size_t)n, sizeof(gt_entry), cmp_gt);
+}
+
+typedef struct {
+	const char *shards, *captions, *model, *out_captions, *write_gt;
+	long batch;
+	int json, allow_missing;
+} eval_opts;
+
+/* Model mode state, fed one sample at a time. */
+typedef struct {
+	vlm_model *m;
+	decoder *d;
+	decode_opts o;
+	int size, batch, n;
+	uint8_t *images;
+	uint64_t *keys;
+	uint8_t (*cells)[SCENE_CELLS];
+	uint16_t *tokens;
+	int *lens;
+	metrics_acc *acc;
+	strbuf out;
+	int want_out;
+} model_run;
+
+static int model_flush(model_run *mr)
+{
+	if (mr->n == 0)
+		return 0;
+	if (decode_greedy(mr->d, mr->images, mr->keys, mr->n, &mr->o, mr->tokens, mr->lens) < 0)
+		return -1;
+	for (int i = 0; i < mr->n; i++) {
+		const uint16_t *t = mr->tokens + (size_t)i * (size_t)mr->o.max_tokens;
+		metrics_add_tokens(mr->acc, t, mr->lens[i], mr->cells[i]);
+		if (mr->want_out) {
+			char line[64], text[1024];
+			int l = snprintf(line, sizeof line, "%" PRIu64 "\t", mr->keys[i]);
+			sb_add(&mr->out, line, (size_t)l);
+			int tl = vocab_decode(t, mr->lens[i], text, (int)sizeof text);
+			sb_add(&mr->out, text, (size_t)tl);
+			sb_add(&mr->out, "\n", 1);
+		}
+	}
+	mr->n = 0;
+	return 0;
+}
+
+/* Reads every shard's ground truth (and, in model mode, decodes its images). */
+static long load_shards(const eval_opts *o, gt_entry **out, model_run *mr)
+{
+	char **paths;
+	int np = shard_list(o->shards, &paths);
+	if (np < 0)
+		nb_die("%s", nb_errmsg());
+	if (np == 0)
+		nb_die("no shards in '%s'", o->shards);
+	long n = 0, cap = 0;
+	gt_entry *gt = NULL;
+	time_t last = time(NULL);
+	for (int p = 0; p < np; p++) {
+		shard_reader *r = shard_open(paths[p]);
+		if (!r)
+			nb_die("%s", nb_errmsg());
+		const shard_meta *meta = shard_reader_meta(r);
+		if (!meta->has_objects)
+			nb_die("shard '%s': no /objects ground truth to score against", paths[p]);
+		if (mr && (meta->height != mr->size || meta->width != mr->size))
+			nb_die("shard '%s': images are %dx%d but the model takes %dx%d", paths[p], meta->height,
+			       meta->width, mr->size, mr->size);
+		shard_sample s;
+		int rc;
+		while ((rc = shard_next(r, &s)) == 1) {
+			if (n == cap) {
+				cap = cap * 2 + 1024;
+				gt = nb_xrealloc(gt, (size_t)cap * sizeof(gt_entry));
+			}
+			gt[n].id = s.id;
+			memcpy(gt[n].cells, s.objects, SCENE_CELLS);
+			gt[n].caption = -1;
+			n++;
+			if (mr) {
+				size_t isz = (size_t)mr->size * (size_t)mr->size * 3;
+				memcpy(mr->images + (size_t)mr->n * isz, s.image, isz);
+				mr->keys[mr->n] = s.id;
+				memcpy(mr->cells[mr->n], s.objects, SCENE_CELLS);
+				if (++mr->n == mr->batch && model_flush(mr) < 0)
+					nb_die("cannot decode shard '%s': %s", paths[p], nb_errmsg());
+			}
+			if (time(NULL) - last >= 2) {
+				last = time(NULL);
+				fprintf(stderr, "eval: %ld images read (shard %d of %d)\n", n, p + 1, np);
+			}
+		}
+		if (rc < 0)
+			nb_die("%s", nb_errmsg());
+		shard_close(r);
+	}
+	if (mr && model_flush(mr) < 0)
+		nb_die("cannot decode: %s", nb_errmsg());
+	shard_list_free(paths, np);
+	qsort(gt, (size_t)n, sizeof(gt_entry), cmp_gt);
+	for (long i = 1; i < n; i++)
+		if (gt[i].id == gt[i - 1].id)
+			nb_die("shards in '%s': image id %" PRIu64 " appears twice", o->shards, gt[i].id);
+	*out = gt;
+	return n;
+}
+
+static void print_scores(const metrics_result *r, long missing, int json)
+{
+	printf("n (images scored)    %ld\n", r->captions);
+	printf("missing captions     %ld\n", missing);
+	printf("CHAIR_i              %.4f  (%ld of %ld mentions)\n", r->chair_i, r->hallucinated, r->mentions);
+	printf("CHAIR_s              %.4f  (%ld of %ld captions)\n", r->chair_s, r->hallucinating_captions,
+	       r->captions);
+	printf("object recall        %.4f  (%ld of %ld objects)\n", r->recall, r->gt_recalled, r->gt_objects);
+	printf("tuple precision      %.4f\n", r->tuple_p);
+	printf("tuple recall         %.4f\n", r->tuple_r);
+	printf("tuple F1             %.4f\n", r->tuple_f1);
+	printf("BLEU-4               %.4f\n", r->bleu[3]);
+	printf("CIDEr-D              %.4f\n", r->cider_d);
+	printf("malformed statements %ld of %ld\n", r->malformed, r->statements);
+	if (json)
+		printf("{\"n\":%ld,\"missing\":%ld,\"chair_i\":%.9g,\"chair_s\":%.9g,\"recall\":%.9g,"
+		       "\"tuple_precision\":%.9g,\"tuple_recall\":%.9g,\"tuple_f1\":%.9g,\"bleu1\":%.9g,\"bleu2\":%.9g,"
+		       "\"bleu3\":%.9g,\"bleu4\":%.9g,\"cider_d\":%.9g,\"statements\":%ld,\"malformed\":%ld,"
+		       "\"mentions\":%ld,\"hallucinated\":%ld,\"gt_objects\":%ld}\n",
+		       r->captions, missing, r->chair_i, r->chair_s, r->recall, r->tuple_p, r->tuple_r, r->tuple_f1,
+		       r->bleu[0], r->bleu[1], r->bleu[2], r->bleu[3], r->cider_d, r->statements, r->malformed,
+		       r->mentions, r->hallucinated, r->gt_objects);
+}
+
+static void write_gt(const char *path, const gt_entry *gt, long n)
+{
+	strbuf b = {0};
+	sb_add(&b, "", 0);
+	for (long i = 0; i < n; i++) {
+		char line[64], cap[512];
+		int l = snprintf(line, sizeof line, "%" PRIu64 "\t", gt[i].id);
+		int cl = scene_caption(gt[i].cells, cap, (int)sizeof cap);
+		if (cl < 0)
+			nb_die("image %" PRIu64 ": ground truth has too many objects for a caption", gt[i].id);
+		sb_add(&b, line, (size_t)l);
+		sb_add(&b, cap, (size_t)cl);
+		sb_add(&b, "\n", 1);
+	}
+	if (write_atomic(path, b.data, b.len) < 0)
+		nb_die("%s", nb_errmsg());
+	free(b.data);
+}
+
+static int score_tsv(const eval_opts *o, gt_entry *gt, long ngt)
+{
+	size_t len;
+	char *data = read_file(o->captions, &len);
+	if (!data)
+		nb_die("%s", nb_errmsg());
+	tsv_row *rows = NULL;
+	long nrows = 0;
+	if (parse_tsv(o->captions, data, len, &rows, &nrows) < 0)
+		nb_die("%s", nb_errmsg());
+	for (long i = 0; i < nrows; i++) {
+		gt_entry *g = find_gt(gt, ngt, rows[i].id);
+		if (!g)
+			nb_die("captions '%s' line %ld: id %" PRIu64 " is not in the ground truth of '%s'", o->captions,
+			       rows[i].line, rows[i].id, o->shards);
+		g->caption = i;
+	}
+	long missing = 0;
+	uint64_t first_missing = 0;
+	metrics_acc *acc = metrics_new();
+	for (long i = 0; i < ngt; i++) {
+		if (gt[i].caption < 0) {
+			if (!missing)
+				first_missing = gt[i].id;
+			missing++;
+			continue;
+		}
+		metrics_add(acc, rows[gt[i].caption].text, gt[i].cells);
+	}
+	if (missing && !o->allow_missing)
+		nb_die("captions '%s': %ld of %ld ground-truth images have no caption (first: id %" PRIu64
+		       "); use --allow-missing to score the rest",
+		       o->captions, missing, ngt, first_missing);
+	if (missing)
+		nb_warn("captions '%s': %ld of %ld ground-truth images have no caption", o->captions, missing, ngt);
+	metrics_result r;
+	metrics_finish(acc, &r);
+	print_scores(&r, missing, o->json);
+	metrics_free(acc);
+	free(rows);
+	free(data);
+	return 0;
+}
+
+static int score_model(const eval_opts *o)
+{
+	model_run mr = {0};
+	mr.m = ckpt_load_model(o->model, (int)o->batch);
+	if (!mr.m)
+		nb_die("%s", nb_errmsg());
+	const vlm_config *cfg = vlm_get_config(mr.m);
+	mr.batch = (int)o->batch;
+	mr.size = cfg->image_size;
+	mr.d = decoder_create(mr.m, mr.batch, 0);
+	if (!mr.d)
+		nb_die("%s", nb_errmsg());
+	mr.o.K = 0;
+	mr.o.max_tokens = cfg->max_text - 1;
+	mr.images = nb_xmalloc((size_t)mr.batch * (size_t)mr.size * (size_t)mr.size * 3);
+	mr.keys = nb_xmalloc((size_t)mr.batch * sizeof(uint64_t));
+	mr.cells = nb_xmalloc((size_t)mr.batch * sizeof(*mr.cells));
+	mr.tokens = nb_xmalloc((size_t)mr.batch * (size_t)mr.o.max_tokens * sizeof(uint16_t));
+	mr.lens = nb_xmalloc((size_t)mr.batch * sizeof(int));
+	mr.acc = metrics_new();
+	mr.want_out = o->out_captions != NULL;
+	sb_add(&mr.out, "", 0);
+	gt_entry *gt;
+	long n = load_shards(o, &gt, &mr);
+	if (o->write_gt)
+		write_gt(o->write_gt, gt, n);
+	if (mr.want_out && write_atomic(o->out_captions, mr.out.data, mr.out.len) < 0)
+		nb_die("%s", nb_errmsg());
+	metrics_result r;
+	metrics_finish(mr.acc, &r);
+	print_scores(&r, 0, o->json);
+	metrics_free(mr.acc);
+	free(mr.out.data);
+	free(mr.images);
+	free(mr.keys);
+	free(mr.cells);
+	free(mr.tokens);
+	free(mr.lens);
+	free(gt);
+	decoder_free(mr.d);
+	vlm_free(mr.m);
+	return 0;
+}
+
+static int bad_usage(const char *msg, const char *arg)
+{
+	fprintf(stderr, "nboost eval: %s%s%s\n\n", msg, arg ? " " : "", arg ? arg : "");
+	usage(stderr);
+	return 2;
+}
 
 int cmd_eval(int argc, char **argv)
 {
-	(void)argc;
-	(void)argv;
-	nb_die("'eval' is not built yet");
+	static const struct option opts[] = {
+		{"shards", required_argument, NULL, 's'},  {"captions", required_argument, NULL, 'c'},
+		{"model", required_argument, NULL, 'm'},   {"out-captions", required_argument, NULL, 'o'},
+		{"batch", required_argument, NULL, 'b'},   {"write-gt", required_argument, NULL, 'g'},
+		{"allow-missing", no_argument, NULL, 'a'}, {"json", no_argument, NULL, 'j'},
+		{"help", no_argument, NULL, 'h'},          {NULL, 0, NULL, 0},
+	};
+	eval_opts o = {.batch = DEF_BATCH};
+	int c;
+	optind = 1;
+	opterr = 0;
+	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+		switch (c) {
+		case 's': o.shards = optarg; break;
+		case 'c': o.captions = optarg; break;
+		case 'm': o.model = optarg; break;
+		case 'o': o.out_captions = optarg; break;
+		case 'g': o.write_gt = optarg; break;
+		case 'a': o.allow_missing = 1; break;
+		case 'j': o.json = 1; break;
+		case 'b': {
+			char *end;
+			errno = 0;
+			o.batch = strtol(optarg, &end, 10);
+			if (!*optarg || *end || errno || o.batch < 1 || o.batch > 4096)
+				return bad_usage("--batch is not an integer in 1..4096:", optarg);
+			break;
+		}
+		case 'h': usage(stdout); return 0;
+		default: return bad_usage("unknown or incomplete option", argv[optind - 1]);
+		}
+	}
+	if (optind < argc)
+		return bad_usage("unexpected argument", argv[optind]);
+	if (!o.shards)
+		return bad_usage("--shards DIR is required", NULL);
+	if (o.captions && o.model)
+		return bad_usage("--captions and --model exclude each other", NULL);
+	if (!o.captions && !o.model && !o.write_gt)
+		return bad_usage("nothing to do: give --captions, --model or --write-gt", NULL);
+	if (o.out_captions && !o.model)
+		return bad_usage("--out-captions needs --model", NULL);
+	if (o.model)
+		return score_model(&o);
+	gt_entry *gt;
+	long n = load_shards(&o, &gt, NULL);
+	if (o.write_gt)
+		write_gt(o.write_gt, gt, n);
+	if (o.captions)
+		score_tsv(&o, gt, n);
+	free(gt);
+	return 0;
 }

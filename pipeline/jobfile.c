@@ -198,9 +198,13 @@ jobfile *jobfile_load(const char *path)
 		return NULL;
 	}
 	buf[n] = '\0';
-	if (strlen(buf) != n) {
+	size_t nul = strlen(buf);
+	if (nul != n) {
+		int line = 1;
+		for (size_t i = 0; i < nul; i++)
+			line += buf[i] == '\n';
 		free(buf);
-		nb_error("job file '%s': contains a NUL byte, not a text file", path);
+		nb_error("job file '%s' line %d: NUL byte, not a text file", path, line);
 		return NULL;
 	}
 	jobfile *j = jobfile_parse(buf, path);

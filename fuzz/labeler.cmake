@@ -1,0 +1,9 @@
+# The parsers are compiled into the targets (not linked from the component
+# libraries) so that libFuzzer's coverage instrumentation reaches them.
+nb_fuzz(fuzz_caption_parse nb_model nb_common)
+target_sources(fuzz_caption_parse PRIVATE ${CMAKE_SOURCE_DIR}/labeler/caption_parse.c ${CMAKE_SOURCE_DIR}/labeler/metrics.c)
+target_include_directories(fuzz_caption_parse PRIVATE ${CMAKE_SOURCE_DIR})
+
+nb_fuzz(fuzz_jobfile nb_common)
+target_sources(fuzz_jobfile PRIVATE ${CMAKE_SOURCE_DIR}/pipeline/jobfile.c)
+target_include_directories(fuzz_jobfile PRIVATE ${CMAKE_SOURCE_DIR})

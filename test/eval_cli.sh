@@ -1,0 +1,120 @@
+#!/bin/bash
+# nboost eval end to end: ground truth scored against itself is perfect,
+# every metric agrees with the independent Python reference on perturbed
+# captions, and every bad input gives a clear error naming file:line.
+set -u
+: "${NBOOST:?}"
+PY=/usr/bin/python3
+T=$(mktemp -d)
+trap 'rm -rf "$T"' EXIT
+pass=0 fail=0
+ok() { pass=$((pass + 1)); }
+bad() { fail=$((fail + 1)); echo "FAIL: $*" >&2; }
+
+# expect RC PATTERN CMD...: exit status RC and stderr containing PATTERN
+expect() {
+	local rc=$1 pat=$2
+	shift 2
+	"$@" >"$T/out" 2>"$T/err"
+	local got=$?
+	if [ "$got" -ne "$rc" ]; then
+		bad "'$*' exited $got, expected $rc: $(cat "$T/err")"
+	elif [ -n "$pat" ] && ! grep -qF -- "$pat" "$T/err"; then
+		bad "'$*' stderr lacks '$pat': $(cat "$T/err")"
+	else
+		ok
+	fi
+}
+
+"$NBOOST" synth --out "$T/c" --labeled 10 --unlabeled 0 --test 300 --shard-size 120 -q || { echo "synth failed"; exit 1; }
+S=$T/c/test
+
+# --write-gt, then the ground truth against itself
+"$NBOOST" eval --shards "$S" --write-gt "$T/gt.tsv" && ok || bad "write-gt failed"
+[ "$(wc -l <"$T/gt.tsv")" -eq 300 ] && ok || bad "gt.tsv has $(wc -l <"$T/gt.tsv") lines, expected 300"
+ls -a "$T" | grep -q '\.tmp\.' && bad "temporary file left behind" || ok
+"$NBOOST" eval --shards "$S" --captions "$T/gt.tsv" --json >"$T/self.out" && ok || bad "self eval failed"
+grep -q '^CHAIR_i  *0.0000' "$T/self.out" && ok || bad "table lacks CHAIR_i 0: $(cat "$T/self.out")"
+$PY - "$T/self.out" <<'PYEOF' && ok || bad "self scores not perfect"
+import json, sys
+j = json.loads(open(sys.argv[1]).read().strip().splitlines()[-1])
+want = {"n": 300, "missing": 0, "chair_i": 0, "chair_s": 0, "recall": 1, "tuple_precision": 1, "tuple_recall": 1,
+        "tuple_f1": 1, "bleu4": 1, "cider_d": 10, "malformed": 0}
+bad = {k: (j[k], v) for k, v in want.items() if abs(j[k] - v) > 1e-9}
+if bad:
+    print(bad, file=sys.stderr)
+sys.exit(1 if bad else 0)
+PYEOF
+
+# every metric against the Python reference (test/metrics_ref.py), on perturbed captions
+for seed in 1 2; do
+	$PY "$NB_SRC/test/metrics_ref.py" make "$T/gt.tsv" "$T/cand$seed.tsv" $seed
+	"$NBOOST" eval --shards "$S" --captions "$T/cand$seed.tsv" --json | tail -1 >"$T/c$seed.json"
+	$PY "$NB_SRC/test/metrics_ref.py" score "$T/gt.tsv" "$T/cand$seed.tsv" >"$T/p$seed.json"
+	$PY - "$T/c$seed.json" "$T/p$seed.json" <<'PYEOF' && ok || bad "C and Python metrics differ (seed $seed)"
+import json, sys
+c = json.load(open(sys.argv[1])); p = json.load(open(sys.argv[2]))
+diff = {k: (c[k], p[k]) for k in p if abs(c[k] - p[k]) > 1e-7 * max(1, abs(p[k]))}
+if diff:
+    print(diff, file=sys.stderr)
+if not 0 < c["cider_d"] < 10 or not 0 < c["bleu4"] < 1 or not 0 < c["chair_i"] < 1 or not 0 < c["malformed"]:
+    print("degenerate perturbation", c, file=sys.stderr); sys.exit(1)
+sys.exit(1 if diff else 0)
+PYEOF
+done
+
+# bad TSV input: errors name file:line and the cause
+first=$(head -1 "$T/gt.tsv" | cut -f1)
+{ head -1 "$T/gt.tsv"; echo "no tab here"; } >"$T/notab.tsv"
+expect 1 "captions '$T/notab.tsv' line 2: malformed line" "$NBOOST" eval --shards "$S" --captions "$T/notab.tsv"
+{ cat "$T/gt.tsv"; head -1 "$T/gt.tsv"; } >"$T/dup.tsv"
+expect 1 "line 301: duplicate id $first (first on line 1)" "$NBOOST" eval --shards "$S" --captions "$T/dup.tsv"
+{ cat "$T/gt.tsv"; printf '12345\tsmall red circle top left .\n'; } >"$T/extra.tsv"
+expect 1 "line 301: id 12345 is not in the ground truth" "$NBOOST" eval --shards "$S" --captions "$T/extra.tsv"
+printf 'x12\tsmall red circle top left .\n' >"$T/badid.tsv"
+expect 1 "line 1: id 'x12' is not an unsigned integer" "$NBOOST" eval --shards "$S" --captions "$T/badid.tsv"
+printf '%s\tsmall\0 red\n' "$first" >"$T/nul.tsv"
+expect 1 "line 1: NUL byte" "$NBOOST" eval --shards "$S" --captions "$T/nul.tsv"
+expect 1 "cannot open captions '$T/none.tsv'" "$NBOOST" eval --shards "$S" --captions "$T/none.tsv"
+expect 1 "$T/nodir" "$NBOOST" eval --shards "$T/nodir" --captions "$T/gt.tsv"
+mkdir "$T/empty"
+expect 1 "no shards in '$T/empty'" "$NBOOST" eval --shards "$T/empty" --captions "$T/gt.tsv"
+echo "not hdf5" >"$T/empty/x.h5"
+expect 1 "x.h5" "$NBOOST" eval --shards "$T/empty" --captions "$T/gt.tsv"
+
+# missing captions: an error, or reported and skipped with --allow-missing
+head -200 "$T/gt.tsv" >"$T/part.tsv"
+expect 1 "100 of 300 ground-truth images have no caption" "$NBOOST" eval --shards "$S" --captions "$T/part.tsv"
+expect 0 "100 of 300 ground-truth images have no caption" "$NBOOST" eval --shards "$S" --captions "$T/part.tsv" --allow-missing --json
+tail -1 "$T/out" | grep -q '"n":200,"missing":100,"chair_i":0,' && ok || bad "--allow-missing json: $(tail -1 "$T/out")"
+grep -q '^missing captions  *100$' "$T/out" && ok || bad "table lacks missing count"
+
+# an empty caption is a valid row (it mentions nothing); CRLF line ends are accepted
+sed 's/\t.*/\t/' "$T/gt.tsv" | sed 's/$/\r/' >"$T/blank.tsv"
+expect 0 "" "$NBOOST" eval --shards "$S" --captions "$T/blank.tsv" --json
+tail -1 "$T/out" | grep -q '"n":300,"missing":0,"chair_i":0,"chair_s":0,"recall":0,' && ok || bad "blank captions: $(tail -1 "$T/out")"
+
+# options
+expect 0 "" "$NBOOST" eval --help
+grep -q -- "--allow-missing" "$T/out" && ok || bad "--help lacks --allow-missing"
+expect 2 "usage:" "$NBOOST" eval --shards "$S" --bogus
+expect 2 "--shards DIR is required" "$NBOOST" eval --captions "$T/gt.tsv"
+expect 2 "nothing to do" "$NBOOST" eval --shards "$S"
+expect 2 "--batch" "$NBOOST" eval --shards "$S" --model x.h5 --batch 0
+expect 2 "exclude each other" "$NBOOST" eval --shards "$S" --model x.h5 --captions "$T/gt.tsv"
+expect 1 "x-missing.h5" "$NBOOST" eval --shards "$S" --model "$T/x-missing.h5"
+
+# --model: decode with a (2-step) checkpoint; the written captions, scored
+# as a TSV, give the same numbers
+"$NBOOST" synth --out "$T/s16" --size 16 --labeled 16 --unlabeled 0 --test 40 --shard-size 30 -q &&
+	"$NBOOST" train "$NB_SRC/jobs/tiny.conf" --labeled "$T/s16/labeled" --out "$T/run" --steps 2 >/dev/null 2>&1 &&
+	ok || bad "tiny training failed"
+"$NBOOST" eval --shards "$T/s16/test" --model "$T/run/checkpoint.h5" --out-captions "$T/mc.tsv" --batch 16 --json >"$T/m.out" &&
+	ok || bad "eval --model failed"
+[ "$(wc -l <"$T/mc.tsv")" -eq 40 ] && ok || bad "--out-captions has $(wc -l <"$T/mc.tsv") lines, expected 40"
+"$NBOOST" eval --shards "$T/s16/test" --captions "$T/mc.tsv" --json >"$T/m2.out" && ok || bad "rescoring failed"
+[ -s "$T/m.out" ] && cmp -s <(tail -1 "$T/m.out") <(tail -1 "$T/m2.out") && ok || bad "--model and its TSV score differently"
+expect 1 "images are 48x48 but the model takes 16x16" "$NBOOST" eval --shards "$S" --model "$T/run/checkpoint.h5"
+
+echo "$pass passed, $fail failed"
+[ "$fail" -eq 0 ]

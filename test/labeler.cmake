@@ -1,0 +1,5 @@
+# labeler/: caption parser, metrics; job-file tests (pipeline/jobfile.c); nboost eval.
+nb_unit_test(test_caption_parse nb_labeler)
+nb_unit_test(test_metrics nb_labeler)
+nb_unit_test(test_jobfile nb_cli)
+nb_script_test(eval_cli eval_cli.sh)
