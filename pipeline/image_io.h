@@ -28,6 +28,13 @@ const char *image_status_name(image_status st);
 /* Decodes buf into out. On failure returns the status and leaves an
  * explanation in nb_errmsg(); out is untouched. */
 image_status image_decode(const uint8_t *buf, size_t len, size_t max_pixels, nb_image *out);
+/* As image_decode, for a caller that will shrink the image to at least
+ * min_w x min_h: JPEGs are then decoded with libjpeg's DCT scaling by the
+ * largest power of two (up to 8) that keeps both sides >= the minimum, which
+ * is several times faster. The pixel limit applies to the full header size.
+ * min_w/min_h <= 0 means full size. */
+image_status image_decode_hint(const uint8_t *buf, size_t len, size_t max_pixels, int min_w,
+			       int min_h, nb_image *out);
 /* Reads a whole file and decodes it; errors name the file. */
 image_status image_load(const char *path, size_t max_pixels, nb_image *out);
 void image_free(nb_image *img);

@@ -1,0 +1,701 @@
+/* URL list parsing: TSV, CSV (RFC 4180 quoting), JSONL and bare lists. */
+#include <ctype.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/stat.h>
+
+#include "common/nb_error.h"
+#include "pipeline/urllist.h"
+
+typedef struct {
+	char *s;
+	size_t n, cap;
+} strbuf;
+
+static void sb_put(strbuf *b, char c)
+{
+	if (b->n + 2 > b->cap) {
+		b->cap = b->cap ? b->cap * 2 : 64;
+		b->s = nb_xrealloc(b->s, b->cap);
+	}
+	b->s[b->n++] = c;
+	b->s[b->n] = 0;
+}
+
+static char *sb_take(strbuf *b)
+{
+	char *s = b->s ? b->s : nb_xstrdup("");
+	b->s = NULL;
+	b->n = b->cap = 0;
+	return s;
+}
+
+const char *urllist_format_name(urllist_format f)
+{
+	switch (f) {
+	case URLLIST_TSV: return "tsv";
+	case URLLIST_CSV: return "csv";
+	case URLLIST_JSONL: return "jsonl";
+	case URLLIST_PLAIN: return "plain";
+	default: return "auto";
+	}
+}
+
+static void add_entry(urllist *l, size_t *cap, long line, char *url, char *caption, char *key,
+		      const char *bad)
+{
+	if (l->n == *cap) {
+		*cap = *cap ? *cap * 2 : 256;
+		l->e = nb_xrealloc(l->e, *cap * sizeof(*l->e));
+	}
+	urllist_entry *e = &l->e[l->n++];
+	e->line = line;
+	e->bad = bad;
+	if (bad) {
+		free(url);
+		url = nb_xstrdup("");
+	}
+	e->url = url ? url : nb_xstrdup("");
+	e->caption = caption ? caption : nb_xstrdup("");
+	e->key = key ? key : nb_xstrdup("");
+}
+
+/* NULL if the URL is acceptable, else why not. Scheme checks belong to the
+ * fetcher, which reports them per URL. */
+static const char *url_problem(const char *u)
+{
+	if (!*u)
+		return "empty url";
+	for (const unsigned char *p = (const unsigned char *)u; *p; p++)
+		if (*p <= ' ' || *p == 0x7f)
+			return "url contains whitespace or control characters";
+	if (!strstr(u, "://"))
+		return "url has no scheme";
+	return NULL;
+}
+
+static char *trim_dup(const char *s, size_t n)
+{
+	while (n && isspace((unsigned char)*s)) {
+		s++;
+		n--;
+	}
+	while (n && isspace((unsigned char)s[n - 1]))
+		n--;
+	char *r = nb_xmalloc(n + 1);
+	memcpy(r, s, n);
+	r[n] = 0;
+	return r;
+}
+
+/* ---- delimited (TSV/CSV) ---- */
+
+typedef struct {
+	char **f;
+	int n, cap;
+} fields;
+
+static void fields_clear(fields *fs)
+{
+	for (int i = 0; i < fs->n; i++)
+		free(fs->f[i]);
+	fs->n = 0;
+}
+
+static void fields_push(fields *fs, char *s)
+{
+	if (fs->n == fs->cap) {
+		fs->cap = fs->cap ? fs->cap * 2 : 8;
+		fs->f = nb_xrealloc(fs->f, (size_t)fs->cap * sizeof(char *));
+	}
+	fs->f[fs->n++] = s;
+}
+
+/* Reads one record starting at *pos. Returns 0 at end of input, else 1 with
+ * the fields, *start_line, and *bad set when malformed. *line counts lines. */
+static int read_record(const char *buf, size_t len, size_t *pos, long *line, char delim, int quoting,
+		       fields *fs, long *start_line, const char **bad)
+{
+	fields_clear(fs);
+	*bad = NULL;
+	if (*pos >= len)
+		return 0;
+	*start_line = *line;
+	size_t rec_start = *pos;
+	size_t i = *pos;
+	strbuf cur = {0};
+	for (;;) {
+		/* one field */
+		if (quoting && i < len && buf[i] == '"') {
+			long qline = *line;
+			i++;
+			for (;;) {
+				if (i >= len) {
+					/* Unterminated: the record is bad, and parsing resumes
+					 * after its first line so later records survive. */
+					free(cur.s);
+					size_t e = rec_start;
+					while (e < len && buf[e] != '\n')
+						e++;
+					*pos = e < len ? e + 1 : len;
+					*line = qline + 1;
+					*bad = "unterminated quote";
+					fields_clear(fs);
+					return 1;
+				}
+				char c = buf[i];
+				if (c == '"') {
+					if (i + 1 < len && buf[i + 1] == '"') {
+						sb_put(&cur, '"');
+						i += 2;
+						continue;
+					}
+					i++;
+					break;
+				}
+				if (c == '\n')
+					(*line)++;
+				sb_put(&cur, c);
+				i++;
+			}
+			if (i < len && buf[i] == '\r')
+				i++;
+			if (i < len && buf[i] != delim && buf[i] != '\n' && !*bad)
+				*bad = "text after closing quote";
+			/* skip the rest of a malformed field */
+			while (i < len && buf[i] != delim && buf[i] != '\n')
+				i++;
+			fields_push(fs, sb_take(&cur));
+		} else {
+			size_t s = i;
+			while (i < len && buf[i] != delim && buf[i] != '\n')
+				i++;
+			size_t e = i;
+			if (e > s && buf[e - 1] == '\r')
+				e--;
+			char *f = nb_xmalloc(e - s + 1);
+			memcpy(f, buf + s, e - s);
+			f[e - s] = 0;
+			if (memchr(f, 0, e - s) && !*bad)
+				*bad = "nul byte in line";
+			fields_push(fs, f);
+		}
+		if (i >= len) {
+			*pos = len;
+			(*line)++;
+			return 1;
+		}
+		if (buf[i] == '\n') {
+			*pos = i + 1;
+			(*line)++;
+			return 1;
+		}
+		i++; /* delimiter */
+	}
+}
+
+static int record_blank(const fields *fs)
+{
+	if (fs->n != 1)
+		return 0;
+	for (const char *p = fs->f[0]; *p; p++)
+		if (!isspace((unsigned char)*p))
+			return 0;
+	return 1;
+}
+
+static int find_col(const fields *h, const char *const *names)
+{
+	for (const char *const *n = names; *n; n++)
+		for (int i = 0; i < h->n; i++) {
+			char *t = trim_dup(h->f[i], strlen(h->f[i]));
+			int eq = strcasecmp(t, *n) == 0;
+			free(t);
+			if (eq)
+				return i;
+		}
+	return -1;
+}
+
+static int parse_delimited(const char *buf, size_t len, const char *name, char delim, int quoting,
+			   urllist *l, size_t *cap)
+{
+	static const char *const url_names[] = {"url", "image_url", "img_url", NULL};
+	static const char *const cap_names[] = {"caption", "text", "title", NULL};
+	static const char *const key_names[] = {"key", "id", NULL};
+	fields fs = {0}, hdr = {0};
+	size_t pos = 0;
+	long line = 1, start = 0;
+	const char *bad;
+	int have_hdr = 0, cu = -1, cc = -1, ck = -1;
+	while (read_record(buf, len, &pos, &line, delim, quoting, &fs, &start, &bad)) {
+		if (!bad && record_blank(&fs))
+			continue;
+		if (!have_hdr) {
+			if (bad) {
+				fields_clear(&fs);
+				free(fs.f);
+				return nb_error("cannot read url list '%s': line %ld: header: %s", name, start, bad);
+			}
+			hdr = fs;
+			fs = (fields){0};
+			have_hdr = 1;
+			cu = find_col(&hdr, url_names);
+			cc = find_col(&hdr, cap_names);
+			ck = find_col(&hdr, key_names);
+			if (cu < 0) {
+				fields_clear(&hdr);
+				free(hdr.f);
+				return nb_error("cannot read url list '%s': header on line %ld has no url column",
+						name, start);
+			}
+			continue;
+		}
+		if (!bad && fs.n != hdr.n)
+			bad = fs.n < hdr.n ? "fewer fields than the header" : "more fields than the header";
+		if (bad) {
+			add_entry(l, cap, start, NULL, NULL, NULL, bad);
+			continue;
+		}
+		char *url = trim_dup(fs.f[cu], strlen(fs.f[cu]));
+		bad = url_problem(url);
+		add_entry(l, cap, start, url, cc >= 0 ? nb_xstrdup(fs.f[cc]) : NULL,
+			  ck >= 0 ? trim_dup(fs.f[ck], strlen(fs.f[ck])) : NULL, bad);
+	}
+	fields_clear(&fs);
+	free(fs.f);
+	fields_clear(&hdr);
+	free(hdr.f);
+	if (!have_hdr)
+		return nb_error("cannot read url list '%s': no header line", name);
+	return 0;
+}
+
+/* ---- JSONL ---- */
+
+typedef struct {
+	const char *p, *end;
+	const char *bad;
+} jcur;
+
+static void jws(jcur *c)
+{
+	while (c->p < c->end && (*c->p == ' ' || *c->p == '\t' || *c->p == '\r' || *c->p == '\n'))
+		c->p++;
+}
+
+static int hex4(const char *p, const char *end, unsigned *v)
+{
+	if (end - p < 4)
+		return -1;
+	*v = 0;
+	for (int i = 0; i < 4; i++) {
+		char ch = p[i];
+		int d = ch >= '0' && ch <= '9' ? ch - '0'
+			: (ch >= 'a' && ch <= 'f' ? ch - 'a' + 10 : (ch >= 'A' && ch <= 'F' ? ch - 'A' + 10 : -1));
+		if (d < 0)
+			return -1;
+		*v = *v * 16 + (unsigned)d;
+	}
+	return 0;
+}
+
+static void put_utf8(strbuf *b, unsigned cp)
+{
+	if (cp < 0x80) {
+		sb_put(b, (char)cp);
+	} else if (cp < 0x800) {
+		sb_put(b, (char)(0xc0 | (cp >> 6)));
+		sb_put(b, (char)(0x80 | (cp & 0x3f)));
+	} else if (cp < 0x10000) {
+		sb_put(b, (char)(0xe0 | (cp >> 12)));
+		sb_put(b, (char)(0x80 | ((cp >> 6) & 0x3f)));
+		sb_put(b, (char)(0x80 | (cp & 0x3f)));
+	} else {
+		sb_put(b, (char)(0xf0 | (cp >> 18)));
+		sb_put(b, (char)(0x80 | ((cp >> 12) & 0x3f)));
+		sb_put(b, (char)(0x80 | ((cp >> 6) & 0x3f)));
+		sb_put(b, (char)(0x80 | (cp & 0x3f)));
+	}
+}
+
+/* Parses a string at c->p (which is at '"'); out may be NULL to skip. */
+static int jstring(jcur *c, strbuf *out)
+{
+	c->p++;
+	while (c->p < c->end) {
+		unsigned char ch = (unsigned char)*c->p++;
+		if (ch == '"')
+			return 0;
+		if (ch < 0x20) {
+			c->bad = "control character in json string";
+			return -1;
+		}
+		if (ch != '\\') {
+			if (out)
+				sb_put(out, (char)ch);
+			continue;
+		}
+		if (c->p >= c->end)
+			break;
+		char e = *c->p++;
+		unsigned cp;
+		switch (e) {
+		case '"': cp = '"'; break;
+		case '\\': cp = '\\'; break;
+		case '/': cp = '/'; break;
+		case 'b': cp = '\b'; break;
+		case 'f': cp = '\f'; break;
+		case 'n': cp = '\n'; break;
+		case 'r': cp = '\r'; break;
+		case 't': cp = '\t'; break;
+		case 'u':
+			if (hex4(c->p, c->end, &cp) < 0) {
+				c->bad = "bad \\u escape in json string";
+				return -1;
+			}
+			c->p += 4;
+			if (cp >= 0xd800 && cp < 0xdc00) {
+				unsigned lo;
+				if (c->end - c->p >= 6 && c->p[0] == '\\' && c->p[1] == 'u' &&
+				    hex4(c->p + 2, c->end, &lo) == 0 && lo >= 0xdc00 && lo < 0xe000) {
+					cp = 0x10000 + ((cp - 0xd800) << 10) + (lo - 0xdc00);
+					c->p += 6;
+				} else {
+					c->bad = "unpaired surrogate in json string";
+					return -1;
+				}
+			} else if (cp >= 0xdc00 && cp < 0xe000) {
+				c->bad = "unpaired surrogate in json string";
+				return -1;
+			}
+			if (cp == 0) {
+				c->bad = "nul character in json string";
+				return -1;
+			}
+			break;
+		default:
+			c->bad = "bad escape in json string";
+			return -1;
+		}
+		if (out)
+			put_utf8(out, cp);
+	}
+	c->bad = "unterminated json string";
+	return -1;
+}
+
+static int jvalue(jcur *c, int depth);
+
+static int jcontainer(jcur *c, int depth, char close, int object)
+{
+	c->p++;
+	jws(c);
+	if (c->p < c->end && *c->p == close) {
+		c->p++;
+		return 0;
+	}
+	for (;;) {
+		jws(c);
+		if (object) {
+			if (c->p >= c->end || *c->p != '"' || jstring(c, NULL) < 0) {
+				if (!c->bad)
+					c->bad = "expected a json key";
+				return -1;
+			}
+			jws(c);
+			if (c->p >= c->end || *c->p != ':') {
+				c->bad = "expected ':' in json object";
+				return -1;
+			}
+			c->p++;
+		}
+		if (jvalue(c, depth + 1) < 0)
+			return -1;
+		jws(c);
+		if (c->p < c->end && *c->p == ',') {
+			c->p++;
+			continue;
+		}
+		if (c->p < c->end && *c->p == close) {
+			c->p++;
+			return 0;
+		}
+		c->bad = "expected ',' or end of json container";
+		return -1;
+	}
+}
+
+static int jvalue(jcur *c, int depth)
+{
+	jws(c);
+	if (depth > 64) {
+		c->bad = "json nested too deeply";
+		return -1;
+	}
+	if (c->p >= c->end) {
+		c->bad = "truncated json";
+		return -1;
+	}
+	char ch = *c->p;
+	if (ch == '"')
+		return jstring(c, NULL);
+	if (ch == '{')
+		return jcontainer(c, depth, '}', 1);
+	if (ch == '[')
+		return jcontainer(c, depth, ']', 0);
+	const char *s = c->p;
+	while (c->p < c->end && (isalnum((unsigned char)*c->p) || *c->p == '-' || *c->p == '+' || *c->p == '.'))
+		c->p++;
+	size_t n = (size_t)(c->p - s);
+	if (n == 0) {
+		c->bad = "unexpected character in json";
+		return -1;
+	}
+	if ((n == 4 && !memcmp(s, "true", 4)) || (n == 5 && !memcmp(s, "false", 5)) ||
+	    (n == 4 && !memcmp(s, "null", 4)))
+		return 0;
+	if (!(isdigit((unsigned char)s[0]) || s[0] == '-')) {
+		c->bad = "unexpected word in json";
+		return -1;
+	}
+	return 0;
+}
+
+/* Parses one JSONL object; sets url, caption and key (owned) or returns the
+ * reason it is bad. */
+static const char *json_line(const char *s, size_t n, char **url, char **caption, char **key)
+{
+	jcur c = {s, s + n, NULL};
+	*url = *caption = *key = NULL;
+	jws(&c);
+	if (c.p >= c.end || *c.p != '{')
+		return "line is not a json object";
+	c.p++;
+	jws(&c);
+	if (c.p < c.end && *c.p == '}') {
+		c.p++;
+		goto tail;
+	}
+	for (;;) {
+		jws(&c);
+		strbuf k = {0};
+		if (c.p >= c.end || *c.p != '"' || jstring(&c, &k) < 0) {
+			free(k.s);
+			return c.bad ? c.bad : "expected a json key";
+		}
+		char *kname = sb_take(&k);
+		jws(&c);
+		if (c.p >= c.end || *c.p != ':') {
+			free(kname);
+			return "expected ':' in json object";
+		}
+		c.p++;
+		jws(&c);
+		char **slot = NULL;
+		if (!strcmp(kname, "url") || !strcmp(kname, "URL"))
+			slot = url;
+		else if (!strcmp(kname, "caption") || !strcmp(kname, "text") || !strcmp(kname, "TEXT"))
+			slot = caption;
+		else if (!strcmp(kname, "key") || !strcmp(kname, "id"))
+			slot = key;
+		free(kname);
+		const char *vs = c.p;
+		if (slot && c.p < c.end && *c.p == '"') {
+			strbuf v = {0};
+			if (jstring(&c, &v) < 0) {
+				free(v.s);
+				return c.bad;
+			}
+			free(*slot);
+			*slot = sb_take(&v);
+		} else {
+			if (jvalue(&c, 1) < 0)
+				return c.bad;
+			if (slot == url)
+				return "json url is not a string";
+			if (slot && slot == key && vs < c.p && *vs != '{' && *vs != '[') {
+				free(*slot);
+				*slot = trim_dup(vs, (size_t)(c.p - vs));
+			}
+		}
+		jws(&c);
+		if (c.p < c.end && *c.p == ',') {
+			c.p++;
+			continue;
+		}
+		if (c.p < c.end && *c.p == '}') {
+			c.p++;
+			break;
+		}
+		return "expected ',' or '}' in json object";
+	}
+tail:
+	jws(&c);
+	if (c.p != c.end)
+		return "text after the json object";
+	if (!*url)
+		return "json object has no url";
+	return NULL;
+}
+
+static int parse_jsonl(const char *buf, size_t len, urllist *l, size_t *cap)
+{
+	size_t pos = 0;
+	long line = 0;
+	while (pos < len) {
+		line++;
+		const char *nl = memchr(buf + pos, '\n', len - pos);
+		size_t e = nl ? (size_t)(nl - buf) : len;
+		const char *s = buf + pos;
+		size_t n = e - pos;
+		pos = nl ? e + 1 : len;
+		size_t k = 0;
+		while (k < n && isspace((unsigned char)s[k]))
+			k++;
+		if (k == n)
+			continue;
+		char *url = NULL, *caption = NULL, *key = NULL;
+		const char *bad = memchr(s, 0, n) ? "nul byte in line" : json_line(s, n, &url, &caption, &key);
+		if (!bad) {
+			char *t = trim_dup(url, strlen(url));
+			free(url);
+			url = t;
+			bad = url_problem(url);
+		}
+		add_entry(l, cap, line, url, caption, key, bad);
+	}
+	return 0;
+}
+
+static int parse_plain(const char *buf, size_t len, urllist *l, size_t *cap)
+{
+	size_t pos = 0;
+	long line = 0;
+	while (pos < len) {
+		line++;
+		const char *nl = memchr(buf + pos, '\n', len - pos);
+		size_t e = nl ? (size_t)(nl - buf) : len;
+		char *u = trim_dup(buf + pos, e - pos);
+		int has_nul = memchr(buf + pos, 0, e - pos) != NULL;
+		pos = nl ? e + 1 : len;
+		if (!*u || *u == '#') {
+			free(u);
+			continue;
+		}
+		add_entry(l, cap, line, u, NULL, NULL, has_nul ? "nul byte in line" : url_problem(u));
+	}
+	return 0;
+}
+
+static urllist_format sniff(const char *buf, size_t len, const char *name)
+{
+	const char *dot = name ? strrchr(name, '.') : NULL;
+	if (dot) {
+		if (!strcasecmp(dot, ".tsv"))
+			return URLLIST_TSV;
+		if (!strcasecmp(dot, ".csv"))
+			return URLLIST_CSV;
+		if (!strcasecmp(dot, ".jsonl") || !strcasecmp(dot, ".json") || !strcasecmp(dot, ".ndjson"))
+			return URLLIST_JSONL;
+	}
+	size_t i = 0;
+	for (;;) {
+		while (i < len && isspace((unsigned char)buf[i]))
+			i++;
+		if (i >= len || buf[i] != '#')
+			break;
+		/* comment lines only occur in bare lists */
+		while (i < len && buf[i] != '\n')
+			i++;
+	}
+	if (i < len && buf[i] == '{')
+		return URLLIST_JSONL;
+	size_t e = i;
+	while (e < len && buf[e] != '\n')
+		e++;
+	const char *first = buf + i;
+	size_t n = e - i;
+	if (memchr(first, '\t', n))
+		return URLLIST_TSV;
+	if (n >= 3 && strstr(first, "://") && (size_t)(strstr(first, "://") - first) < n &&
+	    !memchr(first, ',', n))
+		return URLLIST_PLAIN;
+	if (memchr(first, ',', n))
+		return URLLIST_CSV;
+	return URLLIST_TSV; /* a single header column, e.g. "url" */
+}
+
+int urllist_parse(const char *buf, size_t len, const char *name, urllist_format fmt, urllist *out)
+{
+	memset(out, 0, sizeof(*out));
+	if (!name)
+		name = "(memory)";
+	/* A UTF-8 byte order mark would otherwise hide the header's first name. */
+	if (len >= 3 && (unsigned char)buf[0] == 0xef && (unsigned char)buf[1] == 0xbb &&
+	    (unsigned char)buf[2] == 0xbf) {
+		buf += 3;
+		len -= 3;
+	}
+	/* sniff() uses strstr on the first line, which needs a terminator. */
+	char *copy = nb_xmalloc(len + 1);
+	memcpy(copy, buf, len);
+	copy[len] = 0;
+	if (fmt == URLLIST_AUTO)
+		fmt = sniff(copy, len, name);
+	out->format = fmt;
+	size_t cap = 0;
+	int rc;
+	switch (fmt) {
+	case URLLIST_TSV: rc = parse_delimited(copy, len, name, '\t', 0, out, &cap); break;
+	case URLLIST_CSV: rc = parse_delimited(copy, len, name, ',', 1, out, &cap); break;
+	case URLLIST_JSONL: rc = parse_jsonl(copy, len, out, &cap); break;
+	default: rc = parse_plain(copy, len, out, &cap); break;
+	}
+	free(copy);
+	if (rc < 0)
+		urllist_free(out);
+	return rc;
+}
+
+int urllist_load(const char *path, urllist_format fmt, urllist *out)
+{
+	FILE *f = fopen(path, "rb");
+	if (!f)
+		return nb_error("cannot open url list '%s': %s", path, strerror(errno));
+	strbuf b = {0};
+	char chunk[65536];
+	size_t n;
+	while ((n = fread(chunk, 1, sizeof(chunk), f)) > 0) {
+		if (b.n + n + 1 > b.cap) {
+			b.cap = (b.n + n + 1) * 2;
+			b.s = nb_xrealloc(b.s, b.cap);
+		}
+		memcpy(b.s + b.n, chunk, n);
+		b.n += n;
+	}
+	int err = ferror(f);
+	fclose(f);
+	if (err) {
+		free(b.s);
+		return nb_error("cannot read url list '%s': read error", path);
+	}
+	int rc = urllist_parse(b.s ? b.s : "", b.n, path, fmt, out);
+	free(b.s);
+	return rc;
+}
+
+void urllist_free(urllist *l)
+{
+	for (size_t i = 0; i < l->n; i++) {
+		free(l->e[i].url);
+		free(l->e[i].caption);
+		free(l->e[i].key);
+	}
+	free(l->e);
+	l->e = NULL;
+	l->n = 0;
+}

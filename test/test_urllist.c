@@ -1,0 +1,138 @@
+/* URL list parsing: formats, quoting, escapes, bad lines keep their place. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/nb_error.h"
+#include "pipeline/urllist.h"
+#include "test_util.h"
+
+static int parse(const char *text, const char *name, urllist *l)
+{
+	return urllist_parse(text, strlen(text), name, URLLIST_AUTO, l);
+}
+
+static void test_tsv(void)
+{
+	urllist l;
+	const char *t = "key\turl\tcaption\r\n"
+			"a1\thttp://x/1.jpg\ta red circle\r\n"
+			"\n"
+			"a2\t  http://x/2.png \tsecond\n"
+			"a3\thttp://x/3.png\n"
+			"a4\tnot a url\tx\n"
+			"a5\t\tempty\n";
+	CHECK(parse(t, "list.tsv", &l) == 0);
+	CHECK(l.format == URLLIST_TSV);
+	CHECK(l.n == 5);
+	if (l.n == 5) {
+		CHECK(l.e[0].line == 2 && !strcmp(l.e[0].url, "http://x/1.jpg"));
+		CHECK(!strcmp(l.e[0].caption, "a red circle") && !strcmp(l.e[0].key, "a1"));
+		CHECK(l.e[1].line == 4 && !strcmp(l.e[1].url, "http://x/2.png") && !l.e[1].bad);
+		CHECK(l.e[2].line == 5 && l.e[2].bad && test_contains(l.e[2].bad, "fewer fields"));
+		CHECK(l.e[3].line == 6 && l.e[3].bad && test_contains(l.e[3].bad, "whitespace"));
+		CHECK(l.e[4].line == 7 && l.e[4].bad && test_contains(l.e[4].bad, "empty url"));
+		CHECK(!strcmp(l.e[3].url, ""));
+	}
+	urllist_free(&l);
+}
+
+static void test_csv(void)
+{
+	urllist l;
+	const char *t = "\xef\xbb\xbfURL,TEXT\n"
+			"http://h/a.jpg,\"hello, \"\"world\"\"\"\n"
+			"\"http://h/b.jpg\",\"two\nlines\"\n"
+			"http://h/c.jpg,\"bad\"x\n"
+			"http://h/d.jpg,plain\n"
+			"http://h/e.jpg,\"never closed\n"
+			"http://h/f.jpg,after\n";
+	CHECK(parse(t, "data.csv", &l) == 0);
+	CHECK(l.format == URLLIST_CSV);
+	CHECK_MSG(l.n == 6, "n = %zu", l.n);
+	if (l.n == 6) {
+		CHECK(!strcmp(l.e[0].caption, "hello, \"world\"") && l.e[0].line == 2);
+		CHECK(!strcmp(l.e[1].url, "http://h/b.jpg") && !strcmp(l.e[1].caption, "two\nlines"));
+		CHECK(l.e[1].line == 3);
+		CHECK(l.e[2].line == 5 && l.e[2].bad && test_contains(l.e[2].bad, "after closing quote"));
+		CHECK(l.e[3].line == 6 && !l.e[3].bad && !strcmp(l.e[3].caption, "plain"));
+		CHECK(l.e[4].line == 7 && l.e[4].bad && test_contains(l.e[4].bad, "unterminated quote"));
+		/* the record after an unterminated quote survives */
+		CHECK(l.e[5].line == 8 && !l.e[5].bad && !strcmp(l.e[5].url, "http://h/f.jpg"));
+	}
+	urllist_free(&l);
+}
+
+static void test_jsonl(void)
+{
+	urllist l;
+	const char *t = "{\"url\": \"http://j/1.png\", \"caption\": \"caf\\u00e9 \\ud83d\\ude00\", \"key\": 17}\n"
+			"{\"URL\":\"http://j/2.png\",\"extra\":{\"a\":[1,2,{\"b\":null}]},\"TEXT\":\"t\\n2\"}\n"
+			"{\"caption\": \"no url\"}\n"
+			"{\"url\": 5}\n"
+			"[1,2]\n"
+			"{\"url\": \"http://j/3.png\"} trailing\n"
+			"{\"url\": \"http://j/4.png\", \"caption\": \"\\ud800\"}\n"
+			"{\"url\": \"http://j/5.png\"\n"
+			"   \n"
+			"{\"url\":\"http:\\/\\/j\\/6.png\",\"id\":\"k6\"}";
+	CHECK(parse(t, "x.jsonl", &l) == 0);
+	CHECK(l.format == URLLIST_JSONL);
+	CHECK_MSG(l.n == 9, "n = %zu", l.n);
+	if (l.n == 9) {
+		CHECK(!l.e[0].bad && !strcmp(l.e[0].url, "http://j/1.png"));
+		CHECK(!strcmp(l.e[0].caption, "caf\xc3\xa9 \xf0\x9f\x98\x80"));
+		CHECK(!strcmp(l.e[0].key, "17"));
+		CHECK(!l.e[1].bad && !strcmp(l.e[1].url, "http://j/2.png") && !strcmp(l.e[1].caption, "t\n2"));
+		CHECK(l.e[2].bad && test_contains(l.e[2].bad, "no url"));
+		CHECK(l.e[3].bad && test_contains(l.e[3].bad, "not a string"));
+		CHECK(l.e[4].bad && test_contains(l.e[4].bad, "not a json object"));
+		CHECK(l.e[5].bad && test_contains(l.e[5].bad, "after the json object"));
+		CHECK(l.e[6].bad && test_contains(l.e[6].bad, "surrogate"));
+		CHECK(l.e[7].bad && l.e[7].line == 8);
+		CHECK(!l.e[8].bad && l.e[8].line == 10 && !strcmp(l.e[8].url, "http://j/6.png"));
+		CHECK(!strcmp(l.e[8].key, "k6"));
+	}
+	urllist_free(&l);
+}
+
+static void test_plain_and_sniff(void)
+{
+	urllist l;
+	CHECK(parse("# comment\nhttp://p/1.jpg\n\nhttps://p/2.jpg\nfile:///tmp/x.png\n", "list", &l) == 0);
+	CHECK(l.format == URLLIST_PLAIN && l.n == 3);
+	if (l.n == 3)
+		CHECK(l.e[2].line == 5 && !strcmp(l.e[2].url, "file:///tmp/x.png"));
+	urllist_free(&l);
+	CHECK(parse("{\"url\":\"http://a/b\"}\n", "noext", &l) == 0);
+	CHECK(l.format == URLLIST_JSONL && l.n == 1);
+	urllist_free(&l);
+	CHECK(parse("url,caption\nhttp://a/b,c\n", "noext", &l) == 0);
+	CHECK(l.format == URLLIST_CSV && l.n == 1);
+	urllist_free(&l);
+	CHECK(parse("url\nhttp://a/b\n", "noext", &l) == 0);
+	CHECK(l.format == URLLIST_TSV && l.n == 1);
+	urllist_free(&l);
+	/* no header with a url column: the whole file is unusable */
+	CHECK(parse("name\tcaption\nx\ty\n", "bad.tsv", &l) == -1);
+	CHECK(test_contains(nb_errmsg(), "bad.tsv") && test_contains(nb_errmsg(), "no url column"));
+	CHECK(parse("", "empty.csv", &l) == -1);
+	CHECK(test_contains(nb_errmsg(), "no header"));
+	CHECK(parse("", "empty.jsonl", &l) == 0 && l.n == 0);
+	urllist_free(&l);
+	/* embedded NUL bytes are a bad line, not a truncated URL */
+	const char nul[] = "url\nhttp://a/b\0c\nhttp://a/d\n";
+	CHECK(urllist_parse(nul, sizeof(nul) - 1, "n.tsv", URLLIST_AUTO, &l) == 0);
+	CHECK(l.n == 2 && l.e[0].bad && !l.e[1].bad);
+	urllist_free(&l);
+	CHECK(urllist_load("/nonexistent/list.tsv", URLLIST_AUTO, &l) == -1);
+	CHECK(test_contains(nb_errmsg(), "/nonexistent/list.tsv"));
+}
+
+int main(void)
+{
+	test_tsv();
+	test_csv();
+	test_jsonl();
+	test_plain_and_sniff();
+	return test_summary("test_urllist");
+}
