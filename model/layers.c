@@ -1,9 +1,8 @@
 /* Forward and backward of the captioner's layers (model/layers.h). */
 
-/* The clamps in nb_expf are selects that GCC only if-converts, and so
- * vectorises, when comparisons may not trap; this file never reads the FP
- * exception flags. */
-#pragma GCC optimize("no-trapping-math")
+/* Built with -fno-trapping-math (CMakeLists.txt): the clamps in nb_expf are
+ * selects that GCC only if-converts, and so vectorises, when comparisons may
+ * not trap; this file never reads the FP exception flags. */
 #include "model/layers.h"
 #include "model/fastmath.h"
 

@@ -1,7 +1,9 @@
 /* nboost caption: greedy captions for PNG/JPEG files with a trained model.
  * Prints "path<TAB>caption" per image, in the order given. A file that
  * cannot be read or decoded gets an error line on stderr and the others go
- * on; the exit status is then 1. */
+ * on; the exit status is then 1. With --shards DIR it captions every image
+ * of the committed image or caption shards in DIR instead, printing
+ * "id<TAB>source<TAB>caption" (for example web shards from nboost ingest). */
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -14,6 +16,7 @@
 #include "model/vocab.h"
 #include "pipeline/commands.h"
 #include "pipeline/image_io.h"
+#include "pipeline/shard_store.h"
 
 #define DEF_BATCH 16
 #define DEF_MAX_PIXELS 40000000L
@@ -21,12 +24,14 @@
 static void usage(FILE *f)
 {
 	fprintf(f,
-		"usage: nboost caption --model CKPT [options] IMAGE...\n\n"
+		"usage: nboost caption --model CKPT [options] IMAGE...\n"
+		"       nboost caption --model CKPT --shards DIR [options]\n\n"
 		"Captions PNG/JPEG images with a trained checkpoint (greedy, clean stream).\n"
 		"Each image is center-cropped and resized to the model's input size.\n"
 		"Prints one line per image: path<TAB>caption.\n\n"
 		"options:\n"
 		"  --model CKPT        checkpoint (.h5) to load (required)\n"
+		"  --shards DIR        caption every image in DIR's shards; prints id<TAB>source<TAB>caption\n"
 		"  --batch N           images decoded together (default %d)\n"
 		"  --max-pixels N      refuse images larger than N pixels (default %ld)\n"
 		"  --max-tokens N      cap on words per caption (default: the model's max_text - 1)\n"
@@ -44,14 +49,79 @@ static int parse_long(const char *s, long lo, long hi, long *out)
 	return 0;
 }
 
+static void print_batch(int n, const uint64_t *ids, char **sources, const uint16_t *tok, const int *lens,
+			int max_tokens, char *text)
+{
+	for (int k = 0; k < n; k++) {
+		vocab_decode(tok + (size_t)k * max_tokens, lens[k], text, 16 * max_tokens + 16);
+		printf("%llu\t%s\t%s\n", (unsigned long long)ids[k], sources[k], text);
+		free(sources[k]);
+	}
+	fflush(stdout);
+}
+
+/* Captions every sample of the committed shards in dir, in shard order. */
+static int caption_shards(const char *dir, decoder *d, int S, int batch, const decode_opts *o, uint8_t *pix,
+			  uint64_t *ids, uint16_t *tok, int *lens, char *text)
+{
+	char **paths = NULL;
+	int nshards = shard_list(dir, &paths);
+	if (nshards < 0)
+		nb_die("%s", nb_errmsg());
+	if (nshards == 0)
+		nb_die("no committed shards in '%s'", dir);
+	size_t isz = (size_t)S * S * 3;
+	char **sources = nb_xcalloc((size_t)batch, sizeof(char *));
+	int n = 0;
+	long total = 0;
+	for (int si = 0; si < nshards; si++) {
+		shard_reader *r = shard_open(paths[si]);
+		if (!r)
+			nb_die("%s", nb_errmsg());
+		const shard_meta *meta = shard_reader_meta(r);
+		shard_sample smp;
+		int st;
+		while ((st = shard_next(r, &smp)) == 1) {
+			nb_image img = {meta->width, meta->height, (uint8_t *)smp.image};
+			if (meta->width == S && meta->height == S)
+				memcpy(pix + (size_t)n * isz, smp.image, isz);
+			else
+				image_resize(&img, S, S, RESIZE_CENTER_CROP, pix + (size_t)n * isz);
+			ids[n] = smp.id;
+			sources[n] = nb_xstrdup(smp.source ? smp.source : "");
+			if (++n == batch) {
+				if (decode_greedy(d, pix, ids, n, o, tok, lens) < 0)
+					nb_die("%s", nb_errmsg());
+				print_batch(n, ids, sources, tok, lens, o->max_tokens, text);
+				total += n;
+				n = 0;
+			}
+		}
+		if (st < 0)
+			nb_die("%s", nb_errmsg());
+		shard_close(r);
+	}
+	if (n) {
+		if (decode_greedy(d, pix, ids, n, o, tok, lens) < 0)
+			nb_die("%s", nb_errmsg());
+		print_batch(n, ids, sources, tok, lens, o->max_tokens, text);
+		total += n;
+	}
+	fprintf(stderr, "nboost caption: %ld images from %d shard(s) in '%s'\n", total, nshards, dir);
+	free(sources);
+	shard_list_free(paths, nshards);
+	return 0;
+}
+
 int cmd_caption(int argc, char **argv)
 {
 	static const struct option opts[] = {
 		{"model", required_argument, NULL, 'm'},   {"batch", required_argument, NULL, 'b'},
 		{"max-pixels", required_argument, NULL, 'p'}, {"max-tokens", required_argument, NULL, 't'},
-		{"help", no_argument, NULL, 'h'},          {NULL, 0, NULL, 0},
+		{"shards", required_argument, NULL, 's'},  {"help", no_argument, NULL, 'h'},
+		{NULL, 0, NULL, 0},
 	};
-	const char *model = NULL;
+	const char *model = NULL, *shards = NULL;
 	long batch = DEF_BATCH, max_pixels = DEF_MAX_PIXELS, max_tokens = 0;
 	int c;
 	optind = 1;
@@ -81,6 +151,9 @@ int cmd_caption(int argc, char **argv)
 				return 2;
 			}
 			break;
+		case 's':
+			shards = optarg;
+			break;
 		case 'h':
 			usage(stdout);
 			return 0;
@@ -89,8 +162,10 @@ int cmd_caption(int argc, char **argv)
 			return 2;
 		}
 	}
-	if (!model || optind >= argc) {
-		fprintf(stderr, "nboost caption: %s\n\n", !model ? "--model is required" : "no images given");
+	if (!model || (optind >= argc) == !shards) {
+		fprintf(stderr, "nboost caption: %s\n\n",
+			!model ? "--model is required"
+			       : shards ? "give either --shards or image files, not both" : "no images given");
 		usage(stderr);
 		return 2;
 	}
@@ -113,6 +188,13 @@ int cmd_caption(int argc, char **argv)
 	decode_opts o = {0, 0.0f, 0, (int)max_tokens};
 	int failed = 0;
 	char *text = nb_xmalloc(16 * (size_t)max_tokens + 16);
+	if (shards) {
+		int rc = caption_shards(shards, d, S, (int)batch, &o, pix, keys, tok, lens, text);
+		free(text), free(pix), free(keys), free(paths), free(tok), free(lens);
+		decoder_free(d);
+		vlm_free(m);
+		return rc;
+	}
 	for (int i = optind; i < argc;) {
 		int n = 0;
 		for (; i < argc && n < batch; i++) {
