@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "common/nb_error.h"
+#include "common/nb_io.h"
 #include "common/scene.h"
 #include "labeler/decode.h"
 #include "labeler/metrics.h"
@@ -57,59 +58,7 @@ typedef struct {
 	char *text;                  /* points into the file buffer */
 } tsv_row;
 
-typedef struct {
-	char *data;
-	size_t len, cap;
-} strbuf;
 
-static void sb_add(strbuf *b, const char *s, size_t n)
-{
-	if (b->len + n + 1 > b->cap) {
-		b->cap = (b->len + n + 1) * 2;
-		b->data = nb_xrealloc(b->data, b->cap);
-	}
-	memcpy(b->data + b->len, s, n);
-	b->len += n;
-	b->data[b->len] = '\0';
-}
-
-/* Temp file in the same directory, fsync, rename: a reader sees the old file or the whole new one. */
-static int write_atomic(const char *path, const char *data, size_t len)
-{
-	const char *slash = strrchr(path, '/');
-	int dirlen = slash ? (int)(slash - path + 1) : 0;
-	size_t tn = strlen(path) + 32;
-	char *tmp = nb_xmalloc(tn);
-	snprintf(tmp, tn, "%.*s.%s.tmp.%ld", dirlen, path, slash ? slash + 1 : path, (long)getpid());
-	int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-	if (fd < 0) {
-		int e = errno;
-		free(tmp);
-		return nb_error("cannot write '%s': %s", path, strerror(e));
-	}
-	size_t off = 0;
-	while (off < len) {
-		ssize_t w = write(fd, data + off, len - off);
-		if (w < 0 && errno == EINTR)
-			continue;
-		if (w < 0) {
-			int e = errno;
-			close(fd);
-			unlink(tmp);
-			free(tmp);
-			return nb_error("cannot write '%s': %s", path, strerror(e));
-		}
-		off += (size_t)w;
-	}
-	if (fsync(fd) < 0 || close(fd) < 0 || rename(tmp, path) < 0) {
-		int e = errno;
-		unlink(tmp);
-		free(tmp);
-		return nb_error("cannot write '%s': %s", path, strerror(e));
-	}
-	free(tmp);
-	return 0;
-}
 
 static int cmp_gt(const void *a, const void *b)
 {
@@ -125,30 +74,13 @@ static int cmp_row(const void *a, const void *b)
 	return (x->line > y->line) - (x->line < y->line);
 }
 
-/* Reads a whole file; NUL-terminated. NULL + nb_error. */
+/* The caption TSV, whole and NUL-terminated. NULL + nb_error. */
 static char *read_file(const char *path, size_t *len)
 {
-	FILE *f = fopen(path, "rb");
-	if (!f) {
+	char *data = nb_read_file(path, len);
+	if (!data)
 		nb_error("cannot open captions '%s': %s", path, strerror(errno));
-		return NULL;
-	}
-	strbuf b = {0};
-	char chunk[65536];
-	size_t n;
-	while ((n = fread(chunk, 1, sizeof chunk, f)) > 0)
-		sb_add(&b, chunk, n);
-	int bad = ferror(f);
-	fclose(f);
-	if (bad) {
-		free(b.data);
-		nb_error("cannot read captions '%s': read error", path);
-		return NULL;
-	}
-	if (!b.data)
-		sb_add(&b, "", 0);
-	*len = b.len;
-	return b.data;
+	return data;
 }
 
 static int parse_id(const char *s, size_t n, uint64_t *out)
@@ -244,7 +176,7 @@ typedef struct {
 	uint16_t *tokens;
 	int *lens;
 	metrics_acc *acc;
-	strbuf out;
+	nb_buf out;
 	int want_out;
 } model_run;
 
@@ -260,10 +192,10 @@ static int model_flush(model_run *mr)
 		if (mr->want_out) {
 			char line[64], text[1024];
 			int l = snprintf(line, sizeof line, "%" PRIu64 "\t", mr->keys[i]);
-			sb_add(&mr->out, line, (size_t)l);
+			nb_buf_add(&mr->out, line, (size_t)l);
 			int tl = vocab_decode(t, mr->lens[i], text, (int)sizeof text);
-			sb_add(&mr->out, text, (size_t)tl);
-			sb_add(&mr->out, "\n", 1);
+			nb_buf_add(&mr->out, text, (size_t)tl);
+			nb_buf_add(&mr->out, "\n", 1);
 		}
 	}
 	mr->n = 0;
@@ -357,19 +289,19 @@ static void print_scores(const metrics_result *r, long missing, int json)
 
 static void write_gt(const char *path, const gt_entry *gt, long n)
 {
-	strbuf b = {0};
-	sb_add(&b, "", 0);
+	nb_buf b = {0};
+	nb_buf_add(&b, "", 0);
 	for (long i = 0; i < n; i++) {
 		char line[64], cap[512];
 		int l = snprintf(line, sizeof line, "%" PRIu64 "\t", gt[i].id);
 		int cl = scene_caption(gt[i].cells, cap, (int)sizeof cap);
 		if (cl < 0)
 			nb_die("image %" PRIu64 ": ground truth has too many objects for a caption", gt[i].id);
-		sb_add(&b, line, (size_t)l);
-		sb_add(&b, cap, (size_t)cl);
-		sb_add(&b, "\n", 1);
+		nb_buf_add(&b, line, (size_t)l);
+		nb_buf_add(&b, cap, (size_t)cl);
+		nb_buf_add(&b, "\n", 1);
 	}
-	if (write_atomic(path, b.data, b.len) < 0)
+	if (nb_write_file_atomic(path, b.data, b.len) < 0)
 		nb_die("%s", nb_errmsg());
 	free(b.data);
 }
@@ -439,12 +371,12 @@ static int score_model(const eval_opts *o)
 	mr.lens = nb_xmalloc((size_t)mr.batch * sizeof(int));
 	mr.acc = metrics_new();
 	mr.want_out = o->out_captions != NULL;
-	sb_add(&mr.out, "", 0);
+	nb_buf_add(&mr.out, "", 0);
 	gt_entry *gt;
 	long n = load_shards(o, &gt, &mr);
 	if (o->write_gt)
 		write_gt(o->write_gt, gt, n);
-	if (mr.want_out && write_atomic(o->out_captions, mr.out.data, mr.out.len) < 0)
+	if (mr.want_out && nb_write_file_atomic(o->out_captions, mr.out.data, mr.out.len) < 0)
 		nb_die("%s", nb_errmsg());
 	metrics_result r;
 	metrics_finish(mr.acc, &r);

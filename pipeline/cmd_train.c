@@ -17,6 +17,7 @@
 #include <mpi.h>
 
 #include "common/nb_error.h"
+#include "common/nb_io.h"
 #include "model/checkpoint.h"
 #include "pipeline/cli_mpi.h"
 #include "pipeline/commands.h"
@@ -241,32 +242,6 @@ static int compare_frozen(const char *ckpt_path, const char *then_text, const ch
 	return 0;
 }
 
-/* temp + fsync + rename, for config.conf. */
-static int write_atomic(const char *path, const char *text)
-{
-	char tmp[4200];
-	snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid());
-	int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-	if (fd < 0)
-		return nb_error("cannot write '%s': %s", tmp, strerror(errno));
-	size_t n = strlen(text), done = 0;
-	while (done < n) {
-		ssize_t w = write(fd, text + done, n - done);
-		if (w < 0) {
-			int e = errno;
-			close(fd);
-			unlink(tmp);
-			return nb_error("cannot write '%s': %s", tmp, strerror(e));
-		}
-		done += (size_t)w;
-	}
-	if (fsync(fd) < 0 || close(fd) < 0 || rename(tmp, path) < 0) {
-		int e = errno;
-		unlink(tmp);
-		return nb_error("cannot write '%s': %s", path, strerror(e));
-	}
-	return 0;
-}
 
 static int mkdir_p(const char *path)
 {
@@ -309,7 +284,7 @@ static int trim_metrics(const char *path, long upto)
 	}
 	fclose(f);
 	out[at] = '\0';
-	int rc = write_atomic(path, out);
+	int rc = nb_write_file_atomic(path, out, strlen(out));
 	free(out);
 	return rc;
 }
@@ -566,7 +541,7 @@ int cmd_train(int argc, char **argv)
 	FILE *metrics = NULL;
 	ok = 1;
 	if (rank == 0) {
-		ok = write_atomic(config_path, config_text) == 0;
+		ok = nb_write_file_atomic(config_path, config_text, strlen(config_text)) == 0;
 		if (ok && o.resume)
 			ok = trim_metrics(metrics_path, trainer_step_index(t)) == 0;
 		if (ok) {

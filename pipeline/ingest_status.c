@@ -8,70 +8,27 @@
 #include <unistd.h>
 
 #include "common/nb_error.h"
+#include "common/nb_io.h"
 #include "pipeline/ingest.h"
 
 #define STATUS_HEADER "line\tid\tstatus\tattempts\thash\turl\tkey\tdetail\n"
 
 int ingest_write_atomic(const char *path, const char *text, size_t len)
 {
-	char tmp[4096];
-	if (snprintf(tmp, sizeof(tmp), "%s.tmp.%ld", path, (long)getpid()) >= (int)sizeof(tmp))
-		return nb_error("cannot write '%s': path too long", path);
-	int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-	if (fd < 0)
-		return nb_error("cannot create '%s': %s", tmp, strerror(errno));
-	size_t off = 0;
-	while (off < len) {
-		ssize_t w = write(fd, text + off, len - off);
-		if (w < 0 && errno == EINTR)
-			continue;
-		if (w <= 0) {
-			int e = errno;
-			close(fd);
-			unlink(tmp);
-			return nb_error("cannot write '%s': %s", tmp, strerror(e));
-		}
-		off += (size_t)w;
-	}
-	if (fsync(fd) != 0 || close(fd) != 0) {
-		int e = errno;
-		unlink(tmp);
-		return nb_error("cannot write '%s': %s", tmp, strerror(e));
-	}
-	if (rename(tmp, path) != 0) {
-		int e = errno;
-		unlink(tmp);
-		return nb_error("cannot rename '%s' to '%s': %s", tmp, path, strerror(e));
-	}
-	return 0;
+	return nb_write_file_atomic(path, text, len);
 }
 
-typedef struct {
-	char *s;
-	size_t n, cap;
-} buf;
-
-static void put(buf *b, const char *s, size_t n)
-{
-	if (b->n + n + 1 > b->cap) {
-		b->cap = (b->n + n + 1) * 2;
-		b->s = nb_xrealloc(b->s, b->cap);
-	}
-	memcpy(b->s + b->n, s, n);
-	b->n += n;
-	b->s[b->n] = 0;
-}
 
 /* Tabs, newlines and backslashes are escaped so every row stays one line. */
-static void put_field(buf *b, const char *s)
+static void put_field(nb_buf *b, const char *s)
 {
 	for (; s && *s; s++) {
 		switch (*s) {
-		case '\t': put(b, "\\t", 2); break;
-		case '\n': put(b, "\\n", 2); break;
-		case '\r': put(b, "\\r", 2); break;
-		case '\\': put(b, "\\\\", 2); break;
-		default: put(b, s, 1);
+		case '\t': nb_buf_add(b, "\\t", 2); break;
+		case '\n': nb_buf_add(b, "\\n", 2); break;
+		case '\r': nb_buf_add(b, "\\r", 2); break;
+		case '\\': nb_buf_add(b, "\\\\", 2); break;
+		default: nb_buf_add(b, s, 1);
 		}
 	}
 }
@@ -94,23 +51,23 @@ static char *unescape(const char *s, size_t n)
 
 int ingest_status_write(const char *path, const ingest_row *rows, size_t n)
 {
-	buf b = {0};
-	put(&b, STATUS_HEADER, strlen(STATUS_HEADER));
+	nb_buf b = {0};
+	nb_buf_add(&b, STATUS_HEADER, strlen(STATUS_HEADER));
 	for (size_t i = 0; i < n; i++) {
 		const ingest_row *r = &rows[i];
 		char head[160];
 		int k = snprintf(head, sizeof(head), "%ld\t%" PRIu64 "\t%s\t%d\t%016" PRIx64 "%016" PRIx64 "\t",
 				 r->line, r->id, r->status, r->attempts, r->hash[0], r->hash[1]);
-		put(&b, head, (size_t)k);
+		nb_buf_add(&b, head, (size_t)k);
 		put_field(&b, r->url);
-		put(&b, "\t", 1);
+		nb_buf_add(&b, "\t", 1);
 		put_field(&b, r->key);
-		put(&b, "\t", 1);
+		nb_buf_add(&b, "\t", 1);
 		put_field(&b, r->detail);
-		put(&b, "\n", 1);
+		nb_buf_add(&b, "\n", 1);
 	}
-	int rc = ingest_write_atomic(path, b.s, b.n);
-	free(b.s);
+	int rc = ingest_write_atomic(path, b.data, b.len);
+	free(b.data);
 	return rc;
 }
 
@@ -142,42 +99,42 @@ int ingest_status_read(const char *path, ingest_row **rows_out, size_t *n_out)
 	FILE *f = fopen(path, "rb");
 	if (!f)
 		return nb_error("cannot open status table '%s': %s", path, strerror(errno));
-	buf b = {0};
+	nb_buf b = {0};
 	char chunk[65536];
 	size_t got;
 	while ((got = fread(chunk, 1, sizeof(chunk), f)) > 0)
-		put(&b, chunk, got);
+		nb_buf_add(&b, chunk, got);
 	fclose(f);
-	if (b.n < strlen(STATUS_HEADER) || memcmp(b.s, STATUS_HEADER, strlen(STATUS_HEADER))) {
-		free(b.s);
+	if (b.len < strlen(STATUS_HEADER) || memcmp(b.data, STATUS_HEADER, strlen(STATUS_HEADER))) {
+		free(b.data);
 		return nb_error("cannot read status table '%s': missing header line", path);
 	}
 	ingest_row *rows = NULL;
 	size_t n = 0, cap = 0;
 	size_t pos = strlen(STATUS_HEADER);
 	long lineno = 1;
-	while (pos < b.n) {
+	while (pos < b.len) {
 		lineno++;
-		char *nl = memchr(b.s + pos, '\n', b.n - pos);
+		char *nl = memchr(b.data + pos, '\n', b.len - pos);
 		if (!nl) {
 			ingest_rows_free(rows, n);
-			free(b.s);
+			free(b.data);
 			return nb_error("cannot read status table '%s': line %ld is truncated", path, lineno);
 		}
 		*nl = 0;
 		char *fld[8];
 		int nf = 0;
-		char *p = b.s + pos;
+		char *p = b.data + pos;
 		fld[nf++] = p;
 		for (; *p && nf < 8; p++)
 			if (*p == '\t') {
 				*p = 0;
 				fld[nf++] = p + 1;
 			}
-		pos = (size_t)(nl - b.s) + 1;
+		pos = (size_t)(nl - b.data) + 1;
 		if (nf != 8 || strlen(fld[4]) != 32) {
 			ingest_rows_free(rows, n);
-			free(b.s);
+			free(b.data);
 			return nb_error("cannot read status table '%s': line %ld has %d fields, expected 8", path,
 					lineno, nf);
 		}
@@ -202,11 +159,11 @@ int ingest_status_read(const char *path, ingest_row **rows_out, size_t *n_out)
 		n++;
 		if (bad) {
 			ingest_rows_free(rows, n);
-			free(b.s);
+			free(b.data);
 			return nb_error("cannot read status table '%s': line %ld is malformed", path, lineno);
 		}
 	}
-	free(b.s);
+	free(b.data);
 	*rows_out = rows;
 	*n_out = n;
 	return 0;

@@ -26,6 +26,7 @@
 #include <unistd.h>
 
 #include "common/nb_error.h"
+#include "common/nb_io.h"
 #include "model/vocab.h"
 #include "pipeline/image_io.h"
 #include "pipeline/shard_store.h"
@@ -33,24 +34,6 @@
 #define PATH_MAX_LEN 4096
 #define CAPTION_MAX 256
 
-typedef struct {
-	char *data;
-	size_t len, cap;
-} strbuf;
-
-static void sb_add(strbuf *b, const char *s, size_t n)
-{
-	if (b->len + n + 1 > b->cap) {
-		size_t cap = b->cap ? b->cap * 2 : 4096;
-		while (cap < b->len + n + 1)
-			cap *= 2;
-		b->data = nb_xrealloc(b->data, cap);
-		b->cap = cap;
-	}
-	memcpy(b->data + b->len, s, n);
-	b->len += n;
-	b->data[b->len] = '\0';
-}
 
 static double now_s(void)
 {
@@ -99,22 +82,6 @@ static int make_dirs(const char *path)
 	return make_dir(buf);
 }
 
-static int fsync_dir(const char *path)
-{
-	char dir[PATH_MAX_LEN];
-	const char *slash = strrchr(path, '/');
-	if (!slash)
-		snprintf(dir, sizeof dir, ".");
-	else
-		snprintf(dir, sizeof dir, "%.*s", (int)(slash - path), path);
-	int fd = open(dir[0] ? dir : "/", O_RDONLY);
-	if (fd < 0)
-		return nb_error("cannot open directory '%s': %s", dir, strerror(errno));
-	fsync(fd);
-	close(fd);
-	return 0;
-}
-
 /* The PNGs are renamed into place unsynced; they must be durable before
  * the manifest part that declares them done. */
 static int sync_filesystem(const char *dir)
@@ -128,68 +95,7 @@ static int sync_filesystem(const char *dir)
 	return rc ? nb_error("cannot sync '%s': %s", dir, strerror(e)) : 0;
 }
 
-/* Temp + fsync + rename + fsync of the directory. */
-static int write_file_atomic(const char *path, const char *data, size_t len)
-{
-	char tmp[PATH_MAX_LEN];
-	const char *slash = strrchr(path, '/');
-	int dirlen = slash ? (int)(slash - path + 1) : 0;
-	int n = snprintf(tmp, sizeof tmp, "%.*s.%s.tmp.%ld", dirlen, path, path + dirlen, (long)getpid());
-	if (n < 0 || (size_t)n >= sizeof tmp)
-		return nb_error("cannot write '%s': path too long", path);
-	int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0666);
-	if (fd < 0)
-		return nb_error("cannot write '%s': %s", tmp, strerror(errno));
-	size_t off = 0;
-	while (off < len) {
-		ssize_t w = write(fd, data + off, len - off);
-		if (w < 0) {
-			if (errno == EINTR)
-				continue;
-			int e = errno;
-			close(fd);
-			unlink(tmp);
-			return nb_error("cannot write '%s': %s", tmp, strerror(e));
-		}
-		off += (size_t)w;
-	}
-	if (fsync(fd) || close(fd)) {
-		int e = errno;
-		unlink(tmp);
-		return nb_error("cannot write '%s': %s", tmp, strerror(e));
-	}
-	if (rename(tmp, path)) {
-		int e = errno;
-		unlink(tmp);
-		return nb_error("cannot rename '%s' to '%s': %s", tmp, path, strerror(e));
-	}
-	return fsync_dir(path);
-}
 
-/* Whole small file into a NUL-terminated buffer (caller frees), or NULL
- * with errno set. */
-static char *read_small_file(const char *path, size_t *len)
-{
-	FILE *f = fopen(path, "rb");
-	if (!f)
-		return NULL;
-	strbuf b = {0};
-	char chunk[4096];
-	size_t n;
-	while ((n = fread(chunk, 1, sizeof chunk, f)) > 0)
-		sb_add(&b, chunk, n);
-	int err = ferror(f);
-	fclose(f);
-	if (err) {
-		free(b.data);
-		errno = EIO;
-		return NULL;
-	}
-	if (!b.data)
-		sb_add(&b, "", 0);
-	*len = b.len;
-	return b.data;
-}
 
 static int file_exists(const char *path)
 {
@@ -220,7 +126,7 @@ static int part_file(char *buf, const synth_opts *o, int split, uint64_t k)
 
 /* ---- corpus.json ---- */
 
-static void corpus_json(const synth_opts *o, int complete, const uint64_t *bytes, strbuf *b)
+static void corpus_json(const synth_opts *o, int complete, const uint64_t *bytes, nb_buf *b)
 {
 	char line[512];
 	snprintf(line, sizeof line,
@@ -230,14 +136,14 @@ static void corpus_json(const synth_opts *o, int complete, const uint64_t *bytes
 		 "  \"complete\": %s",
 		 SYNTH_GRAMMAR_VERSION, o->seed, o->size, o->shard_size, o->count[0], o->count[1], o->count[2],
 		 complete ? "true" : "false");
-	sb_add(b, line, strlen(line));
+	nb_buf_add(b, line, strlen(line));
 	if (bytes) {
 		snprintf(line, sizeof line,
 			 ",\n  \"bytes\": {\"labeled\": %" PRIu64 ", \"unlabeled\": %" PRIu64 ", \"test\": %" PRIu64 "}",
 			 bytes[0], bytes[1], bytes[2]);
-		sb_add(b, line, strlen(line));
+		nb_buf_add(b, line, strlen(line));
 	}
-	sb_add(b, "\n}\n", 3);
+	nb_buf_add(b, "\n}\n", 3);
 }
 
 /* The number after "key": in a corpus.json we wrote; -1 when absent. */
@@ -363,7 +269,7 @@ int synth_prepare(const synth_opts *o)
 	if (path_join(json_path, o->out, "corpus.json"))
 		return -1;
 	size_t len;
-	char *text = read_small_file(json_path, &len);
+	char *text = nb_read_file(json_path, &len);
 	if (!text && errno != ENOENT)
 		return nb_error("cannot read '%s': %s", json_path, strerror(errno));
 
@@ -401,9 +307,9 @@ int synth_prepare(const synth_opts *o)
 			return -1;
 	}
 
-	strbuf b = {0};
+	nb_buf b = {0};
 	corpus_json(o, 0, NULL, &b);
-	int rc = write_file_atomic(json_path, b.data, b.len);
+	int rc = nb_write_file_atomic(json_path, b.data, b.len);
 	free(b.data);
 	return rc;
 }
@@ -469,7 +375,7 @@ static int write_shard(const synth_opts *o, int split, uint64_t k, const char *p
 		return -1;
 	size_t npix = (size_t)o->size * (size_t)o->size * 3;
 	uint8_t *img = nb_xmalloc(npix);
-	strbuf manifest = {0};
+	nb_buf manifest = {0};
 	int rc = 0;
 	for (uint64_t i = first; i < end && rc == 0; i++) {
 		synth_scene sc;
@@ -502,10 +408,10 @@ static int write_shard(const synth_opts *o, int split, uint64_t k, const char *p
 				rc = image_write_png(png_path, img, o->size, o->size);
 			if (rc)
 				break;
-			sb_add(&manifest, rel, strlen(rel));
-			sb_add(&manifest, "\t", 1);
-			sb_add(&manifest, caption, (size_t)clen);
-			sb_add(&manifest, "\n", 1);
+			nb_buf_add(&manifest, rel, strlen(rel));
+			nb_buf_add(&manifest, "\t", 1);
+			nb_buf_add(&manifest, caption, (size_t)clen);
+			nb_buf_add(&manifest, "\n", 1);
 		}
 		progress_tick(prog);
 	}
@@ -525,7 +431,7 @@ static int write_shard(const synth_opts *o, int split, uint64_t k, const char *p
 		if (rc == 0)
 			rc = sync_filesystem(o->png);
 		if (rc == 0)
-			rc = write_file_atomic(part, manifest.data ? manifest.data : "", manifest.len);
+			rc = nb_write_file_atomic(part, manifest.data ? manifest.data : "", manifest.len);
 	}
 	free(manifest.data);
 	return rc;
@@ -589,7 +495,7 @@ int synth_finish(const synth_opts *o, uint64_t bytes[SYNTH_SPLITS])
 		}
 	}
 	if (o->png) {
-		strbuf all = {0};
+		nb_buf all = {0};
 		for (int s = 0; s < SYNTH_SPLITS; s++)
 			for (uint64_t k = 0; k < synth_nshards(o, s); k++) {
 				size_t len;
@@ -597,27 +503,27 @@ int synth_finish(const synth_opts *o, uint64_t bytes[SYNTH_SPLITS])
 					free(all.data);
 					return -1;
 				}
-				char *text = read_small_file(path, &len);
+				char *text = nb_read_file(path, &len);
 				if (!text) {
 					int e = errno;
 					free(all.data);
 					return nb_error("cannot read manifest part '%s': %s", path, strerror(e));
 				}
-				sb_add(&all, text, len);
+				nb_buf_add(&all, text, len);
 				free(text);
 			}
 		int rc = path_join(path, o->png, "manifest.tsv");
 		if (rc == 0)
-			rc = write_file_atomic(path, all.data ? all.data : "", all.len);
+			rc = nb_write_file_atomic(path, all.data ? all.data : "", all.len);
 		free(all.data);
 		if (rc)
 			return -1;
 	}
-	strbuf b = {0};
+	nb_buf b = {0};
 	corpus_json(o, 1, bytes, &b);
 	int rc = path_join(path, o->out, "corpus.json");
 	if (rc == 0)
-		rc = write_file_atomic(path, b.data, b.len);
+		rc = nb_write_file_atomic(path, b.data, b.len);
 	free(b.data);
 	return rc;
 }

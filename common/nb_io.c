@@ -1,0 +1,115 @@
+#include "common/nb_io.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "common/nb_error.h"
+
+void nb_buf_add(nb_buf *b, const void *s, size_t n)
+{
+	if (b->len + n + 1 > b->cap) {
+		size_t cap = b->cap ? b->cap : 256;
+		while (cap < b->len + n + 1)
+			cap *= 2;
+		b->data = nb_xrealloc(b->data, cap);
+		b->cap = cap;
+	}
+	if (n)
+		memcpy(b->data + b->len, s, n);
+	b->len += n;
+	b->data[b->len] = '\0';
+}
+
+void nb_buf_adds(nb_buf *b, const char *s) { nb_buf_add(b, s, strlen(s)); }
+
+char *nb_read_file(const char *path, size_t *len)
+{
+	FILE *f = fopen(path, "rb");
+	if (!f) {
+		int e = errno;
+		nb_error("cannot open '%s': %s", path, strerror(e));
+		errno = e;
+		return NULL;
+	}
+	nb_buf b = {0};
+	char chunk[65536];
+	size_t n;
+	while ((n = fread(chunk, 1, sizeof chunk, f)) > 0)
+		nb_buf_add(&b, chunk, n);
+	int bad = ferror(f);
+	fclose(f);
+	if (bad) {
+		free(b.data);
+		nb_error("cannot read '%s': read error", path);
+		errno = EIO;
+		return NULL;
+	}
+	nb_buf_add(&b, "", 0);
+	*len = b.len;
+	return b.data;
+}
+
+int nb_fsync_parent(const char *path)
+{
+	char dir[4096];
+	const char *slash = strrchr(path, '/');
+	if (!slash)
+		snprintf(dir, sizeof dir, ".");
+	else if (slash == path)
+		snprintf(dir, sizeof dir, "/");
+	else if (snprintf(dir, sizeof dir, "%.*s", (int)(slash - path), path) >= (int)sizeof dir)
+		return nb_error("cannot sync the directory of '%s': path too long", path);
+	int fd = open(dir, O_RDONLY | O_DIRECTORY);
+	if (fd < 0)
+		return nb_error("cannot open directory '%s': %s", dir, strerror(errno));
+	int rc = fsync(fd);
+	int e = errno;
+	close(fd);
+	/* Some file systems refuse fsync on directories; the rename stands. */
+	if (rc < 0 && e != EINVAL && e != EROFS)
+		return nb_error("cannot sync directory '%s': %s", dir, strerror(e));
+	return 0;
+}
+
+int nb_write_file_atomic(const char *path, const void *data, size_t len)
+{
+	char tmp[4200];
+	const char *slash = strrchr(path, '/');
+	int dirlen = slash ? (int)(slash - path + 1) : 0;
+	int k = snprintf(tmp, sizeof tmp, "%.*s.%s.tmp.%ld", dirlen, path, path + dirlen, (long)getpid());
+	if (k < 0 || (size_t)k >= sizeof tmp)
+		return nb_error("cannot write '%s': path too long", path);
+	int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+	if (fd < 0)
+		return nb_error("cannot write '%s': %s", path, strerror(errno));
+	const char *p = data;
+	size_t off = 0;
+	while (off < len) {
+		ssize_t w = write(fd, p + off, len - off);
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w <= 0) {
+			int e = w < 0 ? errno : EIO;
+			close(fd);
+			unlink(tmp);
+			return nb_error("cannot write '%s': %s", path, strerror(e));
+		}
+		off += (size_t)w;
+	}
+	if (fsync(fd) < 0) {
+		int e = errno;
+		close(fd);
+		unlink(tmp);
+		return nb_error("cannot write '%s': %s", path, strerror(e));
+	}
+	if (close(fd) < 0 || rename(tmp, path) < 0) {
+		int e = errno;
+		unlink(tmp);
+		return nb_error("cannot write '%s': %s", path, strerror(e));
+	}
+	return nb_fsync_parent(path);
+}

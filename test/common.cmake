@@ -1,0 +1,2 @@
+# common/: error reporting, RNG, small-file I/O.
+nb_unit_test(test_common_io nb_common)
