@@ -9,6 +9,7 @@
 
 #include "common/nb_error.h"
 #include "pipeline/cli_mpi.h"
+#include "pipeline/cli_args.h"
 #include "pipeline/commands.h"
 #include "pipeline/ingest.h"
 
@@ -124,16 +125,8 @@ static int parse_args(int argc, char **argv, ingest_opts *o, const char **list, 
 		}
 		char key[32];
 		const char *val;
-		const char *eq = strchr(arg, '=');
-		if (eq) {
-			snprintf(key, sizeof key, "%.*s", (int)(eq - arg), arg);
-			val = eq + 1;
-		} else {
-			snprintf(key, sizeof key, "%s", arg);
-			if (i + 1 >= argc)
-				return bad_usage("option '%s' needs a value", arg);
-			val = argv[++i];
-		}
+		if (cli_option_value(argc, argv, &i, key, sizeof key, &val) < 0)
+			return bad_usage("option '%s' needs a value", arg);
 		double v;
 		if (!strcmp(key, "--out")) {
 			if (!*val)

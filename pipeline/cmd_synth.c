@@ -12,6 +12,7 @@
 
 #include "common/nb_error.h"
 #include "pipeline/cli_mpi.h"
+#include "pipeline/cli_args.h"
 #include "pipeline/commands.h"
 #include "pipeline/synth.h"
 
@@ -92,16 +93,8 @@ static int parse_args(int argc, char **argv, synth_opts *o, int *quiet)
 		/* --key value or --key=value */
 		char key[32];
 		const char *val;
-		const char *eq = strchr(arg, '=');
-		if (eq) {
-			snprintf(key, sizeof key, "%.*s", (int)(eq - arg), arg);
-			val = eq + 1;
-		} else {
-			snprintf(key, sizeof key, "%s", arg);
-			if (i + 1 >= argc)
-				return bad_usage("option '%s' needs a value", arg);
-			val = argv[++i];
-		}
+		if (cli_option_value(argc, argv, &i, key, sizeof key, &val) < 0)
+			return bad_usage("option '%s' needs a value", arg);
 		uint64_t v;
 		int split = !strcmp(key, "--labeled") ? 0 : !strcmp(key, "--unlabeled") ? 1 : !strcmp(key, "--test") ? 2 : -1;
 		if (split >= 0) {
