@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "common/nb_error.h"
@@ -51,6 +52,43 @@ char *nb_read_file(const char *path, size_t *len)
 	nb_buf_add(&b, "", 0);
 	*len = b.len;
 	return b.data;
+}
+
+static int make_one_dir(const char *path)
+{
+	if (mkdir(path, 0777) == 0)
+		return 0;
+	int e = errno;
+	struct stat st;
+	if (e == EEXIST && stat(path, &st) == 0) {
+		if (S_ISDIR(st.st_mode))
+			return 0;
+		return nb_error("cannot create directory '%s': a file of that name exists", path);
+	}
+	return nb_error("cannot create directory '%s': %s", path, strerror(e));
+}
+
+int nb_mkdir_p(const char *path)
+{
+	char buf[4096];
+	size_t n = strlen(path);
+	if (n == 0)
+		return nb_error("cannot create a directory with an empty name");
+	if (n >= sizeof buf)
+		return nb_error("cannot create directory '%.64s...': path too long", path);
+	memcpy(buf, path, n + 1);
+	while (n > 1 && buf[n - 1] == '/')
+		buf[--n] = '\0';
+	for (size_t i = 1; i < n; i++) {
+		if (buf[i] != '/' || buf[i - 1] == '/')
+			continue;
+		buf[i] = '\0';
+		int rc = make_one_dir(buf);
+		buf[i] = '/';
+		if (rc < 0)
+			return -1;
+	}
+	return make_one_dir(buf);
 }
 
 int nb_fsync_parent(const char *path)

@@ -28,4 +28,9 @@ int nb_write_file_atomic(const char *path, const void *data, size_t len);
 /* fsync of the directory holding path (makes a rename durable). 0 or nb_error. */
 int nb_fsync_parent(const char *path);
 
+/* mkdir -p: creates path and its missing parents (mode 0777 less umask).
+ * 0 when path is, or now is, a directory; nb_error naming the component
+ * and the cause otherwise (a file in the way, permissions, too long). */
+int nb_mkdir_p(const char *path);
+
 #endif

@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "common/nb_error.h"
+#include "common/nb_io.h"
 #include "pipeline/ingest.h"
 #include "pipeline/shard_store.h"
 #include "pipeline/urllist.h"
@@ -422,24 +423,6 @@ fail:
 	return -1;
 }
 
-static int mkdir_p(const char *dir)
-{
-	char p[4096];
-	if (snprintf(p, sizeof(p), "%s", dir) >= (int)sizeof(p))
-		return nb_error("cannot create '%s': path too long", dir);
-	for (char *s = p + 1; *s; s++) {
-		if (*s != '/')
-			continue;
-		*s = 0;
-		if (mkdir(p, 0755) != 0 && errno != EEXIST)
-			return nb_error("cannot create directory '%s': %s", p, strerror(errno));
-		*s = '/';
-	}
-	if (mkdir(p, 0755) != 0 && errno != EEXIST)
-		return nb_error("cannot create directory '%s': %s", p, strerror(errno));
-	return 0;
-}
-
 /* Rank 0 receives every rank's counters as "name count" lines. */
 static void gather_totals(tally *t, int rank, int nranks)
 {
@@ -506,7 +489,7 @@ int ingest_run(const char *list_path, const char *out_dir, const ingest_opts *o,
 		return nb_error("cannot ingest: bad size %d or shard size %zu", o->size, o->shard_size);
 	urllist l;
 	int ok = urllist_load(list_path, URLLIST_AUTO, &l) == 0;
-	if (ok && rank == 0 && mkdir_p(out_dir) < 0)
+	if (ok && rank == 0 && nb_mkdir_p(out_dir) < 0)
 		ok = 0;
 	if (nranks > 1) {
 		int all;

@@ -50,38 +50,6 @@ static int path_join(char *buf, const char *a, const char *b)
 	return 0;
 }
 
-static int make_dir(const char *path)
-{
-	if (mkdir(path, 0777) == 0 || errno == EEXIST) {
-		struct stat st;
-		if (stat(path, &st) == 0 && S_ISDIR(st.st_mode))
-			return 0;
-		return nb_error("cannot create directory '%s': a file of that name exists", path);
-	}
-	return nb_error("cannot create directory '%s': %s", path, strerror(errno));
-}
-
-/* mkdir -p: the parents of a user's --out may not exist yet. */
-static int make_dirs(const char *path)
-{
-	char buf[PATH_MAX_LEN];
-	size_t n = strlen(path);
-	if (n == 0 || n >= sizeof buf)
-		return nb_error("cannot create directory '%s': bad path", path);
-	memcpy(buf, path, n + 1);
-	for (size_t i = 1; i < n; i++) {
-		if (buf[i] != '/')
-			continue;
-		buf[i] = '\0';
-		if (mkdir(buf, 0777) && errno != EEXIST) {
-			int e = errno;
-			return nb_error("cannot create directory '%s': %s", buf, strerror(e));
-		}
-		buf[i] = '/';
-	}
-	return make_dir(buf);
-}
-
 /* The PNGs are renamed into place unsynced; they must be durable before
  * the manifest part that declares them done. */
 static int sync_filesystem(const char *dir)
@@ -245,23 +213,23 @@ static int sweep_png_tmp(const char *dir)
 int synth_prepare(const synth_opts *o)
 {
 	char path[PATH_MAX_LEN];
-	if (make_dirs(o->out))
+	if (nb_mkdir_p(o->out))
 		return -1;
 	for (int s = 0; s < SYNTH_SPLITS; s++) {
-		if (path_join(path, o->out, synth_split_names[s]) || make_dir(path))
+		if (path_join(path, o->out, synth_split_names[s]) || nb_mkdir_p(path))
 			return -1;
 		if (shard_sweep_tmp(path) < 0)
 			return -1;
 	}
 	if (o->png) {
-		if (make_dirs(o->png))
+		if (nb_mkdir_p(o->png))
 			return -1;
-		if (path_join(path, o->png, ".parts") || make_dir(path) || sweep_png_tmp(path))
+		if (path_join(path, o->png, ".parts") || nb_mkdir_p(path) || sweep_png_tmp(path))
 			return -1;
 		if (sweep_png_tmp(o->png))
 			return -1;
 		for (int s = 0; s < SYNTH_SPLITS; s++)
-			if (path_join(path, o->png, synth_split_names[s]) || make_dir(path) || sweep_png_tmp(path))
+			if (path_join(path, o->png, synth_split_names[s]) || nb_mkdir_p(path) || sweep_png_tmp(path))
 				return -1;
 	}
 

@@ -63,6 +63,26 @@ int main(void)
 	CHECK(nb_read_file(dir, &len) == NULL); /* a directory is not a file */
 	CHECK(test_contains(nb_errmsg(), dir));
 
+	/* mkdir -p: nested, idempotent, trailing and doubled slashes; a file in the way. */
+	char deep[4200], deep2[4200];
+	snprintf(deep, sizeof deep, "%s/a//b/c/", dir);
+	CHECK(nb_mkdir_p(deep) == 0);
+	CHECK(nb_mkdir_p(deep) == 0);
+	snprintf(deep2, sizeof deep2, "%s/a/b/c", dir);
+	struct stat st;
+	CHECK(stat(deep2, &st) == 0 && S_ISDIR(st.st_mode));
+	snprintf(deep2, sizeof deep2, "%s/out.txt/sub", dir);
+	CHECK(nb_mkdir_p(deep2) == -1);
+	CHECK(test_contains(nb_errmsg(), "out.txt") && test_contains(nb_errmsg(), "cannot create directory"));
+	CHECK(nb_mkdir_p(path) == -1 && test_contains(nb_errmsg(), "a file of that name exists"));
+	CHECK(nb_mkdir_p("") == -1);
+	snprintf(deep2, sizeof deep2, "%s/a/b/c", dir);
+	rmdir(deep2);
+	snprintf(deep2, sizeof deep2, "%s/a/b", dir);
+	rmdir(deep2);
+	snprintf(deep2, sizeof deep2, "%s/a", dir);
+	rmdir(deep2);
+
 	free(b.data);
 	remove(path);
 	rmdir(dir);

@@ -1,8 +1,9 @@
-# trainer/: AdamW, schedule, clipping, batcher, checkpoints, `nboost train`.
+# trainer/: AdamW, schedule, clipping, batcher, checkpoints, job-file settings (pipeline/train_job.c), `nboost train`.
 nb_unit_test(test_trainer_optim nb_trainer)
 nb_unit_test(test_checkpoint nb_model)
 nb_unit_test(test_trainer_batcher nb_trainer)
 nb_unit_test(test_trainer_step nb_trainer)
+nb_unit_test(test_train_job nb_trainjob)
 
 # Writes small caption shards for the script tests (not a test itself).
 add_executable(test_trainer_mkdata test_trainer_mkdata.c)

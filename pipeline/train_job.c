@@ -1,0 +1,218 @@
+/* pipeline/train_job.c: the job-file keys of training ([model], [train],
+ * [noise], data.labeled) read into a train_config, the effective
+ * configuration written back as job-file text (stored in checkpoints), and
+ * the resume check on keys that must not change. Shared by `nboost train`
+ * and the student ranks of `nboost run`. */
+#include "pipeline/train_job.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/nb_error.h"
+
+/* Keys that must not change when a run is resumed: they define the model,
+ * the data order or the optimisation path. train.steps may change (the
+ * cosine then follows the new length); logging and watching may too. */
+static const char *const frozen_keys[] = {
+	"model.image_size", "model.patch", "model.enc_dim", "model.enc_layers", "model.enc_heads",
+	"model.dec_dim", "model.dec_layers", "model.dec_heads", "model.mlp_ratio", "model.max_text",
+	"train.batch", "train.lr", "train.weight_decay", "train.beta1", "train.beta2", "train.eps",
+	"train.warmup", "train.clip", "train.seed", "noise.sigma", NULL,
+};
+
+static const char *const my_keys[] = {
+	"model.image_size", "model.patch", "model.enc_dim", "model.enc_layers", "model.enc_heads",
+	"model.dec_dim", "model.dec_layers", "model.dec_heads", "model.mlp_ratio", "model.max_text",
+	"train.steps", "train.batch", "train.lr", "train.weight_decay", "train.beta1", "train.beta2", "train.eps",
+	"train.warmup", "train.clip", "train.seed", "train.checkpoint_every", "train.log_every",
+	"train.watch_every", "noise.sigma", "data.labeled", NULL,
+};
+
+/* Sections this command checks strictly; others belong to other commands
+ * (nboost run: [run], [teacher], [filter], [student]...) and pass through. */
+static int is_my_section(const char *key)
+{
+	return !strncmp(key, "model.", 6) || !strncmp(key, "train.", 6) || !strncmp(key, "noise.", 6);
+}
+
+static int check_keys(const jobfile *j)
+{
+	int n = jobfile_count(j), k = 0;
+	const char **known = nb_xcalloc((size_t)n + sizeof my_keys / sizeof my_keys[0] + 1, sizeof(char *));
+	for (int i = 0; my_keys[i]; i++)
+		known[k++] = my_keys[i];
+	for (int i = 0; i < n; i++)
+		if (!is_my_section(jobfile_key_at(j, i)))
+			known[k++] = jobfile_key_at(j, i);
+	known[k] = NULL;
+	int rc = jobfile_check_known(j, known);
+	free(known);
+	return rc;
+}
+
+static int get_model_int(const jobfile *j, const char *key, int def, long lo, long hi, int *out)
+{
+	long v;
+	if (jobfile_int(j, key, def, lo, hi, &v) < 0)
+		return -1;
+	*out = (int)v;
+	return 0;
+}
+
+int train_job_read(const jobfile *j, train_job *s)
+{
+	if (check_keys(j) < 0)
+		return -1;
+	train_config *c = &s->tc;
+	*c = train_config_default();
+	vlm_config *m = &c->model;
+	if (get_model_int(j, "model.image_size", m->image_size, 8, 4096, &m->image_size) < 0 ||
+	    get_model_int(j, "model.patch", m->patch, 1, 256, &m->patch) < 0 ||
+	    get_model_int(j, "model.enc_dim", m->enc_dim, 1, 8192, &m->enc_dim) < 0 ||
+	    get_model_int(j, "model.enc_layers", m->enc_layers, 1, 16, &m->enc_layers) < 0 ||
+	    get_model_int(j, "model.enc_heads", m->enc_heads, 1, 256, &m->enc_heads) < 0 ||
+	    get_model_int(j, "model.dec_dim", m->dec_dim, 1, 8192, &m->dec_dim) < 0 ||
+	    get_model_int(j, "model.dec_layers", m->dec_layers, 1, 16, &m->dec_layers) < 0 ||
+	    get_model_int(j, "model.dec_heads", m->dec_heads, 1, 256, &m->dec_heads) < 0 ||
+	    get_model_int(j, "model.mlp_ratio", m->mlp_ratio, 1, 16, &m->mlp_ratio) < 0 ||
+	    get_model_int(j, "model.max_text", m->max_text, 2, 4096, &m->max_text) < 0)
+		return -1;
+	if (vlm_config_check(m) < 0)
+		return -1;
+	long batch, seed;
+	double sigma;
+	if (jobfile_int(j, "train.steps", c->steps, 0, 100000000, &c->steps) < 0 ||
+	    jobfile_int(j, "train.batch", c->batch, 1, 1 << 20, &batch) < 0 ||
+	    jobfile_double(j, "train.lr", c->lr, 0.0, 10.0, &c->lr) < 0 ||
+	    jobfile_double(j, "train.weight_decay", c->adam.weight_decay, 0.0, 10.0, &c->adam.weight_decay) < 0 ||
+	    jobfile_double(j, "train.beta1", c->adam.beta1, 0.0, 0.999999, &c->adam.beta1) < 0 ||
+	    jobfile_double(j, "train.beta2", c->adam.beta2, 0.0, 0.99999999, &c->adam.beta2) < 0 ||
+	    jobfile_double(j, "train.eps", c->adam.eps, 1e-30, 1.0, &c->adam.eps) < 0 ||
+	    jobfile_int(j, "train.warmup", c->warmup, 0, 100000000, &c->warmup) < 0 ||
+	    jobfile_double(j, "train.clip", c->clip, 0.0, 1e9, &c->clip) < 0 ||
+	    jobfile_int(j, "train.seed", (long)c->seed, 0, 0x7fffffffffffffffL, &seed) < 0 ||
+	    jobfile_int(j, "train.checkpoint_every", 500, 0, 100000000, &s->checkpoint_every) < 0 ||
+	    jobfile_int(j, "train.log_every", 10, 1, 100000000, &s->log_every) < 0 ||
+	    jobfile_int(j, "train.watch_every", 0, 0, 100000000, &s->watch_every) < 0 ||
+	    jobfile_double(j, "noise.sigma", c->sigma, 0.0, 100.0, &sigma) < 0)
+		return -1;
+	c->batch = (int)batch;
+	c->seed = (uint64_t)seed;
+	c->sigma = (float)sigma;
+	s->labeled = jobfile_str(j, "data.labeled", NULL);
+	return 0;
+}
+
+/* Shortest decimal text that reads back as exactly x. */
+static const char *exact(char *buf, size_t n, double x)
+{
+	for (int prec = 6; prec <= 17; prec++) {
+		snprintf(buf, n, "%.*g", prec, x);
+		if (strtod(buf, NULL) == x)
+			break;
+	}
+	return buf;
+}
+
+static const char *exactf(char *buf, size_t n, float x)
+{
+	for (int prec = 6; prec <= 9; prec++) {
+		snprintf(buf, n, "%.*g", prec, (double)x);
+		if (strtof(buf, NULL) == x)
+			break;
+	}
+	return buf;
+}
+
+/* The effective configuration as a job file: every key of this command with
+ * the value in force (defaults included), then the other sections' keys as
+ * given. Numbers are printed in their shortest exact form, so texts compare
+ * equal exactly when the values do. Caller frees. */
+char *train_job_effective_config(const jobfile *j, const train_job *s)
+{
+	const train_config *c = &s->tc;
+	const vlm_config *m = &c->model;
+	size_t cap = 4096, at = 0;
+	char *buf = nb_xmalloc(cap);
+#define EMIT(...)                                                                   \
+	do {                                                                        \
+		for (;;) {                                                          \
+			int k_ = snprintf(buf + at, cap - at, __VA_ARGS__);         \
+			if (k_ >= 0 && (size_t)k_ < cap - at) {                     \
+				at += (size_t)k_;                                   \
+				break;                                              \
+			}                                                           \
+			cap *= 2;                                                   \
+			buf = nb_xrealloc(buf, cap);                                \
+		}                                                                   \
+	} while (0)
+	EMIT("# effective configuration written by nboost train\n[model]\n");
+	EMIT("image_size = %d\npatch = %d\nenc_dim = %d\nenc_layers = %d\nenc_heads = %d\n", m->image_size,
+	     m->patch, m->enc_dim, m->enc_layers, m->enc_heads);
+	EMIT("dec_dim = %d\ndec_layers = %d\ndec_heads = %d\nmlp_ratio = %d\nmax_text = %d\n", m->dec_dim,
+	     m->dec_layers, m->dec_heads, m->mlp_ratio, m->max_text);
+	char n1[32], n2[32], n3[32];
+	EMIT("\n[train]\nsteps = %ld\nbatch = %d\nlr = %s\nweight_decay = %s\n", c->steps, c->batch,
+	     exact(n1, sizeof n1, c->lr), exact(n2, sizeof n2, c->adam.weight_decay));
+	EMIT("beta1 = %s\nbeta2 = %s\neps = %s\n", exact(n1, sizeof n1, c->adam.beta1),
+	     exact(n2, sizeof n2, c->adam.beta2), exact(n3, sizeof n3, c->adam.eps));
+	EMIT("warmup = %ld\nclip = %s\nseed = %llu\n", c->warmup, exact(n1, sizeof n1, c->clip),
+	     (unsigned long long)c->seed);
+	EMIT("checkpoint_every = %ld\nlog_every = %ld\nwatch_every = %ld\n", s->checkpoint_every, s->log_every,
+	     s->watch_every);
+	EMIT("\n[noise]\nsigma = %s\n", exactf(n1, sizeof n1, c->sigma));
+	EMIT("\n[data]\nlabeled = %s\n", s->labeled ? s->labeled : "");
+	int n = jobfile_count(j);
+	for (int i = 0; i < n; i++) {
+		const char *k = jobfile_key_at(j, i);
+		if (!strncmp(k, "data.", 5) && strcmp(k, "data.labeled"))
+			EMIT("%s = %s\n", k + 5, jobfile_value_at(j, i));
+	}
+	/* other commands' sections, grouped, in first-seen order */
+	for (int i = 0; i < n; i++) {
+		const char *k = jobfile_key_at(j, i);
+		if (is_my_section(k) || !strncmp(k, "data.", 5))
+			continue;
+		size_t sec = (size_t)(strchr(k, '.') - k) + 1; /* "run." */
+		int seen = 0;
+		for (int p = 0; p < i && !seen; p++)
+			seen = !strncmp(jobfile_key_at(j, p), k, sec);
+		if (seen)
+			continue;
+		EMIT("\n[%.*s]\n", (int)sec - 1, k);
+		for (int p = i; p < n; p++)
+			if (!strncmp(jobfile_key_at(j, p), k, sec))
+				EMIT("%s = %s\n", jobfile_key_at(j, p) + sec, jobfile_value_at(j, p));
+	}
+#undef EMIT
+	return buf;
+}
+
+/* Lists the frozen keys whose values differ between the checkpoint's job
+ * text and this run's. 0 or nb_error. */
+int train_job_check_resume(const char *ckpt_path, const char *then_text, const char *now_text)
+{
+	jobfile *a = jobfile_parse(then_text, ckpt_path), *b = jobfile_parse(now_text, "this job");
+	if (!a || !b) {
+		jobfile_free(a);
+		jobfile_free(b);
+		return nb_error("cannot resume from '%s': its stored job config does not parse", ckpt_path);
+	}
+	char list[2048] = "";
+	size_t at = 0;
+	for (int i = 0; frozen_keys[i]; i++) {
+		const char *x = jobfile_get(a, frozen_keys[i]), *y = jobfile_get(b, frozen_keys[i]);
+		if (x && y && !strcmp(x, y))
+			continue;
+		int k = snprintf(list + at, sizeof list - at, "%s%s = %s (checkpoint) vs %s (now)", at ? ", " : "",
+				 frozen_keys[i], x ? x : "unset", y ? y : "unset");
+		if (k > 0 && (size_t)k < sizeof list - at)
+			at += (size_t)k;
+	}
+	jobfile_free(a);
+	jobfile_free(b);
+	if (at)
+		return nb_error("cannot resume from '%s': the job differs from the checkpoint's: %s", ckpt_path, list);
+	return 0;
+}
