@@ -15,19 +15,7 @@
 #include "model/vlm.h"
 #include "model/vlm_internal.h"
 #include "model/vocab.h"
-
-static double now(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
-static int cmpd(const void *a, const void *b)
-{
-	double x = *(const double *)a, y = *(const double *)b;
-	return (x > y) - (x < y);
-}
+#include "bench/bench_util.h"
 
 int main(int argc, char **argv)
 {
@@ -56,12 +44,12 @@ int main(int argc, char **argv)
 	double kv[50], nv[50];
 	decode_greedy(d, img, keys, N, &o, tk, lk); /* warm-up */
 	for (int k = 0; k < rounds; k++) {
-		double t0 = now();
+		double t0 = bench_now();
 		decode_greedy(d, img, keys, N, &o, tk, lk);
-		kv[k] = (now() - t0) / NS * 1e3;
-		t0 = now();
+		kv[k] = (bench_now() - t0) / NS * 1e3;
+		t0 = bench_now();
 		vlm_greedy_naive(m, img, keys, N, K, o.sigma, o.seed, MT, tn, ln);
-		nv[k] = (now() - t0) / NS * 1e3;
+		nv[k] = (bench_now() - t0) / NS * 1e3;
 		printf("round %d: kv-cache %.2f ms/caption, recompute %.2f ms/caption\n", k + 1, kv[k], nv[k]);
 		fflush(stdout);
 	}
@@ -70,8 +58,8 @@ int main(int argc, char **argv)
 		agree &= lk[s] == ln[s] && !memcmp(tk + (size_t)s * MT, tn + (size_t)s * MT, sizeof(uint16_t) * (size_t)lk[s]);
 		words += lk[s];
 	}
-	qsort(kv, (size_t)rounds, sizeof(double), cmpd);
-	qsort(nv, (size_t)rounds, sizeof(double), cmpd);
+	bench_sort(kv, rounds);
+	bench_sort(nv, rounds);
 	double a = kv[rounds / 2], b = nv[rounds / 2];
 	printf("%d images x %d streams, %.1f words/caption: kv-cache %.2f ms/caption, recompute %.2f ms/caption, "
 	       "speed-up %.1fx, outputs %s\n",

@@ -11,13 +11,7 @@
 #include <jpeglib.h>
 
 #include "pipeline/image_io.h"
-
-static double now_s(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
-}
+#include "bench/bench_util.h"
 
 /* A smooth synthetic photo stand-in: gradients and discs compress and
  * decode like natural images, unlike noise. */
@@ -57,19 +51,13 @@ static uint8_t *make_jpeg(int size, size_t *len)
 	return buf;
 }
 
-static int cmp_double(const void *a, const void *b)
-{
-	double x = *(const double *)a, y = *(const double *)b;
-	return (x > y) - (x < y);
-}
-
 /* Median images/s over reps for decode(+hint) + resize to 48x48. */
 static double measure(const uint8_t *jpg, size_t len, int hint, int iters, int reps)
 {
 	double *r = malloc(sizeof(double) * (size_t)reps);
 	uint8_t out[48 * 48 * 3];
 	for (int k = 0; k < reps; k++) {
-		double t0 = now_s();
+		double t0 = bench_now();
 		for (int i = 0; i < iters; i++) {
 			nb_image im;
 			if (image_decode_hint(jpg, len, 100000000, hint, hint, &im) != IMG_OK) {
@@ -79,9 +67,9 @@ static double measure(const uint8_t *jpg, size_t len, int hint, int iters, int r
 			image_resize(&im, 48, 48, RESIZE_CENTER_CROP, out);
 			image_free(&im);
 		}
-		r[k] = iters / (now_s() - t0);
+		r[k] = iters / (bench_now() - t0);
 	}
-	qsort(r, (size_t)reps, sizeof(double), cmp_double);
+	bench_sort(r, reps);
 	double med = r[reps / 2];
 	free(r);
 	return med;

@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include "bench/bench_util.h"
 
 enum { ROW = 101, COL = 102 };
 enum { NT = 111, TR = 112 };
@@ -35,19 +36,6 @@ static const shape shapes[] = {
 	{"square 1024", NT, NT, 1024, 1024, 1024},
 };
 #define NSHAPES (int)(sizeof shapes / sizeof shapes[0])
-
-static double now(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
-static int cmpd(const void *a, const void *b)
-{
-	double x = *(const double *)a, y = *(const double *)b;
-	return (x > y) - (x < y);
-}
 
 static int child(const char *lib, int threads)
 {
@@ -84,15 +72,15 @@ static int child(const char *lib, int threads)
 		double t[5];
 		for (int r = 0; r < 5; r++) {
 			int it = 0;
-			double t0 = now(), t1;
+			double t0 = bench_now(), t1;
 			do {
 				sgemm(ROW, p->ta, p->tb, p->M, p->N, p->K, 1.0f, a, lda, b, ldb, 0.0f, c, p->N);
 				it++;
-				t1 = now();
+				t1 = bench_now();
 			} while (t1 - t0 < 0.05);
 			t[r] = flop * it / (t1 - t0) / 1e9;
 		}
-		qsort(t, 5, sizeof t[0], cmpd);
+		bench_sort(t, 5);
 		printf("gflops %d %.2f\n", s, t[2]);
 	}
 	free(a), free(b), free(c);
@@ -154,7 +142,7 @@ int main(int argc, char **argv)
 		snprintf(lab, sizeof lab, "%s (%dt, %.60s)", v[i].label, v[i].threads, cores[i]);
 		printf("%-28s", lab);
 		for (int s = 0; s < NSHAPES; s++) {
-			qsort(v[i].g[s], (size_t)v[i].n, sizeof(double), cmpd);
+			bench_sort(v[i].g[s], v[i].n);
 			med[i][s] = v[i].g[s][v[i].n / 2];
 			printf(" %22.1f", med[i][s]);
 		}

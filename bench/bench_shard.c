@@ -21,16 +21,10 @@
 
 #include "common/nb_error.h"
 #include "pipeline/shard_store.h"
+#include "bench/bench_util.h"
 
 #define SIDE 48
 #define REPS 5
-
-static double clock_s(clockid_t id)
-{
-	struct timespec ts;
-	clock_gettime(id, &ts);
-	return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
-}
 
 static uint64_t next(uint64_t *s)
 {
@@ -71,18 +65,6 @@ static void render(uint8_t *img, uint64_t *s)
 	}
 }
 
-static int cmp_double(const void *a, const void *b)
-{
-	double x = *(const double *)a, y = *(const double *)b;
-	return (x > y) - (x < y);
-}
-
-static double median(double *v, int n)
-{
-	qsort(v, (size_t)n, sizeof *v, cmp_double);
-	return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
-}
-
 typedef struct {
 	int level;
 	double write_s, read_s, write_cpu, read_cpu, ratio;
@@ -101,7 +83,7 @@ static result run_level(const char *dir, int level, const uint8_t *images, size_
 	size_t img_bytes = SIDE * SIDE * 3;
 	struct stat st = {0};
 	for (int rep = 0; rep < REPS; rep++) {
-		double t0 = clock_s(CLOCK_MONOTONIC), c0 = clock_s(CLOCK_PROCESS_CPUTIME_ID);
+		double t0 = bench_clock(CLOCK_MONOTONIC), c0 = bench_clock(CLOCK_PROCESS_CPUTIME_ID);
 		shard_writer *w = shard_create(path, &m);
 		if (!w)
 			nb_die("%s", nb_errmsg());
@@ -112,7 +94,7 @@ static result run_level(const char *dir, int level, const uint8_t *images, size_
 		}
 		if (shard_commit(w) < 0)
 			nb_die("%s", nb_errmsg());
-		double t1 = clock_s(CLOCK_MONOTONIC), c1 = clock_s(CLOCK_PROCESS_CPUTIME_ID);
+		double t1 = bench_clock(CLOCK_MONOTONIC), c1 = bench_clock(CLOCK_PROCESS_CPUTIME_ID);
 		shard_reader *r = shard_open(path);
 		if (!r)
 			nb_die("%s", nb_errmsg());
@@ -127,7 +109,7 @@ static result run_level(const char *dir, int level, const uint8_t *images, size_
 		if (rc < 0 || got != n)
 			nb_die("read back %zu of %zu images: %s", got, n, nb_errmsg());
 		shard_close(r);
-		double t2 = clock_s(CLOCK_MONOTONIC), c2 = clock_s(CLOCK_PROCESS_CPUTIME_ID);
+		double t2 = bench_clock(CLOCK_MONOTONIC), c2 = bench_clock(CLOCK_PROCESS_CPUTIME_ID);
 		tw[rep] = t1 - t0;
 		tr[rep] = t2 - t1;
 		cw[rep] = c1 - c0;
@@ -136,7 +118,7 @@ static result run_level(const char *dir, int level, const uint8_t *images, size_
 	}
 	stat(path, &st);
 	unlink(path);
-	result res = {level, median(tw, REPS), median(tr, REPS), median(cw, REPS), median(cr, REPS),
+	result res = {level, bench_median(tw, REPS), bench_median(tr, REPS), bench_median(cw, REPS), bench_median(cr, REPS),
 		      (double)(n * img_bytes) / (double)st.st_size};
 	return res;
 }

@@ -14,23 +14,10 @@
 
 #include "common/nb_error.h"
 #include "pipeline/synth.h"
+#include "bench/bench_util.h"
 
 #define REPS 5
 #define REQUIRED 2000.0
-
-static double now_s(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
-
-static double cpu_s(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
 
 typedef struct {
 	double wall, cpu; /* scenes per second */
@@ -38,27 +25,15 @@ typedef struct {
 
 static rate rate_since(uint64_t n, double w0, double c0)
 {
-	rate r = {(double)n / (now_s() - w0), (double)n / (cpu_s() - c0)};
+	rate r = {(double)n / (bench_now() - w0), (double)n / (bench_cpu() - c0)};
 	return r;
-}
-
-static int cmp_double(const void *a, const void *b)
-{
-	double x = *(const double *)a, y = *(const double *)b;
-	return x < y ? -1 : x > y;
-}
-
-static double median(double *v, int n)
-{
-	qsort(v, (size_t)n, sizeof *v, cmp_double);
-	return v[n / 2];
 }
 
 static rate run_render(uint64_t n, int rep)
 {
 	uint8_t img[48 * 48 * 3];
 	unsigned sink = 0;
-	double t0 = now_s(), c0 = cpu_s();
+	double t0 = bench_now(), c0 = bench_cpu();
 	for (uint64_t i = 0; i < n; i++) {
 		synth_scene sc;
 		synth_make((uint64_t)rep + 1, SYNTH_LABELED, i, 48, &sc, img);
@@ -84,7 +59,7 @@ static rate run_write(const char *dir, const char *png, uint64_t n, int rep)
 	if (synth_prepare(&o))
 		nb_die("%s", nb_errmsg());
 	synth_stats st;
-	double t0 = now_s(), c0 = cpu_s();
+	double t0 = bench_now(), c0 = bench_cpu();
 	if (synth_write_rank(&o, 0, 1, &st))
 		nb_die("%s", nb_errmsg());
 	return rate_since(n, t0, c0);
@@ -116,8 +91,8 @@ int main(int argc, char **argv)
 	}
 	double mw[3], mc[3];
 	for (int k = 0; k < 3; k++) {
-		mw[k] = median(wall[k], REPS);
-		mc[k] = median(cpu[k], REPS);
+		mw[k] = bench_median(wall[k], REPS);
+		mc[k] = bench_median(cpu[k], REPS);
 	}
 	printf("median of %d runs, %llu scenes each (png: %llu), 48x48, one thread; wall / cpu:\n", REPS,
 	       (unsigned long long)n, (unsigned long long)(n / 4));

@@ -18,25 +18,7 @@
 #include "model/blas.h"
 #include "model/vlm.h"
 #include "model/vocab.h"
-
-static double now(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
-static int cmpd(const void *a, const void *b)
-{
-	double x = *(const double *)a, y = *(const double *)b;
-	return (x > y) - (x < y);
-}
-
-static double median(double *v, int n)
-{
-	qsort(v, (size_t)n, sizeof *v, cmpd);
-	return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
-}
+#include "bench/bench_util.h"
 
 /* FLOPs of one forward + backward: GEMMs (2*M*N*K forward, twice that
  * backward, the patch embedding without an input gradient) plus the
@@ -65,17 +47,17 @@ static double sgemm_rate(void)
 	openblas_set_num_threads(2);
 	for (int k = 0; k < 5; k++) {
 		int it = 0;
-		double t0 = now(), t1;
+		double t0 = bench_now(), t1;
 		do {
 			cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, M, N, K, 1.0f, a, K, b, K, 0.0f, c, N);
 			it++;
-			t1 = now();
+			t1 = bench_now();
 		} while (t1 - t0 < 0.1);
 		r[k] = 2.0 * M * N * K * it / (t1 - t0) / 1e9;
 	}
 	openblas_set_num_threads(1);
 	free(a), free(b), free(c);
-	return median(r, 5);
+	return bench_median(r, 5);
 }
 
 static double torch_step_ms(int steps)
@@ -134,11 +116,11 @@ int main(int argc, char **argv)
 		gr[k] = sgemm_rate();
 		double st[100];
 		for (int s = 0; s < steps; s++) {
-			double t0 = now();
+			double t0 = bench_now();
 			vlm_forward_backward(m, &batch, &noise, 1e-3f, &nt);
-			st[s] = (now() - t0) * 1e3;
+			st[s] = (bench_now() - t0) * 1e3;
 		}
-		cms[k] = median(st, steps);
+		cms[k] = bench_median(st, steps);
 		tms[k] = torch ? torch_step_ms(steps) : -1;
 		printf("round %d: C %.1f ms/step, PyTorch %.1f ms/step, sgemm %.1f GFLOP/s\n", k + 1, cms[k], tms[k], gr[k]);
 		fflush(stdout);
@@ -151,8 +133,8 @@ int main(int argc, char **argv)
 		sp[k] = tms[k] > 0 ? tms[k] / cms[k] : 0.0;
 		mf[k] = gf / (cms[k] / 1e3) / gr[k];
 	}
-	double speedup = median(sp, rounds), mfu = median(mf, rounds);
-	double c_ms = median(cms, rounds), t_ms = median(tms, rounds), g = median(gr, rounds);
+	double speedup = bench_median(sp, rounds), mfu = bench_median(mf, rounds);
+	double c_ms = bench_median(cms, rounds), t_ms = bench_median(tms, rounds), g = bench_median(gr, rounds);
 	double achieved = gf / (c_ms / 1e3);
 	free(sp), free(mf);
 	struct rusage ru;

@@ -1,8 +1,13 @@
+#define _GNU_SOURCE /* sched_getaffinity, CPU_COUNT */
 #include "pipeline/cli_mpi.h"
 
 #include <mpi.h>
+#include <omp.h>
+#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
 
 #include "common/nb_error.h"
 
@@ -20,7 +25,7 @@ void cli_mpi_start(int *argc, char ***argv, int *rank, int *size)
 		int want = atoi(nt);
 		if (want > 0 && want != *size)
 			nb_die("MPI world has %d rank(s) but SLURM_NTASKS=%d: srun started singletons; "
-			       "use 'srun --mpi=pmix' (see docs/running.md)", *size, want);
+			       "use 'srun --mpi=pmix' (see docs/training.md, \"Slurm\")", *size, want);
 	}
 }
 
@@ -44,4 +49,39 @@ void cli_mpi_agree(int ok, const char *what)
 		MPI_Finalize();
 		exit(1);
 	}
+}
+
+int cli_mpi_threads(int *automatic)
+{
+	const char *env = getenv("OMP_NUM_THREADS");
+	int from_env = env && *env;
+	/* Collective in both cases, so every rank takes the same path. */
+	MPI_Comm node;
+	MPI_Comm_split_type(MPI_COMM_WORLD, MPI_COMM_TYPE_SHARED, 0, MPI_INFO_NULL, &node);
+	int local = 1;
+	MPI_Comm_size(node, &local);
+	cpu_set_t mine, all;
+	CPU_ZERO(&mine);
+	int mine_n;
+	if (sched_getaffinity(0, sizeof mine, &mine) == 0) {
+		mine_n = CPU_COUNT(&mine);
+	} else { /* no affinity information: all online CPUs */
+		long n = sysconf(_SC_NPROCESSORS_ONLN);
+		mine_n = n > 0 ? (int)n : 1;
+		for (int c = 0; c < mine_n && c < CPU_SETSIZE; c++)
+			CPU_SET(c, &mine);
+	}
+	MPI_Allreduce(&mine, &all, (int)sizeof mine, MPI_BYTE, MPI_BOR, node);
+	MPI_Comm_free(&node);
+	if (automatic)
+		*automatic = !from_env;
+	if (from_env)
+		return omp_get_max_threads();
+	int n = CPU_COUNT(&all) / local;
+	if (n > mine_n)
+		n = mine_n;
+	if (n < 1)
+		n = 1;
+	omp_set_num_threads(n);
+	return n;
 }

@@ -9,6 +9,16 @@
  * on mismatch. */
 void cli_mpi_start(int *argc, char ***argv, int *rank, int *size);
 void cli_mpi_finish(void);
+
+/* Threads per rank (collective over MPI_COMM_WORLD). OMP_NUM_THREADS, when
+ * set, wins. Otherwise the ranks of one node share that node's CPUs: each
+ * gets (CPUs in the union of the node's ranks' affinity masks) / (ranks on
+ * the node), at least 1 and at most its own mask's CPU count. This keeps
+ * `mpirun --oversubscribe` and unbound launches from running more threads
+ * than cores, where every OpenMP barrier would wait for a descheduled
+ * thread (measured: KV decoding 20x slower per caption). Sets the OpenMP
+ * thread count and returns it; *automatic says whether it was computed. */
+int cli_mpi_threads(int *automatic);
 /* Dies on all ranks when any rank passes ok == 0 (collective). The rank with
  * the failure prints its own message before calling this. */
 void cli_mpi_agree(int ok, const char *what);

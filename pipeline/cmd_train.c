@@ -100,7 +100,10 @@ static void usage(FILE *f)
 		"  --stop-at N       stop after step N as if signalled: checkpoint and exit 0\n"
 		"                    (default: off)\n"
 		"  --section.key=V   override any job-file key (schemas/job_file.md)\n"
-		"  -h, --help        this text\n");
+		"  -h, --help        this text\n"
+		"\n"
+		"threads: OMP_NUM_THREADS per rank when set; otherwise the ranks on a node split\n"
+		"its CPUs (their affinity masks) evenly, at least one thread each.\n");
 }
 
 typedef struct {
@@ -239,6 +242,7 @@ int cmd_train(int argc, char **argv)
 	}
 	int rank = 0, size = 1;
 	cli_mpi_start(&argc, &argv, &rank, &size);
+	int threads_auto = 0, threads = cli_mpi_threads(&threads_auto);
 	/* Early, so a signal while the shards load still ends in a checkpoint. */
 	struct sigaction sa;
 	memset(&sa, 0, sizeof sa);
@@ -326,9 +330,10 @@ int cmd_train(int argc, char **argv)
 	long total = s.tc.steps;
 	if (rank == 0)
 		fprintf(stderr,
-			"train: %zu samples in %d shard(s), %d rank(s), global batch %d, %zu parameters, "
-			"step %ld/%ld%s\n",
-			batcher_nsamples(data), batcher_nshards(data), size, s.tc.batch,
+			"train: %zu samples in %d shard(s), %d rank(s) x %d thread(s)%s, global batch %d, "
+			"%zu parameters, step %ld/%ld%s\n",
+			batcher_nsamples(data), batcher_nshards(data), size, threads,
+			threads_auto ? "" : " (OMP_NUM_THREADS)", s.tc.batch,
 			vlm_nparams(trainer_model(t)), trainer_step_index(t), total, o.resume ? " (resumed)" : "");
 	progress p = {.rank = rank, .metrics = metrics, .t0 = now_s(), .first_step = trainer_step_index(t)};
 	p.last_print = p.t0;

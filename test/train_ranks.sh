@@ -11,7 +11,7 @@ A=(jobs/tiny.conf --labeled "$T/data" --steps 50 --train.log_every=1 --train.che
 
 run_ok "1 rank" "$NBOOST" train "${A[@]}" --out "$T/r1"
 run_ok "2 ranks" $MPIEXEC -np 2 --oversubscribe "$NBOOST" train "${A[@]}" --out "$T/r2"
-check "2-rank progress says 2 rank(s)" grep -q "2 rank(s), global batch 8" "$T/last.err"
+check "2-rank progress says 2 rank(s) x 1 thread(s)" grep -q "2 rank(s) x 1 thread(s) (OMP_NUM_THREADS), global batch 8" "$T/last.err"
 run_ok "3 ranks (uneven slices 2/3/3)" $MPIEXEC -np 3 --oversubscribe "$NBOOST" train "${A[@]}" --out "$T/r3"
 
 close() { # A B: every step's loss within 1e-4 relative, 50 steps each
@@ -56,5 +56,20 @@ check "2 ranks, SIGUSR1: checkpoint mid-run (step $k)" test "$k" -gt 0 -a "$k" -
 check "2 ranks, SIGUSR1: one stop message" test "$(grep -c "stopped at step $k/3000 on a signal" "$T/sig.err")" -eq 1
 run_ok "2 ranks, resume after SIGUSR1" $MPIEXEC -np 2 --oversubscribe "$NBOOST" train jobs/tiny.conf --labeled "$T/data" --steps 3000 --out "$T/sig" --resume
 check "2 ranks, resumed to 3000" test "$(digest "$T/sig/checkpoint.h5" | cut -d' ' -f2)" = 3000
+
+# Threads per rank without OMP_NUM_THREADS: the ranks on a node split its CPUs
+# (never more threads than cores in all, at least one each); set, it wins.
+cpus=$(env -u OMP_NUM_THREADS -u OMP_THREAD_LIMIT nproc)
+half=$((cpus / 2)); [ "$half" -ge 1 ] || half=1
+B=(jobs/tiny.conf --labeled "$T/data" --steps 1 --train.checkpoint_every=0)
+run_ok "threads: 1 process, automatic" env -u OMP_NUM_THREADS "$NBOOST" train "${B[@]}" --out "$T/t1"
+check "1 process uses all $cpus CPU(s)" grep -q "1 rank(s) x $cpus thread(s), global" "$T/last.err"
+run_ok "threads: 2 ranks, automatic" env -u OMP_NUM_THREADS $MPIEXEC -np 2 --oversubscribe "$NBOOST" train "${B[@]}" --out "$T/t2"
+check "2 ranks split $cpus CPU(s): $half each" grep -q "2 rank(s) x $half thread(s), global" "$T/last.err"
+run_ok "threads: 3 ranks, automatic" env -u OMP_NUM_THREADS $MPIEXEC -np 3 --oversubscribe "$NBOOST" train "${B[@]}" --out "$T/t3"
+third=$((cpus / 3)); [ "$third" -ge 1 ] || third=1
+check "3 ranks split $cpus CPU(s): $third each" grep -q "3 rank(s) x $third thread(s), global" "$T/last.err"
+run_ok "threads: OMP_NUM_THREADS=3" env OMP_NUM_THREADS=3 "$NBOOST" train "${B[@]}" --out "$T/t4"
+check "OMP_NUM_THREADS wins" grep -q "1 rank(s) x 3 thread(s) (OMP_NUM_THREADS), global" "$T/last.err"
 
 finish
