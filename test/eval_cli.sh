@@ -4,12 +4,7 @@
 # captions, and every bad input gives a clear error naming file:line.
 set -u
 : "${NBOOST:?}"
-PY=/usr/bin/python3
-T=$(mktemp -d)
-trap 'rm -rf "$T"' EXIT
-pass=0 fail=0
-ok() { pass=$((pass + 1)); }
-bad() { fail=$((fail + 1)); echo "FAIL: $*" >&2; }
+source "$(dirname "$0")/lib.sh"
 
 # expect RC PATTERN CMD...: exit status RC and stderr containing PATTERN
 expect() {
@@ -116,5 +111,4 @@ expect 1 "x-missing.h5" "$NBOOST" eval --shards "$S" --model "$T/x-missing.h5"
 [ -s "$T/m.out" ] && cmp -s <(tail -1 "$T/m.out") <(tail -1 "$T/m2.out") && ok || bad "--model and its TSV score differently"
 expect 1 "images are 48x48 but the model takes 16x16" "$NBOOST" eval --shards "$S" --model "$T/run/checkpoint.h5"
 
-echo "$pass passed, $fail failed"
-[ "$fail" -eq 0 ]
+finish

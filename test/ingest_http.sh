@@ -4,31 +4,13 @@
 # originals, reruns, --retry-failed, MPI rank-count independence, bad usage.
 set -u
 : "${NBOOST:?NBOOST must name the nboost binary}"
-PY=/usr/bin/python3
 MPIEXEC=${MPIEXEC:-mpiexec}
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_plm=isolated
 export OMPI_MCA_rmaps_base_oversubscribe=1
-T=$(mktemp -d "${TMPDIR:-/tmp}/nb-ingest-http.XXXXXX")
+source "$(dirname "$0")/lib.sh"
 SRV=
-cleanup() {
-	[ -n "$SRV" ] && kill "$SRV" 2>/dev/null && wait "$SRV" 2>/dev/null
-	rm -rf "$T"
-}
-trap cleanup EXIT
-pass=0
-fail=0
-ok() { pass=$((pass + 1)); }
-bad() { fail=$((fail + 1)); echo "FAIL: $*" >&2; }
-check() { if eval "$2"; then ok; else bad "$1"; fi; }
-
-# Under a sanitizer build (NB_SANITIZE=ON) the zstd plugin only loads into a
-# process whose first library is the ASan runtime: preload it into h5py.
-asan=$(ldd "${HDF5_PLUGIN_PATH:-/nonexistent}/libh5zstd.so" 2>/dev/null | awk '/libasan/ {print $3}')
-H5PY=/usr/bin/python3
-if [ -n "$asan" ]; then
-	export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=0}
-	H5PY="env LD_PRELOAD=$asan /usr/bin/python3"
-fi
+# the loopback server, stopped by its PID however the script ends
+at_exit '[ -n "$SRV" ] && kill "$SRV" 2>/dev/null && wait "$SRV" 2>/dev/null'
 if ! $PY -c 'import PIL, h5py, numpy' 2>/dev/null; then
 	echo "ingest_http: /usr/bin/python3 lacks PIL/h5py/numpy (apt-get install python3-pil python3-h5py)" >&2
 	exit 77
@@ -127,14 +109,14 @@ OPTS=(--size 48 --shard-size 8 --timeout 1.5 --connect-timeout 2 --retries 1 --r
 start=$(date +%s)
 timeout 60 "$NBOOST" ingest "$T/list.tsv" --out "$T/out" "${OPTS[@]}" 2> "$T/err1"
 rc=$?
-check "ingest exits 0 (rc $rc: $(head -c 400 "$T/err1"))" '[ $rc -eq 0 ]'
-check "ingest took under 30 s" '[ $(( $(date +%s) - start )) -lt 30 ]'
-check "4 shards written" '[ $(ls "$T/out"/ingest-*.h5 2>/dev/null | wc -l) -eq 4 ]'
-check "4 status tables" '[ $(ls "$T/out"/ingest-*.status.tsv 2>/dev/null | wc -l) -eq 4 ]'
-check "total stats written" '[ -s "$T/out/ingest-stats.json" ]'
+check_sh "ingest exits 0 (rc $rc: $(head -c 400 "$T/err1"))" '[ $rc -eq 0 ]'
+check_sh "ingest took under 30 s" '[ $(( $(date +%s) - start )) -lt 30 ]'
+check_sh "4 shards written" '[ $(ls "$T/out"/ingest-*.h5 2>/dev/null | wc -l) -eq 4 ]'
+check_sh "4 status tables" '[ $(ls "$T/out"/ingest-*.status.tsv 2>/dev/null | wc -l) -eq 4 ]'
+check_sh "total stats written" '[ -s "$T/out/ingest-stats.json" ]'
 
 # ---- statuses, pixels, stats (python: h5py + numpy) ----
-$H5PY - "$T" <<'EOF'
+$PY - "$T" <<'EOF'
 import sys, glob, json, os
 import numpy as np, h5py
 from PIL import Image
@@ -218,90 +200,89 @@ check("shard stats", s0["shard"] == 0 and s0["records"] == 8)
 print(f"python checks: {passed} passed, {failed} failed")
 sys.exit(1 if failed else 0)
 EOF
-check "status/pixel/stats checks" '[ $? -eq 0 ]'
+check_sh "status/pixel/stats checks" '[ $? -eq 0 ]'
 
 # ---- rerun: completed shards are skipped (no request reaches the server) ----
 before=$(curl -s "$B/count")
 sum1=$(cat "$T/out"/ingest-*.status.tsv | md5sum)
 st1=$(cat "$T/out"/ingest-*.status.tsv | cut -f1-3 | md5sum)
 "$NBOOST" ingest "$T/list.tsv" --out "$T/out" "${OPTS[@]}"
-check "rerun exits 0" '[ $? -eq 0 ]'
+check_sh "rerun exits 0" '[ $? -eq 0 ]'
 after=$(curl -s "$B/count")
-check "rerun fetched nothing ($before -> $after: one /count request)" '[ $((after - before)) -eq 1 ]'
-check "rerun left the status tables alone" '[ "$(cat "$T/out"/ingest-*.status.tsv | md5sum)" = "$sum1" ]'
+check_sh "rerun fetched nothing ($before -> $after: one /count request)" '[ $((after - before)) -eq 1 ]'
+check_sh "rerun left the status tables alone" '[ "$(cat "$T/out"/ingest-*.status.tsv | md5sum)" = "$sum1" ]'
 
 # ---- --retry-failed refetches only the retryable failures ----
 # retryable here: http_500, http_429, timeout, truncated (2 attempts each at --retries 1)
 before=$(curl -s "$B/count")
 "$NBOOST" ingest "$T/list.tsv" --out "$T/out" "${OPTS[@]}" --retry-failed
-check "retry-failed exits 0" '[ $? -eq 0 ]'
+check_sh "retry-failed exits 0" '[ $? -eq 0 ]'
 after=$(curl -s "$B/count")
-check "retry-failed made 8 requests + 1 ($before -> $after)" '[ $((after - before)) -eq 9 ]'
-check "retry-failed kept the statuses" '[ "$(cat "$T"/out/ingest-*.status.tsv | cut -f1-3 | md5sum)" = "$st1" ]'
-$H5PY -c "
+check_sh "retry-failed made 8 requests + 1 ($before -> $after)" '[ $((after - before)) -eq 9 ]'
+check_sh "retry-failed kept the statuses" '[ "$(cat "$T"/out/ingest-*.status.tsv | cut -f1-3 | md5sum)" = "$st1" ]'
+$PY -c "
 import h5py, glob, sys
 n = sum(len(h5py.File(p, 'r')['ids']) for p in glob.glob('$T/out/ingest-*.h5'))
 sys.exit(0 if n == 13 else 1)"
-check "retry-failed kept the 13 ok images" '[ $? -eq 0 ]'
+check_sh "retry-failed kept the 13 ok images" '[ $? -eq 0 ]'
 
 # ---- MPI: 3 ranks give the same shards as 1 rank ----
 grep -v -e /slow -e /always429 "$T/list.tsv" > "$T/list2.tsv"
 "$NBOOST" ingest "$T/list2.tsv" --out "$T/r1" "${OPTS[@]}"
-check "1-rank run exits 0" '[ $? -eq 0 ]'
+check_sh "1-rank run exits 0" '[ $? -eq 0 ]'
 timeout 120 "$MPIEXEC" -n 3 "$NBOOST" ingest "$T/list2.tsv" --out "$T/r3" "${OPTS[@]}"
-check "3-rank run exits 0" '[ $? -eq 0 ]'
+check_sh "3-rank run exits 0" '[ $? -eq 0 ]'
 same=1
 for f in "$T"/r1/ingest-*.status.tsv; do
 	g="$T/r3/$(basename "$f")"
 	cmp -s <(cut -f1-3,5- "$f") <(cut -f1-3,5- "$g") || same=0
 done
-check "status tables identical for 1 and 3 ranks" '[ $same -eq 1 ]'
-$H5PY -c "
+check_sh "status tables identical for 1 and 3 ranks" '[ $same -eq 1 ]'
+$PY -c "
 import h5py, glob, sys, os, numpy as np
 for p in sorted(glob.glob('$T/r1/ingest-*.h5')):
     a, b = h5py.File(p, 'r'), h5py.File('$T/r3/' + os.path.basename(p), 'r')
     if not (np.array_equal(a['ids'][:], b['ids'][:]) and np.array_equal(a['images'][:], b['images'][:])):
         sys.exit(1)"
-check "image shards identical for 1 and 3 ranks" '[ $? -eq 0 ]'
+check_sh "image shards identical for 1 and 3 ranks" '[ $? -eq 0 ]'
 
 # ---- file:// only with --allow-file; pad mode ----
 printf 'url\nfile://%s\n' "$T/root/j_cmyk.jpg" > "$T/file.tsv"
 "$NBOOST" ingest "$T/file.tsv" --out "$T/f1" -q
-check "file:// refused by default" 'grep -q bad_scheme "$T/f1/ingest-00000.status.tsv"'
+check_sh "file:// refused by default" 'grep -q bad_scheme "$T/f1/ingest-00000.status.tsv"'
 "$NBOOST" ingest "$T/file.tsv" --out "$T/f2" -q --allow-file --resize pad --size 32
-check "file:// with --allow-file" 'grep -qP "\tok\t" "$T/f2/ingest-00000.status.tsv"'
-$H5PY -c "
+check_sh "file:// with --allow-file" 'grep -qP "\tok\t" "$T/f2/ingest-00000.status.tsv"'
+$PY -c "
 import h5py, sys
 im = h5py.File('$T/f2/ingest-00000.h5', 'r')['images'][0].astype(int)
 # 64x48 padded into 32x32: 32x24 image, 4 black rows above and below
 sys.exit(0 if im.shape == (32, 32, 3) and im[:4].max() == 0 and im[-4:].max() == 0 and im[16, 4, 0] > 235 else 1)"
-check "pad mode letterboxes" '[ $? -eq 0 ]'
+check_sh "pad mode letterboxes" '[ $? -eq 0 ]'
 
 # ---- per-host limit and keep-alive ----
 { echo url; for i in 0 1 2 3 4 5 0 1; do echo "$B/hold/synth$i.png?$RANDOM$i"; done; } > "$T/hold.tsv"
 curl -s "$B/reset" > /dev/null
 "$NBOOST" ingest "$T/hold.tsv" --out "$T/h1" -q --concurrency 8 --per-host 2
 read -r maxactive conns < <(curl -s "$B/stats")
-check "--per-host 2 keeps at most 2 in flight (saw $maxactive)" '[ "$maxactive" -eq 2 ]'
-check "--per-host 2 reuses its 2 connections (saw $conns + 2 for /reset,/stats)" '[ "$conns" -le 4 ]'
-check "query strings kept: 8 records, 6 ok, 2 duplicate" \
+check_sh "--per-host 2 keeps at most 2 in flight (saw $maxactive)" '[ "$maxactive" -eq 2 ]'
+check_sh "--per-host 2 reuses its 2 connections (saw $conns + 2 for /reset,/stats)" '[ "$conns" -le 4 ]'
+check_sh "query strings kept: 8 records, 6 ok, 2 duplicate" \
 	'[ $(grep -c -P "\tok\t" "$T/h1/ingest-00000.status.tsv") -eq 6 ] && [ $(grep -c duplicate "$T/h1/ingest-00000.status.tsv") -eq 2 ]'
 
 # ---- usage and input errors ----
 "$NBOOST" ingest --help > "$T/help" 2>&1
-check "--help exits 0" '[ $? -eq 0 ]'
-check "--help lists every option" 'for o in --out --shard-size --size --resize --concurrency --per-host --connect-timeout --timeout --max-bytes --max-pixels --retries --retry-failed --allow-file; do grep -q -- "$o" "$T/help" || exit 1; done'
+check_sh "--help exits 0" '[ $? -eq 0 ]'
+check_sh "--help lists every option" '(for o in --out --shard-size --size --resize --concurrency --per-host --connect-timeout --timeout --max-bytes --max-pixels --retries --retry-failed --allow-file; do grep -q -- "$o" "$T/help" || exit 1; done)'
 "$NBOOST" ingest "$T/list.tsv" --out "$T/x" --resize stretch 2> "$T/e"
-check "bad --resize exits 2" '[ $? -eq 2 ] && grep -q "invalid --resize" "$T/e"'
+check_sh "bad --resize exits 2" '[ $? -eq 2 ] && grep -q "invalid --resize" "$T/e"'
 "$NBOOST" ingest "$T/list.tsv" --out "$T/x" --concurrency 0 2> "$T/e"
-check "bad --concurrency exits 2" '[ $? -eq 2 ]'
+check_sh "bad --concurrency exits 2" '[ $? -eq 2 ]'
 "$NBOOST" ingest "$T/list.tsv" 2> "$T/e"
-check "missing --out exits 2" '[ $? -eq 2 ] && grep -q "missing --out" "$T/e"'
+check_sh "missing --out exits 2" '[ $? -eq 2 ] && grep -q "missing --out" "$T/e"'
 "$NBOOST" ingest "$T/nope.tsv" --out "$T/x" -q 2> "$T/e"
-check "missing list exits 1 naming it" '[ $? -eq 1 ] && grep -q "nope.tsv" "$T/e"'
+check_sh "missing list exits 1 naming it" '[ $? -eq 1 ] && grep -q "nope.tsv" "$T/e"'
 printf 'name\tcaption\nx\ty\n' > "$T/nourl.tsv"
 "$NBOOST" ingest "$T/nourl.tsv" --out "$T/x" -q 2> "$T/e"
-check "list without url column exits 1" '[ $? -eq 1 ] && grep -q "no url column" "$T/e"'
+check_sh "list without url column exits 1" '[ $? -eq 1 ] && grep -q "no url column" "$T/e"'
 
-echo "ingest_http: $pass passed, $fail failed"
-[ $fail -eq 0 ]
+finish

@@ -12,12 +12,7 @@
 set -u
 : "${NBOOST:?NBOOST must name the nboost binary}"
 NB_SRC=${NB_SRC:-$(cd "$(dirname "$0")/.." && pwd)}
-PY=/usr/bin/python3
-T=$(mktemp -d "${TMPDIR:-/tmp}/nb-ingest-model.XXXXXX")
-trap 'rm -rf "$T"' EXIT
-pass=0
-fail=0
-check() { if eval "$2"; then pass=$((pass + 1)); else fail=$((fail + 1)); echo "FAIL: $1" >&2; fi; }
+source "$(dirname "$0")/lib.sh"
 die() { echo "FAIL: $*" >&2; echo "$pass passed, $((fail + 1)) failed"; exit 1; }
 $PY -c 'import PIL' 2>/dev/null || { echo "ingest_model: /usr/bin/python3 lacks PIL (apt-get install python3-pil)"; exit 77; }
 
@@ -38,7 +33,7 @@ M="$T/run/checkpoint.h5"
 
 # b) PNG files through ingest (file://, same size: the identity resize)
 grep -P '^test/' "$T/png/manifest.tsv" | cut -f1 | sed "s|^|file://$T/png/|" > "$T/png.list"
-check "200 test PNGs listed" '[ "$(wc -l < "$T/png.list")" -eq 200 ]'
+check_sh "200 test PNGs listed" '[ "$(wc -l < "$T/png.list")" -eq 200 ]'
 "$NBOOST" ingest "$T/png.list" --out "$T/web_png" --allow-file --size 48 -q 2> "$T/ingest_png.log" \
 	|| { cat "$T/ingest_png.log"; die "ingest of PNGs"; }
 
@@ -62,7 +57,7 @@ for r in png jpg; do
 	"$NBOOST" caption --model "$M" --shards "$T/web_$r" > "$T/$r.raw" 2> "$T/caption_$r.log" \
 		|| { cat "$T/caption_$r.log"; die "caption --shards web_$r"; }
 	awk -F'\t' '{ n = split($2, p, "/"); sub(/\.(png|jpg)$/, "", p[n]); print p[n] "\t" $3 }' "$T/$r.raw" > "$T/$r.tsv"
-	check "$r: 200 captions" '[ "$(wc -l < "$T/$r.tsv")" -eq 200 ]'
+	check_sh "$r: 200 captions" '[ "$(wc -l < "$T/$r.tsv")" -eq 200 ]'
 	"$NBOOST" eval --captions "$T/$r.tsv" --shards "$T/data/test" --json > "$T/$r.json" \
 		|| die "eval of $r captions"
 done
@@ -93,5 +88,4 @@ open(f"{t}/py.result", "w").write(f"{sum(ok)} {len(ok) - sum(ok)}\n")
 PY
 read -r p f < "$T/py.result" || die "python comparison did not run"
 pass=$((pass + p)); fail=$((fail + f))
-echo "$pass passed, $fail failed"
-[ "$fail" -eq 0 ]
+finish

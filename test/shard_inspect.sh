@@ -4,11 +4,7 @@
 # generically), and on bad input: missing, not HDF5, no schema, unknown
 # schema, truncated shard, bad options.
 set -u
-pass=0
-fail=0
-ok() { pass=$((pass + 1)); }
-bad() { fail=$((fail + 1)); echo "FAIL: $*" >&2; }
-check() { if eval "$1"; then ok; else bad "$2"; fi; }
+source "$(dirname "$0")/lib.sh"
 # run CMD...: sets out (stdout), err (stderr), rc
 run() {
 	out=$("$@" 2>"$dir/stderr")
@@ -21,27 +17,25 @@ if [ ! -x "$NB" ]; then
 	echo "skipped: $NB is not built"
 	exit 77
 fi
-PY=/usr/bin/python3
-dir=$(mktemp -d "${TMPDIR:-/tmp}/nboost-inspect-XXXXXX")
-trap 'rm -rf "$dir"' EXIT
+dir=$T
 "$NB_BUILD/test/test_shard_store" --write-pattern "$dir" || { echo "writer failed"; exit 1; }
 
 run "$NB" inspect "$dir/captions.h5" --n 14
-check '[ $rc -eq 0 ]' "inspect captions rc $rc: $err"
-check 'grep -q "schema nboost.captions v1 (captions shard), 70 samples of 4x5 RGB" <<<"$out"' "caption summary: $out"
-check 'grep -qE "ratio [0-9]+\.[0-9]+" <<<"$out"' "ratio missing"
-check 'grep -q "origin           '"'"'pseudo'"'"'" <<<"$out"' "origin attribute"
-check 'grep -q "sigma            0.3$" <<<"$out"' "sigma attribute: $(grep sigma <<<"$out")"
-check 'grep -q "vote             3" <<<"$out"' "vote attribute"
-check 'grep -q "/tokens *\[375\]" <<<"$out"' "tokens dataset line"
-check 'grep -q "\[13\] id 1039  source '"'"'src-13'"'"'" <<<"$out"' "sample 13 line"
-check 'grep -q "caption (5 tokens, score 0.050): small large red green blue" <<<"$out"' "caption of sample 5"
-check 'grep -q "truth: small red circle top center . small red square top right" <<<"$out"' "truth of sample 0"
-check '! grep -q "\[14\]" <<<"$out"' "--n 14 printed more than 14 samples"
+check_sh "inspect captions rc $rc: $err" '[ $rc -eq 0 ]'
+check_sh "caption summary: $out" 'grep -q "schema nboost.captions v1 (captions shard), 70 samples of 4x5 RGB" <<<"$out"'
+check_sh "ratio missing" 'grep -qE "ratio [0-9]+\.[0-9]+" <<<"$out"'
+check_sh "origin attribute" 'grep -q "origin           '"'"'pseudo'"'"'" <<<"$out"'
+check_sh "sigma attribute: $(grep sigma <<<"$out")" 'grep -q "sigma            0.3$" <<<"$out"'
+check_sh "vote attribute" 'grep -q "vote             3" <<<"$out"'
+check_sh "tokens dataset line" 'grep -q "/tokens *\[375\]" <<<"$out"'
+check_sh "sample 13 line" 'grep -q "\[13\] id 1039  source '"'"'src-13'"'"'" <<<"$out"'
+check_sh "caption of sample 5" 'grep -q "caption (5 tokens, score 0.050): small large red green blue" <<<"$out"'
+check_sh "truth of sample 0" 'grep -q "truth: small red circle top center . small red square top right" <<<"$out"'
+check_sh "--n 14 printed more than 14 samples" '! grep -q "\[14\]" <<<"$out"'
 
 run "$NB" inspect "$dir/images.h5" --json --n 3
-check '[ $rc -eq 0 ]' "inspect images --json rc $rc: $err"
-check "$PY -c '
+check_sh "inspect images --json rc $rc: $err" '[ $rc -eq 0 ]'
+check_sh "images --json content: $out" "$PY -c '
 import json, sys
 d = json.loads(sys.argv[1])
 assert d[\"schema\"] == \"nboost.images\" and d[\"kind\"] == \"images\" and d[\"samples\"] == 70, d
@@ -51,7 +45,7 @@ assert d[\"attributes\"][\"schema\"] == \"nboost.images\" and d[\"attributes\"][
 assert [s[\"id\"] for s in d[\"first\"]] == [1000, 1003, 1006]
 assert d[\"first\"][2][\"source\"] == \"src-2\" and \"caption\" not in d[\"first\"][0]
 assert any(x[\"name\"] == \"/images\" and x[\"shape\"] == [70, 4, 5, 3] for x in d[\"datasets\"])
-' \"\$out\"" "images --json content: $out"
+' \"\$out\""
 
 # a checkpoint-like file, written by h5py so the test does not depend on the trainer
 $PY - "$dir" <<'PYEOF'
@@ -71,47 +65,46 @@ with h5py.File(d + "/plain.h5", "w") as f:
     f.create_dataset("x", data=np.arange(3))
 PYEOF
 run "$NB" inspect "$dir/ckpt.h5"
-check '[ $rc -eq 0 ]' "inspect checkpoint rc $rc: $err"
-check 'grep -q "schema nboost.checkpoint" <<<"$out"' "checkpoint schema"
-check 'grep -q "step             4000" <<<"$out"' "checkpoint step attribute: $out"
-check 'grep -q "lr               0.001" <<<"$out"' "checkpoint lr attribute: $out"
-check 'grep -q "/params/wte *\[27, 128\]" <<<"$out"' "checkpoint wte tensor: $out"
-check 'grep -q "/params/blocks/0/w *\[4, 4\]" <<<"$out"' "checkpoint nested tensor: $out"
-check 'grep -q "total parameters: 3472" <<<"$out"' "checkpoint parameter count: $out"
-check 'grep -q "adam state: present" <<<"$out"' "checkpoint adam"
+check_sh "inspect checkpoint rc $rc: $err" '[ $rc -eq 0 ]'
+check_sh "checkpoint schema" 'grep -q "schema nboost.checkpoint" <<<"$out"'
+check_sh "checkpoint step attribute: $out" 'grep -q "step             4000" <<<"$out"'
+check_sh "checkpoint lr attribute: $out" 'grep -q "lr               0.001" <<<"$out"'
+check_sh "checkpoint wte tensor: $out" 'grep -q "/params/wte *\[27, 128\]" <<<"$out"'
+check_sh "checkpoint nested tensor: $out" 'grep -q "/params/blocks/0/w *\[4, 4\]" <<<"$out"'
+check_sh "checkpoint parameter count: $out" 'grep -q "total parameters: 3472" <<<"$out"'
+check_sh "checkpoint adam" 'grep -q "adam state: present" <<<"$out"'
 run "$NB" inspect "$dir/ckpt.h5" --json
-check "$PY -c '
+check_sh "checkpoint --json: $out" "$PY -c '
 import json, sys
 d = json.loads(sys.argv[1])
 assert d[\"total_params\"] == 3472 and d[\"adam\"] is True and d[\"attributes\"][\"step\"] == 4000, d
-' \"\$out\"" "checkpoint --json: $out"
+' \"\$out\""
 
 # bad input: exit 1 with the file and the cause
 run "$NB" inspect "$dir/none.h5"
-check '[ $rc -eq 1 ] && grep -q "none.h5.*No such file or directory" <<<"$err"' "missing file: rc $rc $err"
+check_sh "missing file: rc $rc $err" '[ $rc -eq 1 ] && grep -q "none.h5.*No such file or directory" <<<"$err"'
 run "$NB" inspect "$dir"
-check '[ $rc -eq 1 ] && grep -q "not a regular file" <<<"$err"' "directory: rc $rc $err"
+check_sh "directory: rc $rc $err" '[ $rc -eq 1 ] && grep -q "not a regular file" <<<"$err"'
 echo "garbage" >"$dir/garbage.h5"
 run "$NB" inspect "$dir/garbage.h5"
-check '[ $rc -eq 1 ] && grep -q "garbage.h5.*not an HDF5 file" <<<"$err"' "garbage: rc $rc $err"
+check_sh "garbage: rc $rc $err" '[ $rc -eq 1 ] && grep -q "garbage.h5.*not an HDF5 file" <<<"$err"'
 run "$NB" inspect "$dir/other.h5"
-check '[ $rc -eq 1 ] && grep -q "other.h5.*unknown schema '"'"'foo.bar'"'"'" <<<"$err"' "unknown schema: rc $rc $err"
+check_sh "unknown schema: rc $rc $err" '[ $rc -eq 1 ] && grep -q "other.h5.*unknown schema '"'"'foo.bar'"'"'" <<<"$err"'
 run "$NB" inspect "$dir/plain.h5"
-check '[ $rc -eq 1 ] && grep -q "plain.h5.*missing attribute '"'"'schema'"'"'" <<<"$err"' "no schema: rc $rc $err"
+check_sh "no schema: rc $rc $err" '[ $rc -eq 1 ] && grep -q "plain.h5.*missing attribute '"'"'schema'"'"'" <<<"$err"'
 head -c 5000 "$dir/captions.h5" >"$dir/cut.h5"
 run "$NB" inspect "$dir/cut.h5"
-check '[ $rc -eq 1 ] && grep -q "cut.h5.*truncated" <<<"$err"' "truncated: rc $rc $err"
-check '! grep -q "HDF5-DIAG" <<<"$err"' "HDF5 error stack leaked: $err"
+check_sh "truncated: rc $rc $err" '[ $rc -eq 1 ] && grep -q "cut.h5.*truncated" <<<"$err"'
+check_sh "HDF5 error stack leaked: $err" '! grep -q "HDF5-DIAG" <<<"$err"'
 
 # options
 run "$NB" inspect --help
-check '[ $rc -eq 0 ] && grep -q -- "--n N" <<<"$out" && grep -q "default 5" <<<"$out"' "--help"
+check_sh "--help" '[ $rc -eq 0 ] && grep -q -- "--n N" <<<"$out" && grep -q "default 5" <<<"$out"'
 run "$NB" inspect "$dir/images.h5" --bogus
-check '[ $rc -eq 2 ] && grep -q "unknown option '"'"'--bogus'"'"'" <<<"$err" && grep -q usage <<<"$err"' "bad option: rc $rc"
+check_sh "bad option: rc $rc" '[ $rc -eq 2 ] && grep -q "unknown option '"'"'--bogus'"'"'" <<<"$err" && grep -q usage <<<"$err"'
 run "$NB" inspect "$dir/images.h5" --n -3
-check '[ $rc -eq 2 ]' "negative --n: rc $rc"
+check_sh "negative --n: rc $rc" '[ $rc -eq 2 ]'
 run "$NB" inspect
-check '[ $rc -eq 2 ] && grep -q "no FILE given" <<<"$err"' "no file: rc $rc"
+check_sh "no file: rc $rc" '[ $rc -eq 2 ] && grep -q "no FILE given" <<<"$err"'
 
-echo "shard_inspect: $pass passed, $fail failed"
-[ $fail -eq 0 ]
+finish

@@ -5,29 +5,7 @@
 # Run by ctest (env NBOOST, MPIEXEC, HDF5_PLUGIN_PATH set by test/CMakeLists.txt).
 set -u
 : "${NBOOST:?run through ctest}" "${MPIEXEC:?}" "${HDF5_PLUGIN_PATH:?}"
-PY=(/usr/bin/python3)
-# Under NB_SANITIZE the zstd plugin that h5py loads is ASan-instrumented:
-# python then needs the ASan runtime preloaded.
-for so in "$HDF5_PLUGIN_PATH"/*.so; do
-	if [ -e "$so" ] && ldd "$so" 2>/dev/null | grep -q libasan; then
-		PY=(env LD_PRELOAD="$(gcc -print-file-name=libasan.so)" ASAN_OPTIONS=detect_leaks=0 /usr/bin/python3)
-	fi
-done
-T=$(mktemp -d "${TMPDIR:-/tmp}/nboost-synth-cli-XXXXXX")
-trap 'rm -rf "$T"' EXIT
-pass=0 fail=0
-ok() { pass=$((pass + 1)); }
-bad() { fail=$((fail + 1)); echo "FAIL: $*" >&2; }
-check() { local what=$1; shift; if "$@"; then ok; else bad "$what"; fi; }
-# expect_fail CODE NEEDLE CMD...: exit status CODE and NEEDLE in stderr
-expect_fail() {
-	local code=$1 needle=$2; shift 2
-	"$@" >"$T/out.txt" 2>"$T/err.txt"
-	local rc=$?
-	if [ "$rc" -ne "$code" ]; then bad "'$*' exited $rc, expected $code: $(head -c 300 "$T/err.txt")"; return; fi
-	if ! grep -qF -- "$needle" "$T/err.txt"; then bad "'$*': stderr lacks '$needle': $(head -c 300 "$T/err.txt")"; return; fi
-	ok
-}
+source "$(dirname "$0")/lib.sh"
 
 ARGS=(--labeled 150 --unlabeled 70 --test 40 --shard-size 32 --seed 5)
 
@@ -65,7 +43,7 @@ check "corpus.json records the seed" grep -q '"seed": 5,' "$T/one/corpus.json"
 check "manifest has one line per scene" test "$(wc -l <"$T/one-png/manifest.tsv")" -eq 260
 
 # ---- contents: ids, sources, objects vs captions, PNG == shard image ----
-"${PY[@]}" - "$T/one" "$T/one-png" >"$T/py.txt" 2>&1 <<'EOF'
+$PY - "$T/one" "$T/one-png" >"$T/py.txt" 2>&1 <<'EOF'
 import sys, os, zlib, struct
 import h5py, numpy as np
 out, png = sys.argv[1], sys.argv[2]
@@ -209,5 +187,4 @@ for opt in --out --labeled --unlabeled --test --seed --size --shard-size --png -
 done
 check "--help states defaults" grep -q "default 4000" "$T/help.txt"
 
-echo "$pass passed, $fail failed"
-[ "$fail" -eq 0 ]
+finish
