@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The learning experiment of docs/results.md: train the reference model on the
+# The learning experiment of the README ("Learning"): train the reference model on the
 # synthetic corpus with and without NoiseBoost, several seeds, and score each
 # on the test split. Long-running (hours at 4000 steps on 2 cores): a
 # benchmark, not a test.
