@@ -12,7 +12,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include "bench/bench_util.h"
 
 enum { ROW = 101, COL = 102 };
