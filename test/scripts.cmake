@@ -1,0 +1,2 @@
+# Scripts under scripts/ that need no build: the apt mirror lookup of scripts/fresh-check.
+nb_script_test(apt_mirror apt_mirror.sh)
