@@ -1,4 +1,4 @@
-/* KV-cache greedy decoding (labeler/decode.c) against recomputing the whole
+/* KV-cache greedy decoding (model/decode.c) against recomputing the whole
  * prefix at every step (vlm_greedy_naive), reference configuration, 8
  * images x (1 + K=4) streams, 40-word captions (<eos> is suppressed so both
  * modes do the full length). Interleaved rounds, medians; per caption.
@@ -9,11 +9,11 @@
 #include <string.h>
 
 #include "common/nb_rng.h"
-#include "labeler/decode.h"
+#include "model/decode.h"
 #include "model/blas.h"
 #include "model/vlm.h"
 #include "model/vlm_internal.h"
-#include "model/vocab.h"
+#include "common/vocab.h"
 #include "bench/bench_util.h"
 
 int main(int argc, char **argv)

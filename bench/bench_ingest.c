@@ -9,7 +9,7 @@
 
 #include <jpeglib.h>
 
-#include "pipeline/image_io.h"
+#include "corpus/image/image_io.h"
 #include "bench/bench_util.h"
 
 /* A smooth synthetic photo stand-in: gradients and discs compress and

@@ -19,7 +19,7 @@
 #include <unistd.h>
 
 #include "common/nb_error.h"
-#include "pipeline/shard_store.h"
+#include "store/shard_store.h"
 #include "bench/bench_util.h"
 
 #define SIDE 48

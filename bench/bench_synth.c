@@ -12,7 +12,7 @@
 #include <unistd.h>
 
 #include "common/nb_error.h"
-#include "pipeline/synth.h"
+#include "corpus/synth/synth.h"
 #include "bench/bench_util.h"
 
 #define REPS 5

@@ -16,7 +16,7 @@
 #include "common/nb_rng.h"
 #include "model/blas.h"
 #include "model/vlm.h"
-#include "model/vocab.h"
+#include "common/vocab.h"
 #include "bench/bench_util.h"
 
 /* FLOPs of one forward + backward: GEMMs (2*M*N*K forward, twice that

@@ -1,2 +1,2 @@
 # Shard store: write/read images/s and compression ratio per zstd level.
-nb_bench(bench_shard nb_shard nb_common m)
+nb_bench(bench_shard nb_store nb_common m)

@@ -1,2 +1,2 @@
 # Synthetic corpus speed (owner: synth): bench_synth [scenes per run]
-nb_bench(bench_synth nb_synth nb_shard nb_image nb_model nb_common)
+nb_bench(bench_synth nb_synth nb_store nb_image nb_model nb_common)

@@ -1,4 +1,4 @@
-#include "pipeline/cli_args.h"
+#include "cli/cli_args.h"
 
 #include <stdio.h>
 #include <string.h>

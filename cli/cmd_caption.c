@@ -10,13 +10,13 @@
 #include <string.h>
 
 #include "common/nb_error.h"
-#include "labeler/decode.h"
+#include "model/decode.h"
 #include "model/checkpoint.h"
 #include "model/vlm.h"
-#include "model/vocab.h"
-#include "pipeline/commands.h"
-#include "pipeline/image_io.h"
-#include "pipeline/shard_store.h"
+#include "common/vocab.h"
+#include "cli/commands.h"
+#include "corpus/image/image_io.h"
+#include "store/shard_store.h"
 
 #define DEF_BATCH 16
 #define DEF_MAX_PIXELS 40000000L

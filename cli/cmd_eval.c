@@ -16,13 +16,13 @@
 #include "common/nb_error.h"
 #include "common/nb_io.h"
 #include "common/scene.h"
-#include "labeler/decode.h"
+#include "model/decode.h"
 #include "labeler/metrics.h"
 #include "model/checkpoint.h"
 #include "model/vlm.h"
-#include "model/vocab.h"
-#include "pipeline/commands.h"
-#include "pipeline/shard_store.h"
+#include "common/vocab.h"
+#include "cli/commands.h"
+#include "store/shard_store.h"
 
 #define DEF_BATCH 64
 

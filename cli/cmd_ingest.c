@@ -1,4 +1,4 @@
-/* nboost ingest: URL list -> image shards (pipeline/ingest.h). */
+/* nboost ingest: URL list -> image shards (corpus/ingest/ingest.h). */
 #include <errno.h>
 #include <math.h>
 #include <stdarg.h>
@@ -8,10 +8,10 @@
 #include <string.h>
 
 #include "common/nb_error.h"
-#include "pipeline/cli_mpi.h"
-#include "pipeline/cli_args.h"
-#include "pipeline/commands.h"
-#include "pipeline/ingest.h"
+#include "pipeline/ranks.h"
+#include "cli/cli_args.h"
+#include "cli/commands.h"
+#include "corpus/ingest/ingest.h"
 
 static void usage(FILE *f)
 {
@@ -209,13 +209,13 @@ int cmd_ingest(int argc, char **argv)
 	if (rc)
 		return rc == 1 ? 0 : rc;
 	int rank, size;
-	cli_mpi_start(&argc, &argv, &rank, &size);
+	ranks_start(&argc, &argv, &rank, &size);
 	/* Ranks draw different jitter so that their retries spread out. */
 	o.fetch.seed ^= (uint64_t)rank * 0x9e3779b97f4a7c15ULL;
 	int ok = ingest_run(list, out, &o, rank, size) == 0;
 	if (!ok)
 		fprintf(stderr, "nboost: fatal: %s\n", nb_errmsg());
-	cli_mpi_agree(ok, "ingest");
-	cli_mpi_finish();
+	ranks_agree(ok, "ingest");
+	ranks_finish();
 	return 0;
 }

@@ -13,10 +13,10 @@
 
 #include "common/nb_error.h"
 #include "common/scene.h"
-#include "model/vocab.h"
-#include "pipeline/commands.h"
-#include "pipeline/shard_h5.h"
-#include "pipeline/shard_store.h"
+#include "common/vocab.h"
+#include "cli/commands.h"
+#include "store/shard_h5.h"
+#include "store/shard_store.h"
 
 #define CHECKPOINT_SCHEMA "nboost.checkpoint"
 

@@ -11,10 +11,10 @@
 #include <time.h>
 
 #include "common/nb_error.h"
-#include "pipeline/cli_mpi.h"
-#include "pipeline/cli_args.h"
-#include "pipeline/commands.h"
-#include "pipeline/synth.h"
+#include "pipeline/ranks.h"
+#include "cli/cli_args.h"
+#include "cli/commands.h"
+#include "corpus/synth/synth.h"
 
 #define MAX_COUNT (((uint64_t)1 << 40) - 1) /* the index field of an id */
 
@@ -167,7 +167,7 @@ int cmd_synth(int argc, char **argv)
 		return rc == 1 ? 0 : rc;
 
 	int rank = 0, nranks = 1;
-	cli_mpi_start(&argc, &argv, &rank, &nranks);
+	ranks_start(&argc, &argv, &rank, &nranks);
 	o.progress = rank == 0 && !quiet;
 	double t0 = now_s();
 
@@ -176,13 +176,13 @@ int cmd_synth(int argc, char **argv)
 		fprintf(stderr, "nboost: fatal: %s\n", nb_errmsg());
 		ok = 0;
 	}
-	cli_mpi_agree(ok, "synth set-up");
+	ranks_agree(ok, "synth set-up");
 
 	synth_stats st;
 	ok = synth_write_rank(&o, rank, nranks, &st) == 0;
 	if (!ok)
 		fprintf(stderr, "nboost: fatal: rank %d: %s\n", rank, nb_errmsg());
-	cli_mpi_agree(ok, "synth");
+	ranks_agree(ok, "synth");
 
 	synth_stats total;
 	MPI_Reduce(st.rendered, total.rendered, SYNTH_SPLITS, MPI_UINT64_T, MPI_SUM, 0, MPI_COMM_WORLD);
@@ -195,9 +195,9 @@ int cmd_synth(int argc, char **argv)
 		fprintf(stderr, "nboost: fatal: %s\n", nb_errmsg());
 		ok = 0;
 	}
-	cli_mpi_agree(ok, "synth manifest");
+	ranks_agree(ok, "synth manifest");
 	if (rank == 0 && !quiet)
 		print_summary(&o, &total, bytes, secs, nranks);
-	cli_mpi_finish();
+	ranks_finish();
 	return 0;
 }

@@ -18,10 +18,10 @@
 #include "common/nb_error.h"
 #include "common/nb_io.h"
 #include "model/checkpoint.h"
-#include "pipeline/cli_mpi.h"
-#include "pipeline/commands.h"
-#include "pipeline/jobfile.h"
-#include "pipeline/train_job.h"
+#include "pipeline/ranks.h"
+#include "cli/commands.h"
+#include "common/jobfile.h"
+#include "trainer/train_job.h"
 #include "trainer/train.h"
 
 /* The one piece of global mutable state: set by the signal handler, read
@@ -198,7 +198,7 @@ NB_NORETURN static void fail_all(int rank)
 		fprintf(stderr, "nboost: fatal: %s\n", *msg ? msg : "training failed");
 	else if (local && !r0_local)
 		fprintf(stderr, "nboost: fatal: rank %d: %s\n", rank, msg);
-	cli_mpi_finish();
+	ranks_finish();
 	exit(1);
 }
 
@@ -207,7 +207,7 @@ NB_NORETURN static void fail_setup(int rank)
 {
 	if (rank == 0)
 		fprintf(stderr, "nboost: fatal: %s\n", nb_errmsg());
-	cli_mpi_finish();
+	ranks_finish();
 	exit(1);
 }
 
@@ -240,8 +240,8 @@ int cmd_train(int argc, char **argv)
 		return prc == 1 ? 0 : 2;
 	}
 	int rank = 0, size = 1;
-	cli_mpi_start(&argc, &argv, &rank, &size);
-	int threads_auto = 0, threads = cli_mpi_threads(&threads_auto);
+	ranks_start(&argc, &argv, &rank, &size);
+	int threads_auto = 0, threads = ranks_threads(&threads_auto);
 	/* Early, so a signal while the shards load still ends in a checkpoint. */
 	struct sigaction sa;
 	memset(&sa, 0, sizeof sa);
@@ -267,7 +267,7 @@ int cmd_train(int argc, char **argv)
 	if (!s.labeled || !*s.labeled) {
 		if (rank == 0)
 			fprintf(stderr, "nboost train: no training data: pass --labeled DIR (or set data.labeled)\n");
-		cli_mpi_finish();
+		ranks_finish();
 		return 2;
 	}
 	char *config_text = train_job_effective_config(j, &s);
@@ -381,6 +381,6 @@ int cmd_train(int argc, char **argv)
 	trainer_free(t);
 	free(config_text);
 	jobfile_free(j);
-	cli_mpi_finish();
+	ranks_finish();
 	return 0;
 }

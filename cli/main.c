@@ -3,7 +3,7 @@
 #include <string.h>
 
 #include "model/blas.h"
-#include "pipeline/commands.h"
+#include "cli/commands.h"
 
 #define NBOOST_VERSION "0.1.0"
 

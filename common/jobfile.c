@@ -1,4 +1,4 @@
-#include "pipeline/jobfile.h"
+#include "common/jobfile.h"
 
 #include <ctype.h>
 #include <errno.h>

@@ -1,4 +1,4 @@
-#include "model/vocab.h"
+#include "common/vocab.h"
 
 #include <ctype.h>
 #include <stdio.h>

@@ -3,7 +3,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 
-#include "pipeline/image_io.h"
+#include "corpus/image/image_io.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {

@@ -5,7 +5,7 @@
 #include <string.h>
 
 #include "common/nb_error.h"
-#include "pipeline/urllist.h"
+#include "corpus/ingest/urllist.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {

@@ -6,7 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "pipeline/h5zstd.h"
+#include "store/h5zstd.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {

@@ -2,11 +2,11 @@
 # each target (not linked from the uninstrumented libraries) so libFuzzer
 # sees its coverage.
 nb_fuzz(fuzz_urllist)
-target_sources(fuzz_urllist PRIVATE ${CMAKE_SOURCE_DIR}/pipeline/urllist.c ${CMAKE_SOURCE_DIR}/common/nb_error.c)
+target_sources(fuzz_urllist PRIVATE ${CMAKE_SOURCE_DIR}/corpus/ingest/urllist.c ${CMAKE_SOURCE_DIR}/common/nb_error.c)
 target_include_directories(fuzz_urllist PRIVATE ${CMAKE_SOURCE_DIR})
 target_link_libraries(fuzz_urllist PRIVATE Threads::Threads)
 
 nb_fuzz(fuzz_image_decode PNG::PNG JPEG::JPEG Threads::Threads m)
-target_sources(fuzz_image_decode PRIVATE ${CMAKE_SOURCE_DIR}/pipeline/image_decode.c
-               ${CMAKE_SOURCE_DIR}/pipeline/image_resize.c ${CMAKE_SOURCE_DIR}/common/nb_error.c)
+target_sources(fuzz_image_decode PRIVATE ${CMAKE_SOURCE_DIR}/corpus/image/image_decode.c
+               ${CMAKE_SOURCE_DIR}/corpus/image/image_resize.c ${CMAKE_SOURCE_DIR}/common/nb_error.c)
 target_include_directories(fuzz_image_decode PRIVATE ${CMAKE_SOURCE_DIR})

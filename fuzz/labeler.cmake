@@ -5,5 +5,5 @@ target_sources(fuzz_caption_parse PRIVATE ${CMAKE_SOURCE_DIR}/labeler/caption_pa
 target_include_directories(fuzz_caption_parse PRIVATE ${CMAKE_SOURCE_DIR})
 
 nb_fuzz(fuzz_jobfile nb_common)
-target_sources(fuzz_jobfile PRIVATE ${CMAKE_SOURCE_DIR}/pipeline/jobfile.c)
+target_sources(fuzz_jobfile PRIVATE ${CMAKE_SOURCE_DIR}/common/jobfile.c)
 target_include_directories(fuzz_jobfile PRIVATE ${CMAKE_SOURCE_DIR})

@@ -4,7 +4,7 @@
 
 #include "common/nb_error.h"
 #include "common/scene.h"
-#include "model/vocab.h"
+#include "common/vocab.h"
 
 static int is_space(char c)
 {

@@ -2,7 +2,7 @@
  *
  * A caption is a sequence of statements, each ended by ".". A valid statement
  * is exactly "<size> <color> <shape> <row> <column>" in the words of the
- * scene grammar (common/scene.h, model/vocab.h). The parser is tolerant:
+ * scene grammar (common/scene.h, common/vocab.h). The parser is tolerant:
  * a statement with the wrong number of words, a word in the wrong slot, an
  * unknown word, an empty statement (a "." with no words before it) or
  * trailing words with no closing "." is counted as malformed and skipped.

@@ -6,7 +6,7 @@
 
 #include "common/nb_error.h"
 #include "labeler/caption_parse.h"
-#include "model/vocab.h"
+#include "common/vocab.h"
 
 enum { MAXN = 4 };
 /* An n-gram of vocabulary ids is a dense index: base-VOCAB_SIZE digits after

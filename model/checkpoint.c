@@ -13,7 +13,7 @@
 #include <hdf5.h>
 
 #include "common/nb_error.h"
-#include "model/vocab.h"
+#include "common/vocab.h"
 
 /* Largest text stored as an attribute (HDF5 object headers hold < 64 KiB). */
 #define CKPT_MAX_ATTR_TEXT 60000

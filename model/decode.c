@@ -1,10 +1,10 @@
-/* Batched greedy decoding with a KV cache (labeler/decode.h).
+/* Batched greedy decoding with a KV cache (model/decode.h).
  *
  * The decoder's keys and values of every position are kept per stream and
  * layer, so each new token costs one row through the decoder instead of the
  * whole prefix. Streams that emit <eos> drop out of the batch; the rest are
  * gathered into a compact row block each step. */
-#include "labeler/decode.h"
+#include "model/decode.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -14,7 +14,7 @@
 #include "common/nb_rng.h"
 #include "model/layers.h"
 #include "model/vlm_internal.h"
-#include "model/vocab.h"
+#include "common/vocab.h"
 
 /* Streams prefilled together: bounds the scratch rows to PREFILL * nv. */
 #define PREFILL 64

@@ -12,7 +12,7 @@
 #include "common/nb_rng.h"
 #include "model/layers.h"
 #include "model/vlm_internal.h"
-#include "model/vocab.h"
+#include "common/vocab.h"
 
 vlm_config vlm_config_default(void)
 {

@@ -1,5 +1,5 @@
 /* The inside of vlm_model, shared by model/vlm*.c and the decoder
- * (labeler/decode.c), which runs the same layers with a KV cache. Not a
+ * (model/decode.c), which runs the same layers with a KV cache. Not a
  * public interface: the trainer and the pipeline use model/vlm.h only. */
 #ifndef NB_VLM_INTERNAL_H
 #define NB_VLM_INTERNAL_H

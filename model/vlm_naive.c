@@ -1,12 +1,12 @@
 /* Greedy decoding without a KV cache: every step reruns the decoder over the
  * whole prefix. Slow on purpose; it is the independent reference that the
- * KV-cache decoder (labeler/decode.c) is tested and benchmarked against. */
+ * KV-cache decoder (model/decode.c) is tested and benchmarked against. */
 #include <stdlib.h>
 #include <string.h>
 
 #include "common/nb_error.h"
 #include "model/vlm_internal.h"
-#include "model/vocab.h"
+#include "common/vocab.h"
 
 void vlm_greedy_naive(vlm_model *m, const uint8_t *images, const uint64_t *keys, int n, int K,
 		      float sigma, uint64_t seed, int max_tokens, uint16_t *tokens, int *lens)

@@ -1,5 +1,5 @@
 #define _GNU_SOURCE /* sched_getaffinity, CPU_COUNT */
-#include "pipeline/cli_mpi.h"
+#include "pipeline/ranks.h"
 
 #include <mpi.h>
 #include <omp.h>
@@ -10,7 +10,7 @@
 
 #include "common/nb_error.h"
 
-void cli_mpi_start(int *argc, char ***argv, int *rank, int *size)
+void ranks_start(int *argc, char ***argv, int *rank, int *size)
 {
 	int inited = 0;
 	MPI_Initialized(&inited);
@@ -28,7 +28,7 @@ void cli_mpi_start(int *argc, char ***argv, int *rank, int *size)
 	}
 }
 
-void cli_mpi_finish(void)
+void ranks_finish(void)
 {
 	int fin = 0;
 	MPI_Finalized(&fin);
@@ -36,7 +36,7 @@ void cli_mpi_finish(void)
 		MPI_Finalize();
 }
 
-void cli_mpi_agree(int ok, const char *what)
+void ranks_agree(int ok, const char *what)
 {
 	int all = 0;
 	MPI_Allreduce(&ok, &all, 1, MPI_INT, MPI_LAND, MPI_COMM_WORLD);
@@ -50,7 +50,7 @@ void cli_mpi_agree(int ok, const char *what)
 	}
 }
 
-int cli_mpi_threads(int *automatic)
+int ranks_threads(int *automatic)
 {
 	const char *env = getenv("OMP_NUM_THREADS");
 	int from_env = env && *env;

@@ -1,14 +1,14 @@
 /* MPI start-up shared by the commands that run under mpirun/srun. Every MPI
  * command also runs as a single process without a launcher. */
-#ifndef NB_CLI_MPI_H
-#define NB_CLI_MPI_H
+#ifndef NB_PIPELINE_RANKS_H
+#define NB_PIPELINE_RANKS_H
 
 /* MPI_Init (if not yet initialised), then checks that the world size matches
  * SLURM_NTASKS when that is set: `srun` without PMIx silently starts
  * singletons, which would each redo the whole job. Dies with a clear message
  * on mismatch. */
-void cli_mpi_start(int *argc, char ***argv, int *rank, int *size);
-void cli_mpi_finish(void);
+void ranks_start(int *argc, char ***argv, int *rank, int *size);
+void ranks_finish(void);
 
 /* Threads per rank (collective over MPI_COMM_WORLD). OMP_NUM_THREADS, when
  * set, wins. Otherwise the ranks of one node share that node's CPUs: each
@@ -18,9 +18,9 @@ void cli_mpi_finish(void);
  * than cores, where every OpenMP barrier would wait for a descheduled
  * thread (measured: KV decoding 20x slower per caption). Sets the OpenMP
  * thread count and returns it; *automatic says whether it was computed. */
-int cli_mpi_threads(int *automatic);
+int ranks_threads(int *automatic);
 /* Dies on all ranks when any rank passes ok == 0 (collective). The rank with
  * the failure prints its own message before calling this. */
-void cli_mpi_agree(int ok, const char *what);
+void ranks_agree(int ok, const char *what);
 
 #endif

@@ -1,10 +1,10 @@
-#include "pipeline/shard_h5.h"
+#include "store/shard_h5.h"
 
 #include <stdio.h>
 #include <string.h>
 
-#include "pipeline/h5zstd.h"
-#include "pipeline/shard_store.h"
+#include "store/h5zstd.h"
+#include "store/shard_store.h"
 
 static herr_t keep_innermost(unsigned n, const H5E_error2_t *e, void *data)
 {

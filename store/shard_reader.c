@@ -12,9 +12,9 @@
 #include <zstd.h>
 
 #include "common/nb_error.h"
-#include "pipeline/h5zstd.h"
-#include "pipeline/shard_h5.h"
-#include "pipeline/shard_store.h"
+#include "store/h5zstd.h"
+#include "store/shard_h5.h"
+#include "store/shard_store.h"
 
 /* Sequential reads fetch this many bytes of images at once (whole chunks,
  * at least 4 chunks when that stays under READ_AHEAD_MAX). */

@@ -1,6 +1,6 @@
 /* Shard store plumbing shared by writers and readers: filter registration
  * and the directory view (committed shards, crashed writers' temporaries). */
-#include "pipeline/shard_store.h"
+#include "store/shard_store.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -13,7 +13,7 @@
 #include <hdf5.h>
 
 #include "common/nb_error.h"
-#include "pipeline/h5zstd.h"
+#include "store/h5zstd.h"
 
 int shard_zstd_register(void)
 {

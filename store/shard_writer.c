@@ -13,8 +13,8 @@
 #include <zstd.h>
 
 #include "common/nb_error.h"
-#include "pipeline/shard_h5.h"
-#include "pipeline/shard_store.h"
+#include "store/shard_h5.h"
+#include "store/shard_store.h"
 
 typedef struct {
 	void *p;

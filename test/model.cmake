@@ -1,4 +1,4 @@
-# model/ and labeler/decode tests (owner: model)
+# model/ tests, decoding included (owner: model)
 nb_unit_test(test_model_grad nb_model)
 nb_unit_test(test_model_torch nb_model)
 nb_unit_test(test_decode nb_labeler nb_model)

@@ -6,7 +6,7 @@
 
 #include "common/scene.h"
 #include "labeler/caption_parse.h"
-#include "model/vocab.h"
+#include "common/vocab.h"
 #include "test_util.h"
 
 static caption_stats parse(const char *text, caption_tuple **t)

@@ -1,4 +1,4 @@
-/* KV-cache greedy decoding (labeler/decode.c): the same tokens as naive
+/* KV-cache greedy decoding (model/decode.c): the same tokens as naive
  * recompute decoding; noisy streams reproducible and independent of the
  * batch; K = 0; bad arguments refused with the cause. */
 #include <stdio.h>
@@ -7,10 +7,10 @@
 
 #include "common/nb_error.h"
 #include "common/nb_rng.h"
-#include "labeler/decode.h"
+#include "model/decode.h"
 #include "model/vlm.h"
 #include "model/vlm_internal.h"
-#include "model/vocab.h"
+#include "common/vocab.h"
 #include "test/test_util.h"
 
 enum { N = 5, K = 3, MAXTOK = 12, S = 16 };

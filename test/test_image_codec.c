@@ -7,7 +7,7 @@
 #include <png.h>
 
 #include "common/nb_error.h"
-#include "pipeline/image_io.h"
+#include "corpus/image/image_io.h"
 #include "test_util.h"
 
 /* ---- encoders for test inputs ---- */

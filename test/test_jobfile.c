@@ -1,4 +1,4 @@
-/* Job files (pipeline/jobfile.h): parsing, typed getters, command-line
+/* Job files (common/jobfile.h): parsing, typed getters, command-line
  * overrides, and an error naming file:line (or the origin) for each kind of
  * bad input. */
 #include <stdio.h>
@@ -6,7 +6,7 @@
 #include <string.h>
 
 #include "common/nb_error.h"
-#include "pipeline/jobfile.h"
+#include "common/jobfile.h"
 #include "test_util.h"
 
 static const char *VALID =

@@ -7,7 +7,7 @@
 #include "common/scene.h"
 #include "labeler/caption_parse.h"
 #include "labeler/metrics.h"
-#include "model/vocab.h"
+#include "common/vocab.h"
 #include "test_util.h"
 
 enum { RED = 0, GREEN = 1, BLUE = 2, YELLOW = 3, CYAN = 5, WHITE = 6 };

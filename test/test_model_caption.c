@@ -9,11 +9,11 @@
 
 #include "common/nb_error.h"
 #include "common/nb_rng.h"
-#include "labeler/decode.h"
+#include "model/decode.h"
 #include "model/checkpoint.h"
 #include "model/vlm.h"
-#include "model/vocab.h"
-#include "pipeline/image_io.h"
+#include "common/vocab.h"
+#include "corpus/image/image_io.h"
 #include "test/test_util.h"
 
 /* Runs cmd, captures stdout into out; returns the exit status. */

@@ -10,7 +10,7 @@
 #include "common/nb_rng.h"
 #include "model/layers.h"
 #include "model/vlm.h"
-#include "model/vocab.h"
+#include "common/vocab.h"
 #include "test/test_util.h"
 
 static nb_rng rng;

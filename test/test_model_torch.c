@@ -13,7 +13,7 @@
 #include "common/nb_rng.h"
 #include "model/vlm.h"
 #include "model/vlm_internal.h"
-#include "model/vocab.h"
+#include "common/vocab.h"
 #include "test/test_util.h"
 
 enum { B = 4, T = 8, STEPS = 10 };

@@ -22,7 +22,7 @@
 #include <hdf5.h>
 
 #include "common/nb_error.h"
-#include "pipeline/shard_store.h"
+#include "store/shard_store.h"
 #include "test/test_util.h"
 
 typedef struct {

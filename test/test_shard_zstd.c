@@ -1,4 +1,4 @@
-/* The zstd filter function (pipeline/h5zstd.c) on its own: round trip at
+/* The zstd filter function (store/h5zstd.c) on its own: round trip at
  * several levels, the frame format (one frame with its content size), and
  * corrupt input, which must fail (return 0) without touching the buffer or
  * reading or writing out of bounds (run under ASan/valgrind). */
@@ -7,7 +7,7 @@
 
 #include <zstd.h>
 
-#include "pipeline/h5zstd.h"
+#include "store/h5zstd.h"
 #include "test/test_util.h"
 
 static void *dup_bytes(const void *p, size_t n)

@@ -7,8 +7,8 @@
 #include <string.h>
 
 #include "common/nb_error.h"
-#include "pipeline/image_io.h"
-#include "pipeline/synth.h"
+#include "corpus/image/image_io.h"
+#include "corpus/synth/synth.h"
 #include "test/test_util.h"
 
 /* Decodes with libpng's simplified API, independent of image_io's decoder. */

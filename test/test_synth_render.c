@@ -7,8 +7,8 @@
 #include <string.h>
 
 #include "common/scene.h"
-#include "model/vocab.h"
-#include "pipeline/synth.h"
+#include "common/vocab.h"
+#include "corpus/synth/synth.h"
 #include "test/test_util.h"
 
 /* The first scene of seed 1: pinned so that an accidental change of the

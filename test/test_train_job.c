@@ -1,4 +1,4 @@
-/* Training settings from job files (pipeline/train_job.h): defaults, values,
+/* Training settings from job files (trainer/train_job.h): defaults, values,
  * range and unknown-key errors, pass-through of other sections, the
  * effective-config text as a fixed point, and the resume check. */
 #include <stdio.h>
@@ -6,7 +6,7 @@
 #include <string.h>
 
 #include "common/nb_error.h"
-#include "pipeline/train_job.h"
+#include "trainer/train_job.h"
 #include "test_util.h"
 
 static int read_text(const char *text, train_job *s, jobfile **out)

@@ -4,8 +4,8 @@
 #include <string.h>
 
 #include "common/nb_error.h"
-#include "model/vocab.h"
-#include "pipeline/shard_store.h"
+#include "common/vocab.h"
+#include "store/shard_store.h"
 #include "test/test_util.h"
 #include "trainer/batcher.h"
 

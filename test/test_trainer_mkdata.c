@@ -11,8 +11,8 @@
 #include "common/nb_error.h"
 #include "common/nb_rng.h"
 #include "common/scene.h"
-#include "model/vocab.h"
-#include "pipeline/shard_store.h"
+#include "common/vocab.h"
+#include "store/shard_store.h"
 
 int main(int argc, char **argv)
 {

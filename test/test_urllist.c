@@ -3,7 +3,7 @@
 #include <string.h>
 
 #include "common/nb_error.h"
-#include "pipeline/urllist.h"
+#include "corpus/ingest/urllist.h"
 #include "test_util.h"
 
 static int parse(const char *text, const char *name, urllist *l)

@@ -5,8 +5,8 @@
 
 #include "common/nb_error.h"
 #include "common/nb_rng.h"
-#include "model/vocab.h"
-#include "pipeline/shard_store.h"
+#include "common/vocab.h"
+#include "store/shard_store.h"
 
 /* Keys of the two kinds of shuffle, so they never share a stream. */
 #define KEY_EPOCH 0x65706f6368ull

@@ -7,8 +7,8 @@
 
 #include "common/nb_error.h"
 #include "model/checkpoint.h"
-#include "model/vocab.h"
-#include "pipeline/shard_store.h"
+#include "common/vocab.h"
+#include "store/shard_store.h"
 #include "trainer/grad_clip.h"
 #include "trainer/lr_schedule.h"
 

@@ -1,9 +1,9 @@
-/* pipeline/train_job.c: the job-file keys of training ([model], [train],
+/* trainer/train_job.c: the job-file keys of training ([model], [train],
  * [noise], data.labeled) read into a train_config, the effective
  * configuration written back as job-file text (stored in checkpoints), and
  * the resume check on keys that must not change. Shared by `nboost train`
  * and the student ranks of `nboost run`. */
-#include "pipeline/train_job.h"
+#include "trainer/train_job.h"
 
 #include <stdio.h>
 #include <stdlib.h>

@@ -5,7 +5,7 @@
 #ifndef NB_TRAIN_JOB_H
 #define NB_TRAIN_JOB_H
 
-#include "pipeline/jobfile.h"
+#include "common/jobfile.h"
 #include "trainer/train.h"
 
 typedef struct {

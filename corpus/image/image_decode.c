@@ -11,7 +11,7 @@
 #include <png.h>
 
 #include "common/nb_error.h"
-#include "pipeline/image_io.h"
+#include "corpus/image/image_io.h"
 
 const char *image_status_name(image_status st)
 {

@@ -6,7 +6,7 @@
 #include <sys/stat.h>
 
 #include "common/nb_error.h"
-#include "pipeline/image_io.h"
+#include "corpus/image/image_io.h"
 
 image_status image_load(const char *path, size_t max_pixels, nb_image *out)
 {

@@ -4,7 +4,7 @@
  * writer is killed. It is not fsynced: one fsync per small image cost ~5 ms,
  * 20x the encoding. Callers that need durability across a power loss sync
  * once for a batch (synth calls syncfs before it records a shard's PNGs). */
-#include "pipeline/image_io.h"
+#include "corpus/image/image_io.h"
 
 #include <errno.h>
 #include <png.h>

@@ -5,7 +5,7 @@
 #include <string.h>
 
 #include "common/nb_error.h"
-#include "pipeline/image_io.h"
+#include "corpus/image/image_io.h"
 
 int resize_mode_parse(const char *s)
 {

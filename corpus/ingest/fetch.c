@@ -7,7 +7,7 @@
 #include <time.h>
 
 #include "common/nb_error.h"
-#include "pipeline/fetch.h"
+#include "corpus/ingest/fetch.h"
 
 void fetch_opts_default(fetch_opts *o)
 {

@@ -12,9 +12,9 @@
 
 #include "common/nb_error.h"
 #include "common/nb_io.h"
-#include "pipeline/ingest.h"
-#include "pipeline/shard_store.h"
-#include "pipeline/urllist.h"
+#include "corpus/ingest/ingest.h"
+#include "store/shard_store.h"
+#include "corpus/ingest/urllist.h"
 
 void ingest_opts_default(ingest_opts *o)
 {

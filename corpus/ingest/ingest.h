@@ -23,8 +23,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "pipeline/fetch.h"
-#include "pipeline/image_io.h"
+#include "corpus/ingest/fetch.h"
+#include "corpus/image/image_io.h"
 
 typedef struct {
 	fetch_opts fetch;

@@ -9,7 +9,7 @@
 
 #include "common/nb_error.h"
 #include "common/nb_io.h"
-#include "pipeline/ingest.h"
+#include "corpus/ingest/ingest.h"
 
 #define STATUS_HEADER "line\tid\tstatus\tattempts\thash\turl\tkey\tdetail\n"
 

@@ -8,7 +8,7 @@
 #include <sys/stat.h>
 
 #include "common/nb_error.h"
-#include "pipeline/urllist.h"
+#include "corpus/ingest/urllist.h"
 
 typedef struct {
 	char *s;

@@ -12,7 +12,7 @@
  * (png/.parts/<split>-<k>.tsv, written after its PNGs) exists. */
 /* syncfs(2): one flush of a shard's PNGs instead of one fsync per image */
 #define _GNU_SOURCE
-#include "pipeline/synth.h"
+#include "corpus/synth/synth.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -27,9 +27,9 @@
 
 #include "common/nb_error.h"
 #include "common/nb_io.h"
-#include "model/vocab.h"
-#include "pipeline/image_io.h"
-#include "pipeline/shard_store.h"
+#include "common/vocab.h"
+#include "corpus/image/image_io.h"
+#include "store/shard_store.h"
 
 #define PATH_MAX_LEN 4096
 #define CAPTION_MAX 256

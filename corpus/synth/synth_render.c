@@ -4,7 +4,7 @@
  * band of edge pixels pays for 4x4 supersampling. EDGE_MARGIN bounds how
  * much any of the six functions can change across one pixel (the diamond's
  * |dx|+|dy| changes fastest: 0.75 over the subsample offsets). */
-#include "pipeline/synth.h"
+#include "corpus/synth/synth.h"
 
 #include <math.h>
 

@@ -1,7 +1,7 @@
 /* Scene sampling per the grammar. The order of draws from the RNG is part of
  * the corpus definition (SYNTH_GRAMMAR_VERSION): change it and every scene
  * changes. docs/scene-grammar.md lists the order. */
-#include "pipeline/synth.h"
+#include "corpus/synth/synth.h"
 
 #include <math.h>
 
