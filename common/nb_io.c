@@ -1,6 +1,7 @@
 #include "common/nb_io.h"
 
 #include <errno.h>
+#include <stdarg.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -26,6 +27,22 @@ void nb_buf_add(nb_buf *b, const void *s, size_t n)
 }
 
 void nb_buf_adds(nb_buf *b, const char *s) { nb_buf_add(b, s, strlen(s)); }
+
+void nb_buf_addf(nb_buf *b, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	int n = vsnprintf(NULL, 0, fmt, ap);
+	va_end(ap);
+	if (n < 0)
+		NB_BUG("nb_buf_addf: bad format '%s'", fmt);
+	nb_buf_add(b, NULL, 0);
+	NB_GROW(b->data, b->cap, b->len + (size_t)n + 1, 256);
+	va_start(ap, fmt);
+	vsnprintf(b->data + b->len, (size_t)n + 1, fmt, ap);
+	va_end(ap);
+	b->len += (size_t)n;
+}
 
 char *nb_read_file(const char *path, size_t *len)
 {
@@ -113,14 +130,43 @@ int nb_fsync_parent(const char *path)
 	return 0;
 }
 
+int nb_tmp_name(char *tmp, size_t n, const char *path)
+{
+	const char *slash = strrchr(path, '/');
+	int dirlen = slash ? (int)(slash - path + 1) : 0;
+	int k = snprintf(tmp, n, "%.*s.%s.tmp.%ld", dirlen, path, path + dirlen, (long)getpid());
+	if (k < 0 || (size_t)k >= n)
+		return nb_error("cannot write '%s': path too long", path);
+	return 0;
+}
+
+static int fsync_file(const char *path)
+{
+	int fd = open(path, O_RDONLY);
+	if (fd < 0)
+		return -1;
+	int rc = fsync(fd);
+	int e = errno;
+	close(fd);
+	errno = e;
+	return rc;
+}
+
+int nb_publish(const char *tmp, const char *path, int durable)
+{
+	if ((durable && fsync_file(tmp) < 0) || rename(tmp, path) < 0) {
+		int e = errno;
+		unlink(tmp);
+		return nb_error("cannot write '%s': %s", path, strerror(e));
+	}
+	return durable ? nb_fsync_parent(path) : 0;
+}
+
 int nb_write_file_atomic(const char *path, const void *data, size_t len)
 {
 	char tmp[4200];
-	const char *slash = strrchr(path, '/');
-	int dirlen = slash ? (int)(slash - path + 1) : 0;
-	int k = snprintf(tmp, sizeof tmp, "%.*s.%s.tmp.%ld", dirlen, path, path + dirlen, (long)getpid());
-	if (k < 0 || (size_t)k >= sizeof tmp)
-		return nb_error("cannot write '%s': path too long", path);
+	if (nb_tmp_name(tmp, sizeof tmp, path) < 0)
+		return -1;
 	int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0644);
 	if (fd < 0)
 		return nb_error("cannot write '%s': %s", path, strerror(errno));
@@ -138,16 +184,11 @@ int nb_write_file_atomic(const char *path, const void *data, size_t len)
 		}
 		off += (size_t)w;
 	}
-	if (fsync(fd) < 0) {
+	if (fsync(fd) < 0 || close(fd) < 0) {
 		int e = errno;
 		close(fd);
 		unlink(tmp);
 		return nb_error("cannot write '%s': %s", path, strerror(e));
 	}
-	if (close(fd) < 0 || rename(tmp, path) < 0) {
-		int e = errno;
-		unlink(tmp);
-		return nb_error("cannot write '%s': %s", path, strerror(e));
-	}
-	return nb_fsync_parent(path);
+	return nb_publish(tmp, path, 0) < 0 ? -1 : nb_fsync_parent(path);
 }

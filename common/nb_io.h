@@ -6,6 +6,8 @@
 
 #include <stddef.h>
 
+#include "common/nb_error.h"
+
 /* A growable byte buffer, NUL-terminated after every append once non-empty.
  * Zero-initialise it; free data with free(). Single-threaded. */
 typedef struct {
@@ -15,14 +17,39 @@ typedef struct {
 
 void nb_buf_add(nb_buf *b, const void *s, size_t n);
 void nb_buf_adds(nb_buf *b, const char *s);
+/* printf-append. */
+void nb_buf_addf(nb_buf *b, const char *fmt, ...) NB_PRINTF(2, 3);
+
+/* The one growth rule for arrays: makes room for `need` elements in
+ * `ptr` (capacity `cap`, both lvalues), doubling from at least `min`.
+ * Dies on allocation failure, like nb_xrealloc. */
+#define NB_GROW(ptr, cap, need, min)                                                         \
+	do {                                                                                 \
+		if ((size_t)(need) > (size_t)(cap)) {                                        \
+			size_t nb_grow_c_ = (cap) ? (size_t)(cap) : (size_t)(min);           \
+			while (nb_grow_c_ < (size_t)(need))                                  \
+				nb_grow_c_ *= 2;                                             \
+			(ptr) = nb_xrealloc((ptr), nb_grow_c_ * sizeof *(ptr));              \
+			(cap) = nb_grow_c_;                                                  \
+		}                                                                            \
+	} while (0)
 
 /* Reads a whole file into a NUL-terminated buffer (caller frees). NULL with
  * errno set and nb_errmsg() naming the file and the cause on failure. */
 char *nb_read_file(const char *path, size_t *len);
 
-/* Writes data to "<dir>/.<name>.tmp.<pid>", fsyncs it, renames it to path
- * and fsyncs the directory. 0, or nb_error naming the file and the cause
- * (the temporary file is removed). */
+/* The temporary name of path for this process: "<dir>/.<name>.tmp.<pid>".
+ * 0, or nb_error when it does not fit in n bytes. */
+int nb_tmp_name(char *tmp, size_t n, const char *path);
+
+/* The one atomic publish: makes the complete file `tmp` visible as `path`.
+ * With durable, fsyncs tmp first and the directory after the rename, so a
+ * crash leaves the old file or the new one. On failure tmp is removed and
+ * the nb_error names path and the cause. */
+int nb_publish(const char *tmp, const char *path, int durable);
+
+/* Writes data to nb_tmp_name(path), then nb_publish(durable). 0, or
+ * nb_error naming the file and the cause (the temporary file is removed). */
 int nb_write_file_atomic(const char *path, const void *data, size_t len);
 
 /* fsync of the directory holding path (makes a rename durable). 0 or nb_error. */
