@@ -13,13 +13,7 @@
 
 void nb_buf_add(nb_buf *b, const void *s, size_t n)
 {
-	if (b->len + n + 1 > b->cap) {
-		size_t cap = b->cap ? b->cap : 256;
-		while (cap < b->len + n + 1)
-			cap *= 2;
-		b->data = nb_xrealloc(b->data, cap);
-		b->cap = cap;
-	}
+	NB_GROW(b->data, b->cap, b->len + n + 1, 256);
 	if (n)
 		memcpy(b->data + b->len, s, n);
 	b->len += n;
@@ -36,7 +30,6 @@ void nb_buf_addf(nb_buf *b, const char *fmt, ...)
 	va_end(ap);
 	if (n < 0)
 		NB_BUG("nb_buf_addf: bad format '%s'", fmt);
-	nb_buf_add(b, NULL, 0);
 	NB_GROW(b->data, b->cap, b->len + (size_t)n + 1, 256);
 	va_start(ap, fmt);
 	vsnprintf(b->data + b->len, (size_t)n + 1, fmt, ap);
@@ -154,10 +147,15 @@ static int fsync_file(const char *path)
 
 int nb_publish(const char *tmp, const char *path, int durable)
 {
-	if ((durable && fsync_file(tmp) < 0) || rename(tmp, path) < 0) {
+	const char *step = NULL;
+	if (durable && fsync_file(tmp) < 0)
+		step = "fsync";
+	else if (rename(tmp, path) < 0)
+		step = "rename";
+	if (step) {
 		int e = errno;
 		unlink(tmp);
-		return nb_error("cannot write '%s': %s", path, strerror(e));
+		return nb_error("cannot write '%s': %s of '%s' failed: %s", path, step, tmp, strerror(e));
 	}
 	return durable ? nb_fsync_parent(path) : 0;
 }
@@ -184,11 +182,11 @@ int nb_write_file_atomic(const char *path, const void *data, size_t len)
 		}
 		off += (size_t)w;
 	}
-	if (fsync(fd) < 0 || close(fd) < 0) {
+	/* close() releases fd even when it fails: never close it twice. */
+	if (close(fd) < 0) {
 		int e = errno;
-		close(fd);
 		unlink(tmp);
 		return nb_error("cannot write '%s': %s", path, strerror(e));
 	}
-	return nb_publish(tmp, path, 0) < 0 ? -1 : nb_fsync_parent(path);
+	return nb_publish(tmp, path, 1);
 }

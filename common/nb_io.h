@@ -17,7 +17,7 @@ typedef struct {
 
 void nb_buf_add(nb_buf *b, const void *s, size_t n);
 void nb_buf_adds(nb_buf *b, const char *s);
-/* printf-append. */
+/* printf-append. The arguments must not point into b (it may move). */
 void nb_buf_addf(nb_buf *b, const char *fmt, ...) NB_PRINTF(2, 3);
 
 /* The one growth rule for arrays: makes room for `need` elements in
@@ -45,7 +45,8 @@ int nb_tmp_name(char *tmp, size_t n, const char *path);
 /* The one atomic publish: makes the complete file `tmp` visible as `path`.
  * With durable, fsyncs tmp first and the directory after the rename, so a
  * crash leaves the old file or the new one. On failure tmp is removed and
- * the nb_error names path and the cause. */
+ * the nb_error names path, the step that failed and the cause:
+ * "cannot write 'x': rename of '.x.tmp.12' failed: ...". */
 int nb_publish(const char *tmp, const char *path, int durable);
 
 /* Writes data to nb_tmp_name(path), then nb_publish(durable). 0, or

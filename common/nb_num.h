@@ -1,8 +1,9 @@
 /* Strict number parsing for every option, job-file value and text table:
  * the whole string must be the number (no trailing text, no empty string),
  * and the range is checked. Each returns 0 and sets *out, or nb_error with
- * the cause ("not an integer", "out of range [lo, hi]"), prefixed by `what`
- * (for example "--steps" or "demo.conf:12: train.steps"). */
+ * the cause ("'12x' is not an integer", "500 is out of range [1, 100]"),
+ * prefixed by "`what`: " (for example "--steps" or "demo.conf:12:
+ * train.steps"), or the bare cause when what is NULL. */
 #ifndef NB_NUM_H
 #define NB_NUM_H
 

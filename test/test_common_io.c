@@ -1,5 +1,10 @@
-/* common/nb_io.h: buffer growth, whole-file reads, atomic writes and their errors. */
+/* common/nb_io.h, nb_num.h, nb_time.h: buffer growth, whole-file reads,
+ * atomic writes and publishing, strict number parsing, durations, and their
+ * errors. */
 #include <errno.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -8,6 +13,8 @@
 
 #include "common/nb_error.h"
 #include "common/nb_io.h"
+#include "common/nb_num.h"
+#include "common/nb_time.h"
 #include "test/test_util.h"
 
 static int count_entries(const char *dir)
@@ -23,8 +30,232 @@ static int count_entries(const char *dir)
 	return n;
 }
 
+static void test_buf_addf(void)
+{
+	nb_buf b = {0};
+	nb_buf_addf(&b, "%d-%s", 42, "x");
+	CHECK(b.len == 4 && !strcmp(b.data, "42-x") && b.cap >= 5);
+	/* One append longer than the first allocation (256 bytes). */
+	char big[600];
+	memset(big, 'q', sizeof big - 1);
+	big[sizeof big - 1] = '\0';
+	nb_buf_addf(&b, "[%s]", big);
+	CHECK(b.len == 4 + 601 && b.cap >= b.len + 1);
+	CHECK(!strncmp(b.data, "42-x[q", 6) && b.data[b.len - 1] == ']' && b.data[b.len] == '\0');
+	CHECK(strlen(b.data) == b.len);
+	/* Many small appends across several doublings, mixed with nb_buf_add. */
+	nb_buf c = {0};
+	for (int i = 0; i < 1000; i++) {
+		nb_buf_addf(&c, "%03d,", i);
+		nb_buf_add(&c, "", 0);
+	}
+	CHECK(c.len == 4000 && strlen(c.data) == 4000);
+	CHECK(!strncmp(c.data, "000,001,", 8) && !strcmp(c.data + 3996, "999,"));
+	/* An empty format still yields a terminated (allocated) buffer. */
+	nb_buf e = {0};
+	nb_buf_addf(&e, "%s", "");
+	CHECK(e.data && e.len == 0 && e.data[0] == '\0');
+	free(b.data);
+	free(c.data);
+	free(e.data);
+}
+
+static void test_grow(void)
+{
+	int *a = NULL;
+	size_t cap = 0;
+	NB_GROW(a, cap, 1, 16);
+	CHECK(a && cap == 16);
+	a[15] = 7;
+	NB_GROW(a, cap, 16, 16); /* fits: no change */
+	CHECK(cap == 16 && a[15] == 7);
+	NB_GROW(a, cap, 17, 16);
+	CHECK(cap == 32 && a[15] == 7);
+	NB_GROW(a, cap, 1000, 16); /* doubles until it fits */
+	CHECK(cap == 1024 && a[15] == 7);
+	a[999] = 1;
+	free(a);
+	/* An int capacity, as structs with int counts keep it. */
+	double *d = NULL;
+	int icap = 0;
+	NB_GROW(d, icap, 5, 4);
+	CHECK(d && icap == 8);
+	d[7] = 1.5;
+	free(d);
+}
+
+static void test_publish(const char *dir)
+{
+	char path[4200], tmp[4200];
+	snprintf(path, sizeof path, "%s/pub.txt", dir);
+	CHECK(nb_tmp_name(tmp, sizeof tmp, path) == 0);
+	char want[4300];
+	snprintf(want, sizeof want, "%s/.pub.txt.tmp.%ld", dir, (long)getpid());
+	CHECK_MSG(!strcmp(tmp, want), "%s", tmp);
+	char bare[64];
+	CHECK(nb_tmp_name(bare, sizeof bare, "x.h5") == 0);
+	snprintf(want, sizeof want, ".x.h5.tmp.%ld", (long)getpid());
+	CHECK_MSG(!strcmp(bare, want), "%s", bare);
+	CHECK(nb_tmp_name(bare, 8, path) == -1 && test_contains(nb_errmsg(), "path too long"));
+
+	for (int durable = 0; durable <= 1; durable++) {
+		FILE *f = fopen(tmp, "w");
+		CHECK(f != NULL);
+		if (!f)
+			return;
+		fprintf(f, "v%d", durable);
+		fclose(f);
+		CHECK(nb_publish(tmp, path, durable) == 0);
+		CHECK(access(tmp, F_OK) != 0); /* the temporary became the file */
+		size_t len;
+		char *back = nb_read_file(path, &len);
+		CHECK(back && len == 2 && back[0] == 'v' && back[1] == '0' + durable);
+		free(back);
+		CHECK(count_entries(dir) == 1);
+	}
+	/* A missing temporary fails at the first step, naming it and the file. */
+	CHECK(nb_publish(tmp, path, 1) == -1);
+	CHECK_MSG(test_contains(nb_errmsg(), "cannot write") && test_contains(nb_errmsg(), "pub.txt") &&
+			  test_contains(nb_errmsg(), "fsync of") && test_contains(nb_errmsg(), "No such file"),
+		  "%s", nb_errmsg());
+	CHECK(nb_publish(tmp, path, 0) == -1 && test_contains(nb_errmsg(), "rename of"));
+	/* A failed rename (the destination is a non-empty directory) removes
+	 * the temporary and leaves the destination alone. */
+	char sub[4300], inner[4400];
+	snprintf(sub, sizeof sub, "%s/sub", dir);
+	snprintf(inner, sizeof inner, "%s/keep", sub);
+	CHECK(nb_mkdir_p(sub) == 0);
+	CHECK(nb_write_file_atomic(inner, "k", 1) == 0);
+	CHECK(nb_tmp_name(tmp, sizeof tmp, sub) == 0);
+	FILE *f = fopen(tmp, "w");
+	fclose(f);
+	CHECK(nb_publish(tmp, sub, 1) == -1 && test_contains(nb_errmsg(), "rename of"));
+	CHECK(access(tmp, F_OK) != 0 && access(inner, F_OK) == 0);
+	remove(inner);
+	rmdir(sub);
+	remove(path);
+}
+
+/* Parsing s fails and the message holds every needle. */
+#define PARSE_FAILS(call, n1, n2)                                                                          \
+	do {                                                                                               \
+		nb_errclear();                                                                             \
+		CHECK_MSG((call) == -1 && test_contains(nb_errmsg(), n1) && test_contains(nb_errmsg(), n2), \
+			  "%s: '%s'", #call, nb_errmsg());                                                 \
+	} while (0)
+
+static void test_parse(void)
+{
+	long l = -7;
+	CHECK(nb_parse_long("42", 0, 100, "--n", &l) == 0 && l == 42);
+	CHECK(nb_parse_long("-5", -10, 10, "--n", &l) == 0 && l == -5);
+	CHECK(nb_parse_long("100", 0, 100, "--n", &l) == 0 && l == 100); /* bounds are inside */
+	CHECK(nb_parse_long("9223372036854775807", LONG_MIN, LONG_MAX, "--n", &l) == 0 && l == LONG_MAX);
+	l = -7;
+	PARSE_FAILS(nb_parse_long("12x", 0, 100, "--n", &l), "--n: '12x' is not an integer", "");
+	PARSE_FAILS(nb_parse_long("", 0, 100, "--n", &l), "--n: '' is not an integer", "");
+	PARSE_FAILS(nb_parse_long(" 12", 0, 100, "--n", &l), "' 12' is not an integer", "");
+	PARSE_FAILS(nb_parse_long("12 ", 0, 100, "--n", &l), "'12 ' is not an integer", "");
+	PARSE_FAILS(nb_parse_long("2.5", 0, 100, "--n", &l), "'2.5' is not an integer", "");
+	PARSE_FAILS(nb_parse_long("0x10", 0, 100, "--n", &l), "not an integer", "");
+	PARSE_FAILS(nb_parse_long("101", 0, 100, "--n", &l), "--n: 101 is out of range [0, 100]", "");
+	PARSE_FAILS(nb_parse_long("-1", 0, 100, "--n", &l), "-1 is out of range [0, 100]", "");
+	PARSE_FAILS(nb_parse_long("18446744073709551615", 0, 100, "--n", &l), "out of range", "[0, 100]");
+	PARSE_FAILS(nb_parse_long("-99999999999999999999", LONG_MIN, LONG_MAX, "--n", &l), "out of range", "");
+	PARSE_FAILS(nb_parse_long("99999999999999999999x", 0, 100, "--n", &l), "not an integer", "");
+	CHECK(l == -7); /* untouched on error */
+	/* No `what`: the bare cause, for callers that frame it themselves. */
+	PARSE_FAILS(nb_parse_long("x", 0, 1, NULL, &l), "'x' is not an integer", "");
+	CHECK(!strcmp(nb_errmsg(), "'x' is not an integer"));
+
+	uint64_t u = 7;
+	CHECK(nb_parse_u64("18446744073709551615", 0, UINT64_MAX, "seed", &u) == 0 && u == UINT64_MAX);
+	CHECK(nb_parse_u64("0", 0, 10, "seed", &u) == 0 && u == 0);
+	u = 7;
+	PARSE_FAILS(nb_parse_u64("18446744073709551616", 0, UINT64_MAX, "seed", &u), "seed: 18446744073709551616",
+		    "out of range [0, 18446744073709551615]");
+	PARSE_FAILS(nb_parse_u64("11", 0, 10, "seed", &u), "11 is out of range [0, 10]", "");
+	/* A huge value against a small range states that range. */
+	PARSE_FAILS(nb_parse_u64("99999999999999999999", 1, 10, "seed", &u), "out of range [1, 10]", "");
+	PARSE_FAILS(nb_parse_u64("-1", 0, 10, "seed", &u), "'-1' is not a non-negative integer", "");
+	PARSE_FAILS(nb_parse_u64("+1", 0, 10, "seed", &u), "not a non-negative integer", "");
+	PARSE_FAILS(nb_parse_u64("", 0, 10, "seed", &u), "'' is not a non-negative integer", "");
+	PARSE_FAILS(nb_parse_u64(" 1", 0, 10, "seed", &u), "not a non-negative integer", "");
+	PARSE_FAILS(nb_parse_u64("1k", 0, 10, "seed", &u), "'1k' is not a non-negative integer", "");
+	PARSE_FAILS(nb_parse_u64("99999999999999999999x", 0, 10, "seed", &u), "not a non-negative integer", "");
+	CHECK(u == 7);
+
+	double d = -7;
+	CHECK(nb_parse_double("0.25", 0, 1, "--sigma", &d) == 0 && d == 0.25);
+	CHECK(nb_parse_double("3e-3", 0, 1, "--sigma", &d) == 0 && d == 3e-3);
+	CHECK(nb_parse_double("-1", -1, 1, "--sigma", &d) == 0 && d == -1);
+	/* Underflow rounds to (about) zero: as near as a double gets. */
+	CHECK(nb_parse_double("1e-400", 0, 1, "--sigma", &d) == 0 && d >= 0 && d < 1e-300);
+	d = -7;
+	PARSE_FAILS(nb_parse_double("0.5x", 0, 1, "--sigma", &d), "--sigma: '0.5x' is not a number", "");
+	PARSE_FAILS(nb_parse_double("", 0, 1, "--sigma", &d), "'' is not a number", "");
+	PARSE_FAILS(nb_parse_double(" 0.5", 0, 1, "--sigma", &d), "' 0.5' is not a number", "");
+	PARSE_FAILS(nb_parse_double("nan", 0, 1, "--sigma", &d), "'nan' is not a number", "");
+	PARSE_FAILS(nb_parse_double("inf", 0, 1e300, "--sigma", &d), "'inf' is not a number", "");
+	PARSE_FAILS(nb_parse_double("1.5", 0, 1, "--sigma", &d), "--sigma: 1.5 is out of range [0, 1]", "");
+	PARSE_FAILS(nb_parse_double("1e999", 0, 1, "--sigma", &d), "1e999 is out of range [0, 1]", "");
+	PARSE_FAILS(nb_parse_double("-1e999", -1, 1, "--sigma", &d), "out of range", "");
+	CHECK(d == -7);
+
+	uint64_t z = 7;
+	CHECK(nb_parse_size("64", 0, UINT64_MAX, "--chunk", &z) == 0 && z == 64);
+	CHECK(nb_parse_size("8k", 0, UINT64_MAX, "--chunk", &z) == 0 && z == 8192);
+	CHECK(nb_parse_size("8K", 0, UINT64_MAX, "--chunk", &z) == 0 && z == 8192);
+	CHECK(nb_parse_size("2M", 0, UINT64_MAX, "--chunk", &z) == 0 && z == ((uint64_t)2 << 20));
+	CHECK(nb_parse_size("3G", 0, UINT64_MAX, "--chunk", &z) == 0 && z == ((uint64_t)3 << 30));
+	CHECK(nb_parse_size("0k", 0, 10, "--chunk", &z) == 0 && z == 0);
+	CHECK(nb_parse_size("16777215G", 0, UINT64_MAX, "--chunk", &z) == 0 && z == ((uint64_t)16777215 << 30));
+	z = 7;
+	PARSE_FAILS(nb_parse_size("8kb", 0, UINT64_MAX, "--chunk", &z), "--chunk: '8kb' is not a size", "");
+	PARSE_FAILS(nb_parse_size("8m", 0, UINT64_MAX, "--chunk", &z), "'8m' is not a size", "");
+	PARSE_FAILS(nb_parse_size("k", 0, UINT64_MAX, "--chunk", &z), "'k' is not a size", "");
+	PARSE_FAILS(nb_parse_size("", 0, UINT64_MAX, "--chunk", &z), "'' is not a size", "");
+	PARSE_FAILS(nb_parse_size(" 8k", 0, UINT64_MAX, "--chunk", &z), "not a size", "");
+	PARSE_FAILS(nb_parse_size("-8", 0, UINT64_MAX, "--chunk", &z), "not a size", "");
+	PARSE_FAILS(nb_parse_size("2M", 0, 1000000, "--chunk", &z), "2M is out of range [0, 1000000]", "");
+	PARSE_FAILS(nb_parse_size("1k", 1025, 4096, "--chunk", &z), "out of range [1025, 4096]", "");
+	/* The suffix must not wrap around 2^64. */
+	PARSE_FAILS(nb_parse_size("17179869184G", 0, UINT64_MAX, "--chunk", &z), "out of range", "");
+	PARSE_FAILS(nb_parse_size("18446744073709551615k", 0, UINT64_MAX, "--chunk", &z), "out of range", "");
+	PARSE_FAILS(nb_parse_size("99999999999999999999", 0, UINT64_MAX, "--chunk", &z), "out of range", "");
+	CHECK(z == 7);
+}
+
+static void test_duration(void)
+{
+	char buf[32];
+	struct {
+		double s;
+		const char *want;
+	} cases[] = {
+		{0, "0s"},          {0.4, "0s"},        {42, "42s"},          {59.6, "59s"},
+		{60, "1m00s"},      {185, "3m05s"},     {3599.9, "59m59s"},   {3600, "1h00m"},
+		{7620, "2h07m"},    {360000, "100h00m"}, {-1, "?"},           {1e9, "?"},
+		{NAN, "?"},
+	};
+	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+		nb_fmt_duration(buf, sizeof buf, cases[i].s);
+		CHECK_MSG(!strcmp(buf, cases[i].want), "%g: '%s', want '%s'", cases[i].s, buf, cases[i].want);
+	}
+	/* A small buffer truncates, terminated. */
+	nb_fmt_duration(buf, 3, 185);
+	CHECK(!strcmp(buf, "3m"));
+	double t0 = nb_now(), t1 = nb_now();
+	CHECK(t0 > 0 && t1 >= t0);
+}
+
 int main(void)
 {
+	test_buf_addf();
+	test_grow();
+	test_parse();
+	test_duration();
+
 	nb_buf b = {0};
 	for (int i = 0; i < 10000; i++)
 		nb_buf_add(&b, "ab", 2);
@@ -85,6 +316,7 @@ int main(void)
 
 	free(b.data);
 	remove(path);
+	test_publish(dir);
 	rmdir(dir);
 	free(dir);
 	return test_summary("test_common_io");
