@@ -15,7 +15,7 @@
 #include "common/scene.h"
 #include "common/vocab.h"
 #include "cli/commands.h"
-#include "store/shard_h5.h"
+#include "store/h5util.h"
 #include "store/shard_store.h"
 
 #define CHECKPOINT_SCHEMA "nboost.checkpoint"
@@ -423,13 +423,13 @@ static int inspect_file(const char *path, const inspect_opts *o)
 	hid_t file = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
 	if (file < 0) {
 		char cause[256];
-		shard_h5_cause(cause, sizeof cause);
+		h5u_cause(cause, sizeof cause);
 		fprintf(stderr, "nboost: fatal: cannot inspect '%s': %s\n", path, cause);
 		return 1;
 	}
 	char schema[256], why[256];
 	int status;
-	if (shard_h5_get_str(file, "schema", schema, sizeof schema, why, sizeof why) < 0) {
+	if (h5u_get_str(file, "schema", schema, sizeof schema, why, sizeof why) < 0) {
 		fprintf(stderr, "nboost: fatal: cannot inspect '%s': not an nboost file: %s\n", path, why);
 		status = 1;
 	} else if (!strcmp(schema, SHARD_SCHEMA_IMAGES) || !strcmp(schema, SHARD_SCHEMA_CAPTIONS)) {

@@ -3,7 +3,6 @@
 #include "model/checkpoint.h"
 
 #include <errno.h>
-#include <fcntl.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -13,7 +12,9 @@
 #include <hdf5.h>
 
 #include "common/nb_error.h"
+#include "common/nb_io.h"
 #include "common/vocab.h"
+#include "store/h5util.h"
 
 /* Largest text stored as an attribute (HDF5 object headers hold < 64 KiB). */
 #define CKPT_MAX_ATTR_TEXT 60000
@@ -34,8 +35,6 @@ static const struct {
 static int *cfg_field(vlm_config *c, int i) { return (int *)((char *)c + cfg_fields[i].off); }
 static int cfg_get(const vlm_config *c, int i) { return *(const int *)((const char *)c + cfg_fields[i].off); }
 
-static void quiet_hdf5(void) { H5Eset_auto2(H5E_DEFAULT, NULL, NULL); }
-
 /* ---- digest ---- */
 
 void ckpt_params_digest(vlm_model *m, char out[17])
@@ -48,133 +47,19 @@ void ckpt_params_digest(vlm_model *m, char out[17])
 	snprintf(out, 17, "%016llx", (unsigned long long)h);
 }
 
-/* ---- attribute helpers: 0 or -1, the caller names the file ---- */
-
-static int put_str(hid_t obj, const char *name, const char *value)
-{
-	size_t len = strlen(value);
-	hid_t t = H5Tcopy(H5T_C_S1);
-	H5Tset_size(t, len + 1);
-	H5Tset_strpad(t, H5T_STR_NULLTERM);
-	hid_t sp = H5Screate(H5S_SCALAR);
-	hid_t a = H5Acreate2(obj, name, t, sp, H5P_DEFAULT, H5P_DEFAULT);
-	int rc = (a >= 0 && H5Awrite(a, t, value) >= 0) ? 0 : -1;
-	if (a >= 0)
-		H5Aclose(a);
-	H5Sclose(sp);
-	H5Tclose(t);
-	return rc;
-}
-
-static int put_i64(hid_t obj, const char *name, int64_t v)
-{
-	hid_t sp = H5Screate(H5S_SCALAR);
-	hid_t a = H5Acreate2(obj, name, H5T_STD_I64LE, sp, H5P_DEFAULT, H5P_DEFAULT);
-	int rc = (a >= 0 && H5Awrite(a, H5T_NATIVE_INT64, &v) >= 0) ? 0 : -1;
-	if (a >= 0)
-		H5Aclose(a);
-	H5Sclose(sp);
-	return rc;
-}
-
-static int put_u64(hid_t obj, const char *name, uint64_t v)
-{
-	hid_t sp = H5Screate(H5S_SCALAR);
-	hid_t a = H5Acreate2(obj, name, H5T_STD_U64LE, sp, H5P_DEFAULT, H5P_DEFAULT);
-	int rc = (a >= 0 && H5Awrite(a, H5T_NATIVE_UINT64, &v) >= 0) ? 0 : -1;
-	if (a >= 0)
-		H5Aclose(a);
-	H5Sclose(sp);
-	return rc;
-}
-
-/* A malloc'ed copy of a string attribute, or NULL with why set. */
-static char *get_str(hid_t obj, const char *name, const char **why)
-{
-	if (H5Aexists(obj, name) <= 0) {
-		*why = "missing";
-		return NULL;
-	}
-	hid_t a = H5Aopen(obj, name, H5P_DEFAULT);
-	hid_t ft = a >= 0 ? H5Aget_type(a) : -1;
-	char *s = NULL;
-	if (ft < 0 || H5Tget_class(ft) != H5T_STRING || H5Tis_variable_str(ft) > 0) {
-		*why = "not a fixed-length string";
-	} else {
-		size_t n = H5Tget_size(ft);
-		hid_t mt = H5Tcopy(H5T_C_S1);
-		H5Tset_size(mt, n + 1);
-		H5Tset_strpad(mt, H5T_STR_NULLTERM);
-		s = nb_xcalloc(n + 2, 1);
-		if (H5Aread(a, mt, s) < 0) {
-			free(s);
-			s = NULL;
-			*why = "unreadable";
-		}
-		H5Tclose(mt);
-	}
-	if (ft >= 0)
-		H5Tclose(ft);
-	if (a >= 0)
-		H5Aclose(a);
-	return s;
-}
-
-static int get_num(hid_t obj, const char *name, hid_t mem, void *out, const char **why)
-{
-	if (H5Aexists(obj, name) <= 0) {
-		*why = "missing";
-		return -1;
-	}
-	hid_t a = H5Aopen(obj, name, H5P_DEFAULT);
-	hid_t ft = a >= 0 ? H5Aget_type(a) : -1;
-	hid_t sp = a >= 0 ? H5Aget_space(a) : -1;
-	int rc = -1;
-	if (ft < 0 || H5Tget_class(ft) != H5T_INTEGER || sp < 0 || H5Sget_simple_extent_npoints(sp) != 1)
-		*why = "not a scalar integer";
-	else if (H5Aread(a, mem, out) < 0)
-		*why = "unreadable";
-	else
-		rc = 0;
-	if (sp >= 0)
-		H5Sclose(sp);
-	if (ft >= 0)
-		H5Tclose(ft);
-	if (a >= 0)
-		H5Aclose(a);
-	return rc;
-}
-
 /* ---- writing ---- */
 
-static hid_t make_group(hid_t parent, const char *name)
-{
-	return H5Gcreate2(parent, name, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
-}
-
-static int write_dataset(hid_t g, const char *name, hid_t ftype, hid_t mtype, int ndim, const hsize_t *dims,
-			 const void *data)
-{
-	hid_t sp = H5Screate_simple(ndim, dims, NULL);
-	hid_t d = H5Dcreate2(g, name, ftype, sp, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
-	int rc = -1;
-	if (d >= 0) {
-		hssize_t np = H5Sget_simple_extent_npoints(sp);
-		rc = (np == 0 || H5Dwrite(d, mtype, H5S_ALL, H5S_ALL, H5P_DEFAULT, data) >= 0) ? 0 : -1;
-		H5Dclose(d);
-	}
-	H5Sclose(sp);
-	return rc;
-}
-
-static int write_tensors(hid_t g, vlm_model *m, const float *base)
+/* Writing fails on a full disk or a broken file; each step that can fail
+ * records HDF5's cause in `cause` right away (later calls clear it). */
+static int write_tensors(hid_t g, vlm_model *m, const float *base, char *cause, size_t n)
 {
 	for (int i = 0; i < vlm_ntensors(m); i++) {
 		const vlm_tensor *t = vlm_tensor_at(m, i);
 		hsize_t dims[4];
 		for (int k = 0; k < t->ndim; k++)
 			dims[k] = (hsize_t)t->shape[k];
-		if (write_dataset(g, t->name, H5T_IEEE_F32LE, H5T_NATIVE_FLOAT, t->ndim, dims, base + t->offset) < 0)
+		if (h5u_write_dataset(g, t->name, H5T_IEEE_F32LE, H5T_NATIVE_FLOAT, t->ndim, dims, NULL, H5P_DEFAULT,
+				      base + t->offset, cause, n) < 0)
 			return -1;
 	}
 	return 0;
@@ -183,34 +68,44 @@ static int write_tensors(hid_t g, vlm_model *m, const float *base)
 static int write_root_attrs(hid_t f, vlm_model *m, const ckpt_save_info *info, const char *digest)
 {
 	const vlm_config *c = vlm_get_config(m);
-	int rc = put_str(f, "schema", CKPT_SCHEMA) | put_i64(f, "version", CKPT_VERSION);
+	int rc = h5u_put_str(f, "schema", CKPT_SCHEMA) | h5u_put_i64(f, "version", CKPT_VERSION);
 	for (int i = 0; i < NFIELDS; i++)
-		rc |= put_i64(f, cfg_fields[i].name, cfg_get(c, i));
-	rc |= put_str(f, "vocab_digest", vocab_digest());
-	rc |= put_i64(f, "step", info->step);
-	rc |= put_u64(f, "seed", info->seed);
-	rc |= put_str(f, "params_digest", digest);
-	rc |= put_i64(f, "has_adam", info->adam_m && info->adam_v);
-	rc |= put_str(f, "job_config", info->job_config ? info->job_config : "");
+		rc |= h5u_put_i64(f, cfg_fields[i].name, cfg_get(c, i));
+	rc |= h5u_put_str(f, "vocab_digest", vocab_digest());
+	rc |= h5u_put_i64(f, "step", info->step);
+	rc |= h5u_put_u64(f, "seed", info->seed);
+	rc |= h5u_put_str(f, "params_digest", digest);
+	rc |= h5u_put_i64(f, "has_adam", info->adam_m && info->adam_v);
+	rc |= h5u_put_str(f, "job_config", info->job_config ? info->job_config : "");
 	return rc ? -1 : 0;
 }
 
-static int write_contents(hid_t f, vlm_model *m, const ckpt_save_info *info)
+static hid_t make_group(hid_t parent, const char *name, char *cause, size_t n)
+{
+	hid_t g = H5Gcreate2(parent, name, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+	if (g < 0)
+		h5u_cause(cause, n);
+	return g;
+}
+
+static int write_contents(hid_t f, vlm_model *m, const ckpt_save_info *info, char *cause, size_t n)
 {
 	char digest[17];
 	ckpt_params_digest(m, digest);
-	if (write_root_attrs(f, m, info, digest) < 0)
+	if (write_root_attrs(f, m, info, digest) < 0) {
+		h5u_cause(cause, n);
 		return -1;
-	hid_t g = make_group(f, "params");
-	int rc = g >= 0 ? write_tensors(g, m, vlm_params(m)) : -1;
+	}
+	hid_t g = make_group(f, "params", cause, n);
+	int rc = g >= 0 ? write_tensors(g, m, vlm_params(m), cause, n) : -1;
 	if (g >= 0)
 		H5Gclose(g);
 	if (rc == 0 && info->adam_m && info->adam_v) {
-		hid_t ga = make_group(f, "adam");
-		hid_t gm = ga >= 0 ? make_group(ga, "m") : -1;
-		hid_t gv = ga >= 0 ? make_group(ga, "v") : -1;
-		rc = (gm >= 0 && gv >= 0 && write_tensors(gm, m, info->adam_m) == 0 &&
-		      write_tensors(gv, m, info->adam_v) == 0) ? 0 : -1;
+		hid_t ga = make_group(f, "adam", cause, n);
+		hid_t gm = ga >= 0 ? make_group(ga, "m", cause, n) : -1;
+		hid_t gv = gm >= 0 ? make_group(ga, "v", cause, n) : -1;
+		rc = (gv >= 0 && write_tensors(gm, m, info->adam_m, cause, n) == 0 &&
+		      write_tensors(gv, m, info->adam_v, cause, n) == 0) ? 0 : -1;
 		if (gm >= 0)
 			H5Gclose(gm);
 		if (gv >= 0)
@@ -219,16 +114,18 @@ static int write_contents(hid_t f, vlm_model *m, const ckpt_save_info *info)
 			H5Gclose(ga);
 	}
 	if (rc == 0) {
-		hid_t gs = make_group(f, "state");
+		hid_t gs = make_group(f, "state", cause, n);
 		rc = gs >= 0 ? 0 : -1;
 		for (int i = 0; rc == 0 && i < info->nitems; i++) {
 			const ckpt_item *it = &info->items[i];
 			if (it->u64) {
-				hsize_t n = it->n;
-				rc = write_dataset(gs, it->name, H5T_STD_U64LE, H5T_NATIVE_UINT64, 1, &n, it->u64);
+				hsize_t len = it->n;
+				rc = h5u_write_dataset(gs, it->name, H5T_STD_U64LE, H5T_NATIVE_UINT64, 1, &len, NULL,
+						       H5P_DEFAULT, it->u64, cause, n);
 			} else {
-				hsize_t n = it->text ? strlen(it->text) : 0;
-				rc = write_dataset(gs, it->name, H5T_STD_U8LE, H5T_NATIVE_UCHAR, 1, &n, it->text);
+				hsize_t len = it->text ? strlen(it->text) : 0;
+				rc = h5u_write_dataset(gs, it->name, H5T_STD_U8LE, H5T_NATIVE_UCHAR, 1, &len, NULL,
+						       H5P_DEFAULT, it->text, cause, n);
 			}
 		}
 		if (gs >= 0)
@@ -237,61 +134,35 @@ static int write_contents(hid_t f, vlm_model *m, const ckpt_save_info *info)
 	return rc;
 }
 
-static int fsync_path(const char *path, int dir)
-{
-	int fd = open(path, (dir ? O_RDONLY | O_DIRECTORY : O_RDONLY));
-	if (fd < 0)
-		return -1;
-	int rc = fsync(fd);
-	close(fd);
-	return rc;
-}
-
-/* Splits path into its directory ("." when none) and base name. */
-static void split_path(const char *path, char *dir, size_t dn, const char **base)
-{
-	const char *slash = strrchr(path, '/');
-	if (!slash) {
-		snprintf(dir, dn, ".");
-		*base = path;
-	} else if (slash == path) {
-		snprintf(dir, dn, "/");
-		*base = slash + 1;
-	} else {
-		snprintf(dir, dn, "%.*s", (int)(slash - path), path);
-		*base = slash + 1;
-	}
-}
-
 int ckpt_save(const char *path, vlm_model *m, const ckpt_save_info *info)
 {
-	quiet_hdf5();
+	h5u_quiet();
 	if (info->job_config && strlen(info->job_config) > CKPT_MAX_ATTR_TEXT)
 		return nb_error("cannot write checkpoint '%s': job config text is %zu bytes (limit %d)", path,
 				strlen(info->job_config), CKPT_MAX_ATTR_TEXT);
-	char dir[4096], tmp[4200];
-	const char *base;
-	split_path(path, dir, sizeof dir, &base);
-	if (!*base)
+	const char *slash = strrchr(path, '/');
+	if (!*(slash ? slash + 1 : path))
 		return nb_error("cannot write checkpoint '%s': not a file name", path);
-	snprintf(tmp, sizeof tmp, "%s/.%s.tmp.%ld", dir, base, (long)getpid());
+	char tmp[4200];
+	if (nb_tmp_name(tmp, sizeof tmp, path) < 0)
+		return nb_error("cannot write checkpoint '%s': path too long", path);
 	hid_t f = H5Fcreate(tmp, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
 	if (f < 0)
 		return nb_error("cannot write checkpoint '%s': cannot create '%s' (missing directory or no permission?)",
 				path, tmp);
-	int rc = write_contents(f, m, info);
-	if (H5Fclose(f) < 0)
+	char cause[256] = "unknown HDF5 error";
+	int rc = write_contents(f, m, info, cause, sizeof cause);
+	if (H5Fclose(f) < 0 && rc == 0) {
+		h5u_cause(cause, sizeof cause);
 		rc = -1;
+	}
 	if (rc < 0) {
 		unlink(tmp);
-		return nb_error("cannot write checkpoint '%s': HDF5 write failed (disk full?)", path);
+		return nb_error("cannot write checkpoint '%s': HDF5 write failed (disk full?): %s", path, cause);
 	}
-	if (fsync_path(tmp, 0) < 0 || rename(tmp, path) < 0) {
-		int e = errno;
-		unlink(tmp);
-		return nb_error("cannot write checkpoint '%s': %s", path, strerror(e));
-	}
-	fsync_path(dir, 1);
+	/* nb_publish names the step that failed and removes the temporary. */
+	if (nb_publish(tmp, path, 1) < 0)
+		return nb_error("cannot save checkpoint: %s", nb_errmsg());
 	return 0;
 }
 
@@ -321,22 +192,18 @@ void ckpt_close(ckpt_file *f)
 
 static int read_config(ckpt_file *c)
 {
-	const char *why = "";
+	char why[256];
 	for (int i = 0; i < NFIELDS; i++) {
 		int64_t v;
-		if (get_num(c->f, cfg_fields[i].name, H5T_NATIVE_INT64, &v, &why) < 0)
-			return nb_error("cannot load checkpoint '%s': config attribute '%s' %s", c->path,
-					cfg_fields[i].name, why);
+		if (h5u_get_i64(c->f, cfg_fields[i].name, &v, why, sizeof why) < 0)
+			return nb_error("cannot load checkpoint '%s': config: %s", c->path, why);
 		if (v < -2147483647 || v > 2147483647)
 			return nb_error("cannot load checkpoint '%s': config attribute '%s' = %lld out of range",
 					c->path, cfg_fields[i].name, (long long)v);
 		*cfg_field(&c->cfg, i) = (int)v;
 	}
-	if (vlm_config_check(&c->cfg) < 0) {
-		char msg[512];
-		snprintf(msg, sizeof msg, "%s", nb_errmsg());
-		return nb_error("cannot load checkpoint '%s': %s", c->path, msg);
-	}
+	if (vlm_config_check(&c->cfg) < 0)
+		return nb_error("cannot load checkpoint '%s': %s", c->path, nb_errmsg());
 	return 0;
 }
 
@@ -360,63 +227,59 @@ static int compare_config(const ckpt_file *c, const vlm_config *expect)
 
 static int read_header(ckpt_file *c, const vlm_config *expect)
 {
-	const char *why = "";
-	char *s = get_str(c->f, "schema", &why);
-	if (!s)
-		return nb_error("cannot load checkpoint '%s': schema attribute %s (not an nboost checkpoint)", c->path,
-				why);
-	if (strcmp(s, CKPT_SCHEMA) != 0) {
-		nb_error("cannot load checkpoint '%s': wrong schema '%s' (expected %s)", c->path, s, CKPT_SCHEMA);
-		free(s);
-		return -1;
-	}
-	free(s);
+	char why[256], s[128];
+	/* No schema at all is another kind of HDF5 file, not a damaged
+	 * checkpoint: say so. */
+	if (H5Aexists(c->f, "schema") <= 0)
+		return nb_error("cannot load checkpoint '%s': schema attribute missing (not an nboost checkpoint)",
+				c->path);
+	if (h5u_get_str(c->f, "schema", s, sizeof s, why, sizeof why) < 0)
+		return nb_error("cannot load checkpoint '%s': %s (not an nboost checkpoint)", c->path, why);
+	if (strcmp(s, CKPT_SCHEMA) != 0)
+		return nb_error("cannot load checkpoint '%s': wrong schema '%s' (expected %s)", c->path, s,
+				CKPT_SCHEMA);
 	int64_t ver;
-	if (get_num(c->f, "version", H5T_NATIVE_INT64, &ver, &why) < 0)
-		return nb_error("cannot load checkpoint '%s': version attribute %s", c->path, why);
+	if (h5u_get_i64(c->f, "version", &ver, why, sizeof why) < 0)
+		return nb_error("cannot load checkpoint '%s': %s", c->path, why);
 	if (ver != CKPT_VERSION)
 		return nb_error("cannot load checkpoint '%s': version %lld (this build reads version %d)", c->path,
 				(long long)ver, CKPT_VERSION);
-	s = get_str(c->f, "vocab_digest", &why);
-	if (!s)
-		return nb_error("cannot load checkpoint '%s': vocab_digest attribute %s", c->path, why);
-	if (strcmp(s, vocab_digest()) != 0) {
-		nb_error("cannot load checkpoint '%s': vocabulary digest '%s' differs from this build's '%s'", c->path,
-			 s, vocab_digest());
-		free(s);
-		return -1;
-	}
-	free(s);
+	if (h5u_get_str(c->f, "vocab_digest", s, sizeof s, why, sizeof why) < 0)
+		return nb_error("cannot load checkpoint '%s': %s", c->path, why);
+	if (strcmp(s, vocab_digest()) != 0)
+		return nb_error("cannot load checkpoint '%s': vocabulary digest '%s' differs from this build's '%s'",
+				c->path, s, vocab_digest());
 	if (read_config(c) < 0)
 		return -1;
 	if (expect && compare_config(c, expect) < 0)
 		return -1;
-	int64_t step, has_adam = 0;
-	if (get_num(c->f, "step", H5T_NATIVE_INT64, &step, &why) < 0 || step < 0)
-		return nb_error("cannot load checkpoint '%s': step attribute %s", c->path, step < 0 ? "negative" : why);
+	int64_t step, has_adam;
+	if (h5u_get_i64(c->f, "step", &step, why, sizeof why) < 0)
+		return nb_error("cannot load checkpoint '%s': %s", c->path, why);
+	if (step < 0)
+		return nb_error("cannot load checkpoint '%s': step attribute negative (%lld)", c->path,
+				(long long)step);
 	c->step = (long)step;
-	if (get_num(c->f, "seed", H5T_NATIVE_UINT64, &c->seed, &why) < 0)
-		return nb_error("cannot load checkpoint '%s': seed attribute %s", c->path, why);
-	if (get_num(c->f, "has_adam", H5T_NATIVE_INT64, &has_adam, &why) < 0)
-		return nb_error("cannot load checkpoint '%s': has_adam attribute %s", c->path, why);
+	if (h5u_get_u64(c->f, "seed", &c->seed, why, sizeof why) < 0 ||
+	    h5u_get_i64(c->f, "has_adam", &has_adam, why, sizeof why) < 0)
+		return nb_error("cannot load checkpoint '%s': %s", c->path, why);
 	c->has_adam = has_adam != 0;
-	s = get_str(c->f, "params_digest", &why);
-	if (!s || strlen(s) != 16) {
-		free(s);
-		return nb_error("cannot load checkpoint '%s': params_digest attribute %s", c->path,
-				s ? "is not 16 hex digits" : why);
-	}
+	if (h5u_get_str(c->f, "params_digest", s, sizeof s, why, sizeof why) < 0)
+		return nb_error("cannot load checkpoint '%s': %s", c->path, why);
+	if (strlen(s) != 16)
+		return nb_error("cannot load checkpoint '%s': params_digest attribute is not 16 hex digits",
+				c->path);
 	memcpy(c->digest, s, 17);
-	free(s);
-	c->job = get_str(c->f, "job_config", &why);
+	/* The text limit on write, plus its terminator. */
+	c->job = h5u_get_str_alloc(c->f, "job_config", CKPT_MAX_ATTR_TEXT + 1, why, sizeof why);
 	if (!c->job)
-		return nb_error("cannot load checkpoint '%s': job_config attribute %s", c->path, why);
+		return nb_error("cannot load checkpoint '%s': %s", c->path, why);
 	return 0;
 }
 
 ckpt_file *ckpt_open(const char *path, const vlm_config *expect)
 {
-	quiet_hdf5();
+	h5u_quiet();
 	if (access(path, R_OK) != 0)
 		return nb_error("cannot load checkpoint '%s': %s", path, strerror(errno)), NULL;
 	htri_t is = H5Fis_hdf5(path);
@@ -586,9 +449,9 @@ vlm_model *ckpt_load_model(const char *path, int max_batch)
 		return NULL;
 	vlm_model *m = vlm_create(&c->cfg, max_batch);
 	if (!m) {
-		char msg[512];
-		snprintf(msg, sizeof msg, "%s", nb_errmsg());
-		nb_error("cannot load checkpoint '%s': %s", path, msg);
+		/* nb_error formats before it stores, so its own message may be
+		 * an argument. */
+		nb_error("cannot load checkpoint '%s': %s", path, nb_errmsg());
 		ckpt_close(c);
 		return NULL;
 	}

@@ -12,8 +12,8 @@
 #include <zstd.h>
 
 #include "common/nb_error.h"
+#include "store/h5util.h"
 #include "store/h5zstd.h"
-#include "store/shard_h5.h"
 #include "store/shard_store.h"
 
 /* Sequential reads fetch this many bytes of images at once (whole chunks,
@@ -88,7 +88,7 @@ static hid_t open_dataset(shard_reader *r, const char *name, const dtype_want *w
 	hid_t ds = H5Dopen2(r->file, name, H5P_DEFAULT);
 	if (ds < 0) {
 		char cause[256];
-		shard_h5_cause(cause, sizeof cause);
+		h5u_cause(cause, sizeof cause);
 		nb_error("cannot open shard '%s': '/%s' is not a readable dataset: %s", r->path, name, cause);
 		return -1;
 	}
@@ -139,7 +139,7 @@ static void *read_all(shard_reader *r, hid_t ds, const char *name, hid_t mtype, 
 	}
 	if (count && H5Dread(ds, mtype, H5S_ALL, H5S_ALL, H5P_DEFAULT, buf) < 0) {
 		char cause[256];
-		shard_h5_cause(cause, sizeof cause);
+		h5u_cause(cause, sizeof cause);
 		nb_error("cannot open shard '%s': cannot read '/%s': %s", r->path, name, cause);
 		free(buf);
 		return NULL;
@@ -199,7 +199,7 @@ static int read_attrs(shard_reader *r)
 	char schema[64], why[256];
 	shard_meta *m = &r->meta;
 	hid_t root = r->file;
-	if (shard_h5_get_str(root, "schema", schema, sizeof schema, why, sizeof why) < 0)
+	if (h5u_get_str(root, "schema", schema, sizeof schema, why, sizeof why) < 0)
 		return fail(r, "not an nboost shard: %s%s", why, "");
 	if (!strcmp(schema, SHARD_SCHEMA_IMAGES))
 		m->kind = SHARD_IMAGES;
@@ -209,14 +209,14 @@ static int read_attrs(shard_reader *r)
 		return nb_error("cannot open shard '%s': wrong schema '%s' (expected %s or %s v%d)", r->path, schema,
 				SHARD_SCHEMA_IMAGES, SHARD_SCHEMA_CAPTIONS, SHARD_VERSION);
 	int version;
-	if (shard_h5_get_int(root, "version", &version, why, sizeof why) < 0)
+	if (h5u_get_int(root, "version", &version, why, sizeof why) < 0)
 		return fail(r, "%s%s", why, "");
 	if (version != SHARD_VERSION)
 		return nb_error("cannot open shard '%s': unsupported version %d of %s (expected %d)", r->path, version,
 				schema, SHARD_VERSION);
-	if (shard_h5_get_int(root, "height", &m->height, why, sizeof why) < 0 ||
-	    shard_h5_get_int(root, "width", &m->width, why, sizeof why) < 0 ||
-	    shard_h5_get_int(root, "has_objects", &m->has_objects, why, sizeof why) < 0)
+	if (h5u_get_int(root, "height", &m->height, why, sizeof why) < 0 ||
+	    h5u_get_int(root, "width", &m->width, why, sizeof why) < 0 ||
+	    h5u_get_int(root, "has_objects", &m->has_objects, why, sizeof why) < 0)
 		return fail(r, "%s%s", why, "");
 	if (m->height < 1 || m->height > 4096 || m->width < 1 || m->width > 4096)
 		return nb_error("cannot open shard '%s': image size %dx%d out of range (1..4096)", r->path, m->height,
@@ -225,13 +225,13 @@ static int read_attrs(shard_reader *r)
 		return nb_error("cannot open shard '%s': has_objects is %d (expected 0 or 1)", r->path, m->has_objects);
 	if (m->kind == SHARD_IMAGES)
 		return 0;
-	if (shard_h5_get_str(root, "origin", m->origin, sizeof m->origin, why, sizeof why) < 0 ||
-	    shard_h5_get_str(root, "teacher_digest", m->teacher_digest, sizeof m->teacher_digest, why, sizeof why) < 0 ||
-	    shard_h5_get_str(root, "vocab_digest", m->vocab_digest, sizeof m->vocab_digest, why, sizeof why) < 0 ||
-	    shard_h5_get_int(root, "round", &m->round, why, sizeof why) < 0 ||
-	    shard_h5_get_float(root, "sigma", &m->sigma, why, sizeof why) < 0 ||
-	    shard_h5_get_int(root, "K", &m->K, why, sizeof why) < 0 ||
-	    shard_h5_get_int(root, "vote", &m->vote, why, sizeof why) < 0)
+	if (h5u_get_str(root, "origin", m->origin, sizeof m->origin, why, sizeof why) < 0 ||
+	    h5u_get_str(root, "teacher_digest", m->teacher_digest, sizeof m->teacher_digest, why, sizeof why) < 0 ||
+	    h5u_get_str(root, "vocab_digest", m->vocab_digest, sizeof m->vocab_digest, why, sizeof why) < 0 ||
+	    h5u_get_int(root, "round", &m->round, why, sizeof why) < 0 ||
+	    h5u_get_float(root, "sigma", &m->sigma, why, sizeof why) < 0 ||
+	    h5u_get_int(root, "K", &m->K, why, sizeof why) < 0 ||
+	    h5u_get_int(root, "vote", &m->vote, why, sizeof why) < 0)
 		return fail(r, "%s%s", why, "");
 	if (strcmp(m->origin, "human") && strcmp(m->origin, "pseudo") && strcmp(m->origin, "synthetic"))
 		return nb_error("cannot open shard '%s': origin '%s' is not human, pseudo or synthetic", r->path,
@@ -390,7 +390,7 @@ static int open_and_validate(shard_reader *r)
 	r->file = H5Fopen(r->path, H5F_ACC_RDONLY, H5P_DEFAULT);
 	if (r->file < 0) {
 		char cause[256];
-		shard_h5_cause(cause, sizeof cause);
+		h5u_cause(cause, sizeof cause);
 		return nb_error("cannot open shard '%s': %s", r->path, cause);
 	}
 	if (read_attrs(r) < 0 || open_images(r) < 0)
@@ -458,7 +458,7 @@ static int read_images_h5(shard_reader *r, size_t start, size_t count, char *cau
 	    H5Sselect_hyperslab(fspace, H5S_SELECT_SET, fstart, NULL, fcount, NULL) >= 0)
 		rc = H5Dread(r->images, H5T_NATIVE_UINT8, mspace, fspace, H5P_DEFAULT, r->block);
 	if (rc < 0)
-		shard_h5_cause(cause, n);
+		h5u_cause(cause, n);
 	if (fspace >= 0)
 		H5Sclose(fspace);
 	if (mspace >= 0)
@@ -475,7 +475,7 @@ static int read_chunk_direct(shard_reader *r, size_t first, uint8_t *dst, char *
 	hsize_t offset[4] = {first, 0, 0, 0};
 	hsize_t stored = 0;
 	if (H5Dget_chunk_storage_size(r->images, offset, &stored) < 0 || stored == 0) {
-		shard_h5_cause(cause, n);
+		h5u_cause(cause, n);
 		snprintf(cause, n, "chunk at image %zu is missing", first);
 		return -1;
 	}
@@ -495,7 +495,7 @@ static int read_chunk_direct(shard_reader *r, size_t first, uint8_t *dst, char *
 	}
 	uint32_t mask = 0;
 	if (H5Dread_chunk(r->images, H5P_DEFAULT, offset, &mask, r->zbuf) < 0) {
-		shard_h5_cause(cause, n);
+		h5u_cause(cause, n);
 		return -1;
 	}
 	if (r->direct == 1 || (mask & 1)) {

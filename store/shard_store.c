@@ -13,13 +13,12 @@
 #include <hdf5.h>
 
 #include "common/nb_error.h"
+#include "store/h5util.h"
 #include "store/h5zstd.h"
 
 int shard_zstd_register(void)
 {
-	/* Our messages carry the useful part of HDF5's error stack; its own
-	 * dump to stderr would only bury them. */
-	H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
+	h5u_quiet();
 	/* Registering again replaces the class with itself, so no "done" flag
 	 * (global state) is needed for idempotence. */
 	if (H5Zregister(&h5zstd_class) < 0)

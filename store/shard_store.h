@@ -30,6 +30,9 @@
 #define SHARD_SCHEMA_CAPTIONS "nboost.captions"
 #define SHARD_VERSION 1
 #define SHARD_MAX_TOKENS 64   /* per caption, enforced on write and read */
+/* Largest /images chunk the store writes or reads (bytes), so that a corrupt
+ * chunk shape cannot make a reader allocate without bound. */
+#define SHARD_MAX_CHUNK_BYTES ((size_t)64 << 20)
 /* shard_meta.zstd_level value that stores chunks unfiltered (benchmark
  * baseline); otherwise zstd_level is 1..22, 0 meaning SHARD_ZSTD_DEFAULT. */
 #define SHARD_NO_COMPRESSION (-1)

@@ -2,10 +2,9 @@
  * H5Dwrite_chunk, compressed here with a reused zstd context into exactly
  * the frame the filter would produce (bypassing HDF5's filter pipeline, its
  * copies and allocations, roughly doubles the write rate). It keeps the small per-sample arrays in memory and writes
- * them at commit, then publishes the file atomically (temp, fsync, rename,
- * fsync dir). */
+ * them at commit, then publishes the file atomically (nb_publish: temp,
+ * fsync, rename, fsync dir). */
 #include <errno.h>
-#include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -13,13 +12,9 @@
 #include <zstd.h>
 
 #include "common/nb_error.h"
-#include "store/shard_h5.h"
+#include "common/nb_io.h"
+#include "store/h5util.h"
 #include "store/shard_store.h"
-
-typedef struct {
-	void *p;
-	size_t n, cap; /* in elements */
-} growbuf;
 
 struct shard_writer {
 	char *path, *tmp;
@@ -33,22 +28,11 @@ struct shard_writer {
 	ZSTD_CCtx *cctx;
 	size_t chunk_fill;   /* images in chunk */
 	size_t written;      /* images already in /images */
-	growbuf ids, sources, source_offsets, tokens, offsets, score, objects;
+	/* The per-sample arrays, as native-endian bytes: ids (uint64),
+	 * sources (chars), source_offsets and offsets (uint64, n + 1),
+	 * tokens (uint16), score (float), objects (SCENE_CELLS bytes each). */
+	nb_buf ids, sources, source_offsets, tokens, offsets, score, objects;
 };
-
-static void grow_push(growbuf *g, size_t elsize, const void *data, size_t n)
-{
-	if (g->n + n > g->cap) {
-		size_t cap = g->cap ? g->cap * 2 : 256;
-		while (cap < g->n + n)
-			cap *= 2;
-		g->p = nb_xrealloc(g->p, cap * elsize);
-		g->cap = cap;
-	}
-	if (n)
-		memcpy((char *)g->p + g->n * elsize, data, n * elsize);
-	g->n += n;
-}
 
 static void writer_free(shard_writer *w)
 {
@@ -57,9 +41,9 @@ static void writer_free(shard_writer *w)
 	free(w->chunk);
 	free(w->zbuf);
 	ZSTD_freeCCtx(w->cctx);
-	growbuf *all[] = {&w->ids, &w->sources, &w->source_offsets, &w->tokens, &w->offsets, &w->score, &w->objects};
+	nb_buf *all[] = {&w->ids, &w->sources, &w->source_offsets, &w->tokens, &w->offsets, &w->score, &w->objects};
 	for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
-		free(all[i]->p);
+		free(all[i]->data);
 	free(w);
 }
 
@@ -93,17 +77,6 @@ static int check_meta(const char *path, const shard_meta *m)
 	return 0;
 }
 
-static char *temp_name(const char *path)
-{
-	const char *slash = strrchr(path, '/');
-	size_t dirlen = slash ? (size_t)(slash - path) + 1 : 0;
-	const char *base = slash ? slash + 1 : path;
-	size_t n = strlen(path) + 64;
-	char *tmp = nb_xmalloc(n);
-	snprintf(tmp, n, "%.*s.%s.tmp.%ld", (int)dirlen, path, base, (long)getpid());
-	return tmp;
-}
-
 /* HDF5 clears its error stack at every API call, so callers capture the
  * cause right after the failing call and pass it here. */
 static int fail_h5(shard_writer *w, const char *what, const char *cause)
@@ -127,7 +100,11 @@ shard_writer *shard_create(const char *path, const shard_meta *meta)
 	}
 	shard_writer *w = nb_xcalloc(1, sizeof *w);
 	w->path = nb_xstrdup(path);
-	w->tmp = temp_name(path);
+	/* Room for "/." and ".tmp.<pid>" around the name. */
+	size_t tmpn = strlen(path) + 64;
+	w->tmp = nb_xmalloc(tmpn);
+	if (nb_tmp_name(w->tmp, tmpn, path) < 0)
+		NB_BUG("nb_tmp_name: %s", nb_errmsg());
 	w->meta = *meta;
 	w->img_bytes = (size_t)meta->height * meta->width * 3;
 	if (!w->meta.chunk_images) {
@@ -144,8 +121,8 @@ shard_writer *shard_create(const char *path, const shard_meta *meta)
 		NB_BUG("ZSTD_createCCtx failed");
 	w->file = w->images = -1;
 	uint64_t zero = 0;
-	grow_push(&w->source_offsets, sizeof zero, &zero, 1);
-	grow_push(&w->offsets, sizeof zero, &zero, 1);
+	nb_buf_add(&w->source_offsets, &zero, sizeof zero);
+	nb_buf_add(&w->offsets, &zero, sizeof zero);
 
 	hid_t fcpl = H5Pcreate(H5P_FILE_CREATE);
 	if (fcpl >= 0)
@@ -154,7 +131,7 @@ shard_writer *shard_create(const char *path, const shard_meta *meta)
 	int err = errno;
 	char cause[256];
 	if (w->file < 0)
-		shard_h5_cause(cause, sizeof cause);
+		h5u_cause(cause, sizeof cause);
 	if (fcpl >= 0)
 		H5Pclose(fcpl);
 	if (w->file < 0) {
@@ -167,11 +144,11 @@ shard_writer *shard_create(const char *path, const shard_meta *meta)
 	hsize_t maxd[4] = {H5S_UNLIMITED, dims[1], dims[2], 3};
 	hsize_t chunk[4] = {(hsize_t)w->meta.chunk_images, dims[1], dims[2], 3};
 	hid_t space = H5Screate_simple(4, dims, maxd);
-	hid_t dcpl = shard_h5_dcpl(4, chunk, w->level);
+	hid_t dcpl = h5u_dcpl(4, chunk, w->level);
 	if (space >= 0 && dcpl >= 0)
 		w->images = H5Dcreate2(w->file, "images", H5T_STD_U8LE, space, H5P_DEFAULT, dcpl, H5P_DEFAULT);
 	if (w->images < 0)
-		shard_h5_cause(cause, sizeof cause);
+		h5u_cause(cause, sizeof cause);
 	if (space >= 0)
 		H5Sclose(space);
 	if (dcpl >= 0)
@@ -204,11 +181,11 @@ static int flush_chunk(shard_writer *w)
 	hsize_t extent[4] = {w->written + w->chunk_fill, (hsize_t)w->meta.height, (hsize_t)w->meta.width, 3};
 	char cause[256];
 	if (H5Dset_extent(w->images, extent) < 0) {
-		shard_h5_cause(cause, sizeof cause);
+		h5u_cause(cause, sizeof cause);
 		return fail_h5(w, "cannot extend /images", cause);
 	}
 	if (H5Dwrite_chunk(w->images, H5P_DEFAULT, 0, offset, size, data) < 0) {
-		shard_h5_cause(cause, sizeof cause);
+		h5u_cause(cause, sizeof cause);
 		return fail_h5(w, "cannot write /images", cause);
 	}
 	w->written += w->chunk_fill;
@@ -238,20 +215,18 @@ int shard_append(shard_writer *w, const shard_sample *s)
 	}
 	memcpy(w->chunk + w->chunk_fill * w->img_bytes, s->image, w->img_bytes);
 	w->chunk_fill++;
-	grow_push(&w->ids, sizeof(uint64_t), &s->id, 1);
-	const char *src = s->source ? s->source : "";
-	size_t srclen = strlen(src);
-	grow_push(&w->sources, 1, src, srclen);
-	uint64_t end = w->sources.n;
-	grow_push(&w->source_offsets, sizeof end, &end, 1);
+	nb_buf_add(&w->ids, &s->id, sizeof s->id);
+	nb_buf_adds(&w->sources, s->source ? s->source : "");
+	uint64_t end = w->sources.len;
+	nb_buf_add(&w->source_offsets, &end, sizeof end);
 	if (caption) {
-		grow_push(&w->tokens, sizeof(uint16_t), s->tokens, (size_t)s->ntokens);
-		end = w->tokens.n;
-		grow_push(&w->offsets, sizeof end, &end, 1);
-		grow_push(&w->score, sizeof(float), &s->score, 1);
+		nb_buf_add(&w->tokens, s->tokens, (size_t)s->ntokens * sizeof *s->tokens);
+		end = w->tokens.len / sizeof *s->tokens;
+		nb_buf_add(&w->offsets, &end, sizeof end);
+		nb_buf_add(&w->score, &s->score, sizeof s->score);
 	}
 	if (w->meta.has_objects)
-		grow_push(&w->objects, 1, s->objects, SCENE_CELLS);
+		nb_buf_add(&w->objects, s->objects, SCENE_CELLS);
 	w->count++;
 	if (w->chunk_fill == (size_t)w->meta.chunk_images)
 		return flush_chunk(w);
@@ -276,29 +251,16 @@ static int write_array(shard_writer *w, const char *name, hid_t ftype, hid_t mty
 	if (crow < 1)
 		crow = 1;
 	hsize_t dims[2] = {rows, cols}, maxd[2] = {H5S_UNLIMITED, cols}, chunk[2] = {crow, cols};
-	hid_t space = H5Screate_simple(rank, dims, maxd);
-	hid_t dcpl = shard_h5_dcpl(rank, chunk, w->level);
-	hid_t ds = -1;
-	herr_t rc = -1;
-	if (space >= 0 && dcpl >= 0)
-		ds = H5Dcreate2(w->file, name, ftype, space, H5P_DEFAULT, dcpl, H5P_DEFAULT);
-	if (ds >= 0)
-		rc = rows ? H5Dwrite(ds, mtype, H5S_ALL, H5S_ALL, H5P_DEFAULT, data) : 0;
-	char cause[256];
-	if (rc < 0)
-		shard_h5_cause(cause, sizeof cause);
-	if (ds >= 0)
-		H5Dclose(ds);
-	if (space >= 0)
-		H5Sclose(space);
-	if (dcpl >= 0)
-		H5Pclose(dcpl);
-	if (rc < 0) {
-		char what[64];
-		snprintf(what, sizeof what, "cannot write /%s", name);
+	char cause[256], what[64];
+	snprintf(what, sizeof what, "cannot write /%s", name);
+	hid_t dcpl = h5u_dcpl(rank, chunk, w->level);
+	if (dcpl < 0) {
+		h5u_cause(cause, sizeof cause);
 		return fail_h5(w, what, cause);
 	}
-	return 0;
+	int rc = h5u_write_dataset(w->file, name, ftype, mtype, rank, dims, maxd, dcpl, data, cause, sizeof cause);
+	H5Pclose(dcpl);
+	return rc < 0 ? fail_h5(w, what, cause) : 0;
 }
 
 static int write_attrs(shard_writer *w)
@@ -307,23 +269,23 @@ static int write_attrs(shard_writer *w)
 	int caption = m->kind == SHARD_CAPTIONS;
 	hid_t root = w->file;
 	int rc = 0;
-	rc |= shard_h5_put_str(root, "schema", caption ? SHARD_SCHEMA_CAPTIONS : SHARD_SCHEMA_IMAGES);
-	rc |= shard_h5_put_int(root, "version", SHARD_VERSION);
-	rc |= shard_h5_put_int(root, "height", m->height);
-	rc |= shard_h5_put_int(root, "width", m->width);
-	rc |= shard_h5_put_int(root, "has_objects", m->has_objects);
+	rc |= h5u_put_str(root, "schema", caption ? SHARD_SCHEMA_CAPTIONS : SHARD_SCHEMA_IMAGES);
+	rc |= h5u_put_int(root, "version", SHARD_VERSION);
+	rc |= h5u_put_int(root, "height", m->height);
+	rc |= h5u_put_int(root, "width", m->width);
+	rc |= h5u_put_int(root, "has_objects", m->has_objects);
 	if (caption) {
-		rc |= shard_h5_put_str(root, "origin", m->origin);
-		rc |= shard_h5_put_str(root, "teacher_digest", m->teacher_digest);
-		rc |= shard_h5_put_str(root, "vocab_digest", m->vocab_digest);
-		rc |= shard_h5_put_int(root, "round", m->round);
-		rc |= shard_h5_put_float(root, "sigma", m->sigma);
-		rc |= shard_h5_put_int(root, "K", m->K);
-		rc |= shard_h5_put_int(root, "vote", m->vote);
+		rc |= h5u_put_str(root, "origin", m->origin);
+		rc |= h5u_put_str(root, "teacher_digest", m->teacher_digest);
+		rc |= h5u_put_str(root, "vocab_digest", m->vocab_digest);
+		rc |= h5u_put_int(root, "round", m->round);
+		rc |= h5u_put_float(root, "sigma", m->sigma);
+		rc |= h5u_put_int(root, "K", m->K);
+		rc |= h5u_put_int(root, "vote", m->vote);
 	}
 	char cause[256];
 	if (rc)
-		shard_h5_cause(cause, sizeof cause);
+		h5u_cause(cause, sizeof cause);
 	return rc ? fail_h5(w, "cannot write attributes", cause) : 0;
 }
 
@@ -332,44 +294,19 @@ static int write_tail(shard_writer *w)
 	size_t n = w->count;
 	if (flush_chunk(w) < 0 || write_attrs(w) < 0)
 		return -1;
-	if (write_array(w, "ids", H5T_STD_U64LE, H5T_NATIVE_UINT64, 8, w->ids.p, n, 0) < 0 ||
-	    write_array(w, "sources", H5T_STD_U8LE, H5T_NATIVE_UINT8, 1, w->sources.p, w->sources.n, 0) < 0 ||
-	    write_array(w, "source_offsets", H5T_STD_U64LE, H5T_NATIVE_UINT64, 8, w->source_offsets.p, n + 1, 0) < 0)
+	if (write_array(w, "ids", H5T_STD_U64LE, H5T_NATIVE_UINT64, 8, w->ids.data, n, 0) < 0 ||
+	    write_array(w, "sources", H5T_STD_U8LE, H5T_NATIVE_UINT8, 1, w->sources.data, w->sources.len, 0) < 0 ||
+	    write_array(w, "source_offsets", H5T_STD_U64LE, H5T_NATIVE_UINT64, 8, w->source_offsets.data, n + 1, 0) < 0)
 		return -1;
 	if (w->meta.kind == SHARD_CAPTIONS &&
-	    (write_array(w, "tokens", H5T_STD_U16LE, H5T_NATIVE_UINT16, 2, w->tokens.p, w->tokens.n, 0) < 0 ||
-	     write_array(w, "offsets", H5T_STD_U64LE, H5T_NATIVE_UINT64, 8, w->offsets.p, n + 1, 0) < 0 ||
-	     write_array(w, "score", H5T_IEEE_F32LE, H5T_NATIVE_FLOAT, 4, w->score.p, n, 0) < 0))
+	    (write_array(w, "tokens", H5T_STD_U16LE, H5T_NATIVE_UINT16, 2, w->tokens.data, w->tokens.len / 2, 0) < 0 ||
+	     write_array(w, "offsets", H5T_STD_U64LE, H5T_NATIVE_UINT64, 8, w->offsets.data, n + 1, 0) < 0 ||
+	     write_array(w, "score", H5T_IEEE_F32LE, H5T_NATIVE_FLOAT, 4, w->score.data, n, 0) < 0))
 		return -1;
 	if (w->meta.has_objects &&
-	    write_array(w, "objects", H5T_STD_U8LE, H5T_NATIVE_UINT8, 1, w->objects.p, n, SCENE_CELLS) < 0)
+	    write_array(w, "objects", H5T_STD_U8LE, H5T_NATIVE_UINT8, 1, w->objects.data, n, SCENE_CELLS) < 0)
 		return -1;
 	return 0;
-}
-
-static int fsync_path(const char *path, int flags)
-{
-	int fd = open(path, flags);
-	if (fd < 0)
-		return -1;
-	int rc = fsync(fd);
-	int err = errno;
-	close(fd);
-	errno = err;
-	return rc;
-}
-
-static int sync_dir_of(const char *path)
-{
-	const char *slash = strrchr(path, '/');
-	char dir[4096];
-	if (!slash)
-		snprintf(dir, sizeof dir, ".");
-	else if (slash == path)
-		snprintf(dir, sizeof dir, "/");
-	else
-		snprintf(dir, sizeof dir, "%.*s", (int)(slash - path), path);
-	return fsync_path(dir, O_RDONLY | O_DIRECTORY);
 }
 
 int shard_commit(shard_writer *w)
@@ -382,16 +319,13 @@ int shard_commit(shard_writer *w)
 	w->images = -1;
 	if (w->file >= 0 && H5Fclose(w->file) < 0 && rc == 0) {
 		char cause[256];
-		shard_h5_cause(cause, sizeof cause);
+		h5u_cause(cause, sizeof cause);
 		rc = fail_h5(w, "cannot close", cause);
 	}
 	w->file = -1;
-	if (rc == 0 && fsync_path(w->tmp, O_RDONLY) < 0)
-		rc = nb_error("cannot commit shard '%s': fsync of '%s' failed: %s", w->path, w->tmp, strerror(errno));
-	if (rc == 0 && rename(w->tmp, w->path) < 0)
-		rc = nb_error("cannot commit shard '%s': rename from '%s' failed: %s", w->path, w->tmp, strerror(errno));
-	if (rc == 0 && sync_dir_of(w->path) < 0)
-		rc = nb_error("cannot commit shard '%s': fsync of its directory failed: %s", w->path, strerror(errno));
+	/* nb_publish names the step that failed and removes the temporary. */
+	if (rc == 0 && nb_publish(w->tmp, w->path, 1) < 0)
+		rc = nb_error("cannot commit shard: %s", nb_errmsg());
 	if (rc < 0)
 		unlink(w->tmp);
 	writer_free(w);

@@ -1,10 +1,16 @@
-#include "store/shard_h5.h"
+#include "store/h5util.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
+#include "common/nb_error.h"
 #include "store/h5zstd.h"
-#include "store/shard_store.h"
+
+void h5u_quiet(void)
+{
+	H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
+}
 
 static herr_t keep_innermost(unsigned n, const H5E_error2_t *e, void *data)
 {
@@ -14,7 +20,7 @@ static herr_t keep_innermost(unsigned n, const H5E_error2_t *e, void *data)
 	return 0;
 }
 
-void shard_h5_cause(char *buf, size_t n)
+void h5u_cause(char *buf, size_t n)
 {
 	char *desc = NULL;
 	/* Walking upward starts at the most specific frame, which is the one
@@ -24,7 +30,7 @@ void shard_h5_cause(char *buf, size_t n)
 	H5Eclear2(H5E_DEFAULT);
 }
 
-hid_t shard_h5_dcpl(int rank, const hsize_t *chunk, int level)
+hid_t h5u_dcpl(int rank, const hsize_t *chunk, int zstd_level)
 {
 	hid_t dcpl = H5Pcreate(H5P_DATASET_CREATE);
 	if (dcpl < 0)
@@ -34,11 +40,10 @@ hid_t shard_h5_dcpl(int rank, const hsize_t *chunk, int level)
 	static const unsigned char zero[16];
 	if (H5Pset_chunk(dcpl, rank, chunk) < 0 || H5Pset_obj_track_times(dcpl, 0) < 0)
 		goto fail;
-	hid_t type = H5T_NATIVE_UCHAR;
-	if (H5Pset_fill_value(dcpl, type, zero) < 0)
+	if (H5Pset_fill_value(dcpl, H5T_NATIVE_UCHAR, zero) < 0)
 		goto fail;
-	if (level != SHARD_NO_COMPRESSION) {
-		unsigned cd = (unsigned)level;
+	if (zstd_level >= 1) {
+		unsigned cd = (unsigned)zstd_level;
 		if (H5Pset_filter(dcpl, H5ZSTD_FILTER_ID, H5Z_FLAG_MANDATORY, 1, &cd) < 0)
 			goto fail;
 	}
@@ -46,6 +51,26 @@ hid_t shard_h5_dcpl(int rank, const hsize_t *chunk, int level)
 fail:
 	H5Pclose(dcpl);
 	return -1;
+}
+
+int h5u_write_dataset(hid_t loc, const char *name, hid_t ftype, hid_t mtype, int rank, const hsize_t *dims,
+		      const hsize_t *maxdims, hid_t dcpl, const void *data, char *cause, size_t causen)
+{
+	hid_t space = H5Screate_simple(rank, dims, maxdims);
+	hid_t ds = space >= 0 ? H5Dcreate2(loc, name, ftype, space, H5P_DEFAULT, dcpl, H5P_DEFAULT) : -1;
+	herr_t rc = -1;
+	if (ds >= 0) {
+		/* An empty dataset has nothing to write (and data may be NULL). */
+		hssize_t np = H5Sget_simple_extent_npoints(space);
+		rc = np == 0 ? 0 : H5Dwrite(ds, mtype, H5S_ALL, H5S_ALL, H5P_DEFAULT, data);
+	}
+	if (rc < 0 && cause)
+		h5u_cause(cause, causen);
+	if (ds >= 0)
+		H5Dclose(ds);
+	if (space >= 0)
+		H5Sclose(space);
+	return rc < 0 ? -1 : 0;
 }
 
 static int put_attr(hid_t obj, const char *name, hid_t ftype, hid_t mtype, const void *value)
@@ -65,7 +90,7 @@ static int put_attr(hid_t obj, const char *name, hid_t ftype, hid_t mtype, const
 	return rc;
 }
 
-int shard_h5_put_str(hid_t obj, const char *name, const char *value)
+int h5u_put_str(hid_t obj, const char *name, const char *value)
 {
 	hid_t t = H5Tcopy(H5T_C_S1);
 	if (t < 0)
@@ -77,12 +102,22 @@ int shard_h5_put_str(hid_t obj, const char *name, const char *value)
 	return rc;
 }
 
-int shard_h5_put_int(hid_t obj, const char *name, int value)
+int h5u_put_int(hid_t obj, const char *name, int value)
 {
 	return put_attr(obj, name, H5T_STD_I32LE, H5T_NATIVE_INT, &value);
 }
 
-int shard_h5_put_float(hid_t obj, const char *name, float value)
+int h5u_put_i64(hid_t obj, const char *name, int64_t value)
+{
+	return put_attr(obj, name, H5T_STD_I64LE, H5T_NATIVE_INT64, &value);
+}
+
+int h5u_put_u64(hid_t obj, const char *name, uint64_t value)
+{
+	return put_attr(obj, name, H5T_STD_U64LE, H5T_NATIVE_UINT64, &value);
+}
+
+int h5u_put_float(hid_t obj, const char *name, float value)
 {
 	return put_attr(obj, name, H5T_IEEE_F32LE, H5T_NATIVE_FLOAT, &value);
 }
@@ -118,44 +153,59 @@ static hid_t open_attr(hid_t obj, const char *name, H5T_class_t cls, char *why, 
 	return a;
 }
 
-int shard_h5_get_str(hid_t obj, const char *name, char *buf, size_t n, char *why, size_t whyn)
+char *h5u_get_str_alloc(hid_t obj, const char *name, size_t max, char *why, size_t whyn)
 {
 	hid_t a = open_attr(obj, name, H5T_STRING, why, whyn);
 	if (a < 0)
-		return -1;
+		return NULL;
 	hid_t ft = H5Aget_type(a);
 	size_t size = ft >= 0 ? H5Tget_size(ft) : 0;
 	if (ft >= 0)
 		H5Tclose(ft);
-	char tmp[1024];
-	if (size == 0 || size >= sizeof tmp) {
-		snprintf(why, whyn, "attribute '%s' is a string of %zu bytes", name, size);
+	if (size == 0 || size > max) {
+		snprintf(why, whyn, "attribute '%s' is a string of %zu bytes (limit %zu)", name, size, max);
 		H5Aclose(a);
-		return -1;
+		return NULL;
 	}
+	/* One byte more than stored, so that a string padded with NULs or
+	 * spaces instead of terminated still reads as a C string. */
+	char *s = nb_xcalloc(size + 1, 1);
 	hid_t mt = H5Tcopy(H5T_C_S1);
-	H5Tset_size(mt, size + 1);
-	H5Tset_strpad(mt, H5T_STR_NULLTERM);
-	memset(tmp, 0, sizeof tmp);
-	herr_t rc = H5Aread(a, mt, tmp);
-	H5Tclose(mt);
+	herr_t rc = -1;
+	if (mt >= 0 && H5Tset_size(mt, size + 1) >= 0 && H5Tset_strpad(mt, H5T_STR_NULLTERM) >= 0)
+		rc = H5Aread(a, mt, s);
+	if (mt >= 0)
+		H5Tclose(mt);
 	H5Aclose(a);
 	if (rc < 0) {
 		H5Eclear2(H5E_DEFAULT);
 		snprintf(why, whyn, "unreadable attribute '%s'", name);
-		return -1;
+		free(s);
+		return NULL;
 	}
-	size_t len = strlen(tmp);
+	return s;
+}
+
+int h5u_get_str(hid_t obj, const char *name, char *buf, size_t n, char *why, size_t whyn)
+{
+	/* The stored size may exceed the text (padding): the text is what
+	 * must fit. HDF5 keeps attributes under 64 KiB. */
+	char *s = h5u_get_str_alloc(obj, name, (size_t)1 << 16, why, whyn);
+	if (!s)
+		return -1;
+	size_t len = strlen(s);
 	if (len >= n) {
 		snprintf(why, whyn, "attribute '%s' is longer than %zu bytes", name, n - 1);
+		free(s);
 		return -1;
 	}
-	memcpy(buf, tmp, len + 1);
+	memcpy(buf, s, len + 1);
+	free(s);
 	return 0;
 }
 
-static int get_number(hid_t obj, const char *name, H5T_class_t cls, hid_t mtype, void *value,
-		      char *why, size_t whyn)
+static int get_number(hid_t obj, const char *name, H5T_class_t cls, hid_t mtype, void *value, char *why,
+		      size_t whyn)
 {
 	hid_t a = open_attr(obj, name, cls, why, whyn);
 	if (a < 0)
@@ -171,12 +221,22 @@ static int get_number(hid_t obj, const char *name, H5T_class_t cls, hid_t mtype,
 	return 0;
 }
 
-int shard_h5_get_int(hid_t obj, const char *name, int *value, char *why, size_t whyn)
+int h5u_get_int(hid_t obj, const char *name, int *value, char *why, size_t whyn)
 {
 	return get_number(obj, name, H5T_INTEGER, H5T_NATIVE_INT, value, why, whyn);
 }
 
-int shard_h5_get_float(hid_t obj, const char *name, float *value, char *why, size_t whyn)
+int h5u_get_i64(hid_t obj, const char *name, int64_t *value, char *why, size_t whyn)
+{
+	return get_number(obj, name, H5T_INTEGER, H5T_NATIVE_INT64, value, why, whyn);
+}
+
+int h5u_get_u64(hid_t obj, const char *name, uint64_t *value, char *why, size_t whyn)
+{
+	return get_number(obj, name, H5T_INTEGER, H5T_NATIVE_UINT64, value, why, whyn);
+}
+
+int h5u_get_float(hid_t obj, const char *name, float *value, char *why, size_t whyn)
 {
 	return get_number(obj, name, H5T_FLOAT, H5T_NATIVE_FLOAT, value, why, whyn);
 }
