@@ -1,4 +1,5 @@
-/* nboost: the command-line entry point. Dispatches to pipeline/cmd_*.c. */
+/* nboost: the command-line entry point. Dispatches to cli/cmd_*.c; each
+ * command parses its options with cli/cli_args.h. */
 #include <stdio.h>
 #include <string.h>
 
@@ -16,6 +17,7 @@ typedef struct {
 static const command commands[] = {
 	{"synth", cmd_synth, "render the synthetic scene corpus into image/caption shards (MPI)"},
 	{"ingest", cmd_ingest, "fetch a URL list with libcurl into image shards (MPI)"},
+	{"run", cmd_run, "the semi-supervised pipeline: master, noisy teachers, filters, students (MPI)"},
 	{"train", cmd_train, "train the captioner with NoiseBoost on caption shards (MPI)"},
 	{"eval", cmd_eval, "score captions (a TSV, or a model's) against ground truth"},
 	{"caption", cmd_caption, "caption PNG/JPEG images with a trained model"},

@@ -6,6 +6,7 @@
 #include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <unistd.h>
 
 #include "common/nb_error.h"
@@ -40,17 +41,33 @@ void ranks_agree(int ok, const char *what)
 {
 	int all = 0;
 	MPI_Allreduce(&ok, &all, 1, MPI_INT, MPI_LAND, MPI_COMM_WORLD);
-	if (!all) {
-		int rank = 0;
-		MPI_Comm_rank(MPI_COMM_WORLD, &rank);
-		if (rank == 0)
-			fprintf(stderr, "nboost: fatal: %s failed on at least one rank\n", what);
-		MPI_Finalize();
-		exit(1);
-	}
+	if (all)
+		return;
+	if (ok)
+		nb_error("%s failed on another rank", what);
+	else if (!*nb_errmsg())
+		nb_error("%s failed", what);
+	ranks_fail_all();
 }
 
-int ranks_threads(int *automatic)
+void ranks_fail_all(void)
+{
+	int rank = 0;
+	MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+	const char *msg = nb_errmsg();
+	int own = *msg && !strstr(msg, "on another rank"), r0_own = own;
+	MPI_Bcast(&r0_own, 1, MPI_INT, 0, MPI_COMM_WORLD);
+	if (rank == 0)
+		fprintf(stderr, "nboost: fatal: %s\n", *msg ? msg : "failed (no cause recorded)");
+	else if (own && !r0_own)
+		fprintf(stderr, "nboost: fatal: rank %d: %s\n", rank, msg);
+	ranks_finish();
+	exit(1);
+}
+
+int ranks_threads(int *automatic) { return ranks_threads_weighted(1, automatic); }
+
+int ranks_threads_weighted(int heavy, int *automatic)
 {
 	const char *env = getenv("OMP_NUM_THREADS");
 	int from_env = env && *env;
@@ -58,7 +75,6 @@ int ranks_threads(int *automatic)
 	MPI_Comm node;
 	MPI_Comm_split_type(MPI_COMM_WORLD, MPI_COMM_TYPE_SHARED, 0, MPI_INFO_NULL, &node);
 	int local = 1;
-	MPI_Comm_size(node, &local);
 	cpu_set_t mine, all;
 	CPU_ZERO(&mine);
 	int mine_n;
@@ -71,12 +87,18 @@ int ranks_threads(int *automatic)
 			CPU_SET(c, &mine);
 	}
 	MPI_Allreduce(&mine, &all, (int)sizeof mine, MPI_BYTE, MPI_BOR, node);
+	heavy = heavy != 0;
+	MPI_Allreduce(&heavy, &local, 1, MPI_INT, MPI_SUM, node);
 	MPI_Comm_free(&node);
 	if (automatic)
 		*automatic = !from_env;
 	if (from_env)
 		return omp_get_max_threads();
-	int n = CPU_COUNT(&all) / local;
+	if (!heavy) {
+		omp_set_num_threads(1);
+		return 1;
+	}
+	int n = CPU_COUNT(&all) / (local > 0 ? local : 1);
 	if (n > mine_n)
 		n = mine_n;
 	if (n < 1)

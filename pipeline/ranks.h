@@ -3,6 +3,8 @@
 #ifndef NB_PIPELINE_RANKS_H
 #define NB_PIPELINE_RANKS_H
 
+#include "common/nb_error.h"
+
 /* MPI_Init (if not yet initialised), then checks that the world size matches
  * SLURM_NTASKS when that is set: `srun` without PMIx silently starts
  * singletons, which would each redo the whole job. Dies with a clear message
@@ -19,8 +21,24 @@ void ranks_finish(void);
  * thread (measured: KV decoding 20x slower per caption). Sets the OpenMP
  * thread count and returns it; *automatic says whether it was computed. */
 int ranks_threads(int *automatic);
-/* Dies on all ranks when any rank passes ok == 0 (collective). The rank with
- * the failure prints its own message before calling this. */
+/* The same where ranks differ in weight (nboost run): a light rank
+ * (heavy = 0: the master, filters) gets one thread and sleeps while it
+ * waits; the heavy ranks of a node share its CPUs among themselves. */
+int ranks_threads_weighted(int heavy, int *automatic);
+/* The one "agree or fail on every rank" of the commands (collective over
+ * MPI_COMM_WORLD): returns when ok on every rank, otherwise
+ * ranks_fail_all() on each. A rank that fails records its cause with
+ * nb_error() and does not print it; a rank that did not fail records
+ * "<what> failed on another rank". */
 void ranks_agree(int ok, const char *what);
+
+/* Collective: every rank calls it together, after a failure they all know
+ * of (a collective call that returned -1 everywhere, or ranks_agree).
+ * Prints the error once and exits 1 on every rank: rank 0 prints its
+ * nb_errmsg(); another rank prints its own (prefixed "rank N: ") only when
+ * it is a cause of its own and rank 0 met none, so an error that every
+ * rank met (a bad shard, a bad job file) is printed once. A message
+ * containing "on another rank" is not a cause of its own. */
+NB_NORETURN void ranks_fail_all(void);
 
 #endif

@@ -1,0 +1,546 @@
+/* The master rank: prepares the run (checks, journal, units), then per
+ * round hands units to teachers on request, records what the filters
+ * finished, drives the students, prints progress and handles stops. */
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "common/nb_error.h"
+#include "common/nb_io.h"
+#include "common/nb_time.h"
+#include "common/vocab.h"
+#include "model/checkpoint.h"
+#include "pipeline/events.h"
+#include "pipeline/journal.h"
+#include "pipeline/run.h"
+#include "pipeline/run_internal.h"
+#include "store/shard_store.h"
+
+enum { U_PENDING = 0, U_ASSIGNED, U_DONE };
+
+typedef struct {
+	unit_msg *units;
+	int64_t nunits;
+	uint8_t *state;
+	double *since;               /* when a unit was handed out */
+	int *parked, nparked;        /* teachers waiting for a unit (world ranks) */
+	int64_t done, assigned;
+	label_counts sum;
+	int64_t images_now;          /* images finished in this session, for the rate */
+	int idle;                    /* teachers done with the round (TAG_IDLE) */
+	double t0;
+} round_state;
+
+typedef struct {
+	run_ctx *c;
+	journal *jr;
+	events *ev;
+	int stopping, students_busy;
+	student_report last;         /* the students' latest progress */
+	double last_print;
+	char teacher[4200];
+} master;
+
+NB_NORETURN static void master_die(const char *what)
+{
+	fprintf(stderr, "nboost: fatal: %s: %s\n", what, nb_errmsg());
+	MPI_Abort(MPI_COMM_WORLD, 1);
+	exit(1);
+}
+
+static void build_units(master *m, round_state *rs, int round)
+{
+	const run_ctx *c = m->c;
+	int64_t cap = 0;
+	for (int i = 0; i < c->nunlabeled; i++) {
+		shard_reader *r = shard_open(c->unlabeled[i]);
+		if (!r)
+			master_die("cannot read an unlabeled shard");
+		int64_t n = (int64_t)shard_count(r);
+		shard_close(r);
+		for (int64_t s = 0; s < n; s += c->job->unit) {
+			NB_GROW(rs->units, cap, rs->nunits + 1, 64);
+			unit_msg u = {round, i, rs->nunits, s, n - s < c->job->unit ? n - s : c->job->unit};
+			rs->units[rs->nunits++] = u;
+		}
+	}
+	rs->state = nb_xcalloc((size_t)rs->nunits + 1, 1);
+	rs->since = nb_xcalloc((size_t)rs->nunits + 1, sizeof(double));
+	rs->parked = nb_xcalloc((size_t)c->job->teachers * (size_t)c->job->in_flight + 1, sizeof(int));
+	for (int64_t u = 0; u < rs->nunits; u++)
+		if (journal_unit_done(m->jr, round, u)) {
+			rs->state[u] = U_DONE;
+			rs->done++;
+		}
+	journal_round_totals(m->jr, round, &rs->sum.accepted, NULL, &rs->sum.seen);
+	rs->t0 = nb_now();
+}
+
+static void send_nowork(int teacher, int round)
+{
+	int32_t r = round;
+	MPI_Send(&r, 1, MPI_INT32_T, teacher, TAG_NOWORK, MPI_COMM_WORLD);
+}
+
+/* A pending unit for this teacher, a stalled one taken back, or -1. */
+static int64_t pick_unit(const master *m, round_state *rs)
+{
+	double now = nb_now();
+	for (int64_t u = 0; u < rs->nunits; u++)
+		if (rs->state[u] == U_PENDING)
+			return u;
+	for (int64_t u = 0; u < rs->nunits; u++)
+		if (rs->state[u] == U_ASSIGNED && now - rs->since[u] > m->c->job->stall_timeout) {
+			fprintf(stderr, "run: unit %" PRId64 " stalled for %.0f s, handing it to another teacher\n", u,
+				now - rs->since[u]);
+			return u;
+		}
+	return -1;
+}
+
+static void give_unit(round_state *rs, int64_t u, int teacher)
+{
+	if (rs->state[u] != U_ASSIGNED)
+		rs->assigned++;
+	rs->state[u] = U_ASSIGNED;
+	rs->since[u] = nb_now();
+	MPI_Send(&rs->units[u], sizeof rs->units[u], MPI_BYTE, teacher, TAG_UNIT, MPI_COMM_WORLD);
+}
+
+static void on_request(master *m, round_state *rs, int teacher, int round)
+{
+	int32_t r;
+	MPI_Recv(&r, 1, MPI_INT32_T, teacher, TAG_REQ, MPI_COMM_WORLD, MPI_STATUS_IGNORE);
+	if (m->stopping || rs->done == rs->nunits || r != round) {
+		send_nowork(teacher, round);
+		return;
+	}
+	int64_t u = pick_unit(m, rs);
+	if (u >= 0)
+		give_unit(rs, u, teacher);
+	else
+		rs->parked[rs->nparked++] = teacher;
+}
+
+/* Parked teachers get a unit when one is free, "no more work" when the
+ * round is labeled or the run is stopping, else keep waiting. */
+static void release_parked(master *m, round_state *rs, int round)
+{
+	int keep = 0;
+	for (int i = 0; i < rs->nparked; i++) {
+		int t = rs->parked[i];
+		int64_t u = m->stopping || rs->done == rs->nunits ? -2 : pick_unit(m, rs);
+		if (u == -2)
+			send_nowork(t, round);
+		else if (u >= 0)
+			give_unit(rs, u, t);
+		else
+			rs->parked[keep++] = t;
+	}
+	rs->nparked = keep;
+}
+
+static void on_idle(round_state *rs, int teacher)
+{
+	int32_t r;
+	MPI_Recv(&r, 1, MPI_INT32_T, teacher, TAG_IDLE, MPI_COMM_WORLD, MPI_STATUS_IGNORE);
+	rs->idle++;
+}
+
+static void add_counts(label_counts *a, const label_counts *b)
+{
+	const int64_t *s = (const int64_t *)(const void *)b;
+	int64_t *d = (int64_t *)(void *)a;
+	for (size_t i = 0; i < sizeof *a / sizeof(int64_t); i++)
+		d[i] += s[i];
+}
+
+static void student_cmd_send(int cmd, int round, const char *path, const run_ctx *c)
+{
+	student_cmd s = {cmd, round, {0}};
+	snprintf(s.path, sizeof s.path, "%s", path ? path : "");
+	MPI_Send(&s, sizeof s, MPI_BYTE, c->first_student, TAG_STUDENT_CMD, MPI_COMM_WORLD);
+}
+
+static void on_unit_done(master *m, round_state *rs, int round)
+{
+	done_msg d;
+	MPI_Status st;
+	MPI_Recv(&d, sizeof d, MPI_BYTE, MPI_ANY_SOURCE, TAG_UNIT_DONE, MPI_COMM_WORLD, &st);
+	if (d.round != round || d.unit < 0 || d.unit >= rs->nunits || rs->state[d.unit] == U_DONE)
+		return; /* a duplicate of a unit handed out twice */
+	int64_t rejected = d.c.seen - d.c.accepted;
+	if (journal_unit(m->jr, round, d.unit, d.shard, d.c.accepted, rejected, d.c.seen) < 0 ||
+	    (d.shard[0] && journal_shard(m->jr, round, d.shard) < 0))
+		master_die("cannot write the journal");
+	events_unit(m->ev, round, d.unit, d.shard, d.c.accepted, rejected, d.c.seen, nb_now() - rs->since[d.unit]);
+	if (d.shard[0])
+		events_shard(m->ev, round, d.shard, 1, d.c.accepted);
+	if (rs->state[d.unit] == U_ASSIGNED)
+		rs->assigned--;
+	rs->state[d.unit] = U_DONE;
+	rs->done++;
+	rs->images_now += d.c.seen;
+	add_counts(&rs->sum, &d.c);
+	if (rs->done == rs->nunits) {
+		release_parked(m, rs, round);
+		if (m->students_busy)
+			student_cmd_send(SCMD_LABELED, round, NULL, m->c);
+	}
+}
+
+static void print_progress(master *m, const round_state *rs, int round, int force)
+{
+	double now = nb_now();
+	if (!force && now - m->last_print < m->c->job->progress_every)
+		return;
+	m->last_print = now;
+	double el = now - rs->t0, rate = el > 0 ? (double)rs->images_now / el : 0;
+	int64_t left = 0;
+	for (int64_t u = 0; u < rs->nunits; u++)
+		if (rs->state[u] != U_DONE)
+			left += rs->units[u].count;
+	char eta[32];
+	nb_fmt_duration(eta, sizeof eta, rate > 0 ? (double)left / rate : -1);
+	double acc = rs->sum.seen ? 100.0 * (double)rs->sum.accepted / (double)rs->sum.seen : 0;
+	fprintf(stderr, "run: round %d  units %" PRId64 "/%" PRId64 "  %.1f img/s  accepted %.1f%%  ETA %s", round,
+		rs->done, rs->nunits, rate, acc, rs->done == rs->nunits ? "0s" : eta);
+	if (m->last.kind)
+		fprintf(stderr, "  | students step %" PRId64 "/%" PRId64 "  loss %.4f", m->last.step, m->last.total,
+			m->last.loss);
+	fputc('\n', stderr);
+}
+
+/* Handles one student report; returns 1 when the students finished or
+ * stopped the current phase. */
+static int on_student_report(master *m)
+{
+	student_report r;
+	MPI_Recv(&r, sizeof r, MPI_BYTE, m->c->first_student, TAG_STUDENT_REPORT, MPI_COMM_WORLD, MPI_STATUS_IGNORE);
+	if (r.kind == SREP_PROGRESS) {
+		m->last = r;
+		return 0;
+	}
+	if (r.kind == SREP_CHECKPOINT || r.kind == SREP_DONE || r.kind == SREP_STOPPED) {
+		if (journal_checkpoint(m->jr, r.round, r.step, r.path) < 0)
+			master_die("cannot write the journal");
+		events_checkpoint(m->ev, r.round, r.step, r.path);
+	}
+	if (r.kind == SREP_CHECKPOINT)
+		return 0;
+	m->last = r;
+	m->students_busy = 0;
+	return 1;
+}
+
+static void check_stop(master *m)
+{
+	if (!m->stopping && run_stop_signal) {
+		m->stopping = 1;
+		fprintf(stderr, "run: signal %d: stopping (in-flight units finish, students checkpoint)\n",
+			(int)run_stop_signal);
+		if (m->students_busy)
+			student_cmd_send(SCMD_STOP, 0, NULL, m->c);
+	}
+}
+
+/* FNV-1a 64 of the results-relevant configuration, as hex. */
+static void config_digest(const char *text, char out[17])
+{
+	uint64_t h = 1469598103934665603ull;
+	for (const unsigned char *p = (const unsigned char *)text; *p; p++)
+		h = (h ^ *p) * 1099511628211ull;
+	snprintf(out, 17, "%016" PRIx64, h);
+}
+
+/* Every labeled shard is a caption shard of the model's image size and
+ * vocabulary; every unlabeled shard has the model's image size. */
+static int check_corpus(const run_ctx *c)
+{
+	int S = c->job->train.tc.model.image_size;
+	char **paths = NULL;
+	int n = shard_list(c->job->labeled, &paths);
+	if (n < 0)
+		return -1;
+	if (n == 0)
+		return nb_error("the labeled corpus '%s' holds no shards (corpus.labeled)", c->job->labeled);
+	int rc = 0;
+	for (int i = 0; i < n && rc == 0; i++) {
+		shard_reader *r = shard_open(paths[i]);
+		if (!r) {
+			rc = -1;
+			break;
+		}
+		const shard_meta *m = shard_reader_meta(r);
+		if (m->kind != SHARD_CAPTIONS)
+			rc = nb_error("labeled shard '%s' holds no captions (an image shard)", paths[i]);
+		else if (m->height != S || m->width != S)
+			rc = nb_error("labeled shard '%s' holds %dx%d images but [model] image_size is %d", paths[i],
+				      m->height, m->width, S);
+		else if (strcmp(m->vocab_digest, vocab_digest()))
+			rc = nb_error("labeled shard '%s' was written with vocabulary %s, this build uses %s", paths[i],
+				      m->vocab_digest, vocab_digest());
+		shard_close(r);
+	}
+	shard_list_free(paths, n);
+	for (int i = 0; i < c->nunlabeled && rc == 0; i++) {
+		shard_reader *r = shard_open(c->unlabeled[i]);
+		if (!r)
+			return -1;
+		const shard_meta *m = shard_reader_meta(r);
+		if (m->height != S || m->width != S)
+			rc = nb_error("unlabeled shard '%s' holds %dx%d images but [model] image_size is %d",
+				      c->unlabeled[i], m->height, m->width, S);
+		shard_close(r);
+	}
+	return rc;
+}
+
+int run_master_prepare(run_ctx *c)
+{
+	if (nb_mkdir_p(c->rundir) < 0 || check_corpus(c) < 0)
+		return -1;
+	if (*c->job->teacher_model) {
+		ckpt_file *f = ckpt_open(c->job->teacher_model, NULL);
+		if (!f)
+			return -1;
+		int S = ckpt_config(f)->image_size;
+		ckpt_close(f);
+		if (S != c->job->train.tc.model.image_size)
+			return nb_error("teacher.model '%s' takes %dx%d images but [model] image_size is %d",
+					c->job->teacher_model, S, S, c->job->train.tc.model.image_size);
+	}
+	char *frozen = run_job_frozen_text(c->jf, c->job), digest[17];
+	config_digest(frozen, digest);
+	free(frozen);
+	c->jr = journal_open(c->rundir, digest);
+	if (!c->jr)
+		return -1;
+	char *text = train_job_effective_config(c->jf, &c->job->train), path[4200];
+	snprintf(path, sizeof path, "%s/config.conf", c->rundir);
+	int rc = nb_write_file_atomic(path, text, strlen(text));
+	free(text);
+	return rc;
+}
+
+/* Reads the round's teacher checkpoint once and sends it to every teacher. */
+static void send_teacher(master *m, int round, const char *path)
+{
+	char digest[17];
+	vlm_model *model = ckpt_load_model(path, 1);
+	if (!model || ckpt_digest(path, digest) < 0)
+		master_die("cannot load the teacher");
+	const vlm_config *cfg = vlm_get_config(model);
+	if (cfg->image_size != m->c->job->train.tc.model.image_size) {
+		nb_error("teacher '%s' takes %dx%d images but [model] image_size is %d", path, cfg->image_size,
+			 cfg->image_size, m->c->job->train.tc.model.image_size);
+		master_die("teacher does not match the corpus");
+	}
+	if (journal_teacher(m->jr, round, path, digest) < 0)
+		master_die("cannot write the journal");
+	model_hdr h = {round, {cfg->image_size, cfg->patch, cfg->enc_dim, cfg->enc_layers, cfg->enc_heads,
+			       cfg->dec_dim, cfg->dec_layers, cfg->dec_heads, cfg->mlp_ratio, cfg->vocab, cfg->max_text},
+		       {0}};
+	memcpy(h.digest, digest, sizeof h.digest);
+	size_t n = vlm_nparams(model);
+	const float *p = vlm_params(model);
+	for (int t = 0; t < m->c->job->teachers; t++) {
+		int rank = m->c->first_teacher + t;
+		MPI_Send(&h, sizeof h, MPI_BYTE, rank, TAG_MODEL, MPI_COMM_WORLD);
+		for (size_t off = 0; off < n;) {
+			int k = n - off > (1u << 28) ? (1 << 28) : (int)(n - off);
+			MPI_Send(p + off, k, MPI_FLOAT, rank, TAG_MODEL, MPI_COMM_WORLD);
+			off += (size_t)k;
+		}
+	}
+	vlm_free(model);
+}
+
+/* Waits for the students to finish (or stop) a phase with no labeling. */
+static void wait_students(master *m)
+{
+	while (m->students_busy) {
+		MPI_Status st;
+		if (run_wait(m->c->first_student, TAG_STUDENT_REPORT, 0.5, &st))
+			on_student_report(m);
+		check_stop(m);
+		if (m->last.kind == SREP_PROGRESS && nb_now() - m->last_print >= m->c->job->progress_every) {
+			m->last_print = nb_now();
+			fprintf(stderr, "run: training the round-0 teacher  step %" PRId64 "/%" PRId64 "  loss %.4f\n",
+				m->last.step, m->last.total, m->last.loss);
+		}
+	}
+}
+
+/* The teacher of a round: recorded by the journal, given by teacher.model,
+ * trained now from the labeled shards (round 0), or the previous student. */
+static int round_teacher(master *m, int round, char *out, size_t n)
+{
+	const run_ctx *c = m->c;
+	const char *known = journal_teacher_of(m->jr, round, NULL);
+	if (known) {
+		snprintf(out, n, "%s", known);
+		return 0;
+	}
+	if (round > 0) {
+		snprintf(out, n, "%s/round-%d/student.h5", c->rundir, round - 1);
+		return 0;
+	}
+	if (*c->job->teacher_model) {
+		snprintf(out, n, "%s", c->job->teacher_model);
+		return 0;
+	}
+	fprintf(stderr, "run: round 0: training a teacher on '%s' (teacher.model is empty)\n", c->job->labeled);
+	m->students_busy = 1;
+	student_cmd_send(SCMD_TRAIN_TEACHER, 0, NULL, c);
+	wait_students(m);
+	if (m->last.kind == SREP_STOPPED)
+		return 1;
+	snprintf(out, n, "%s", m->last.path);
+	return 0;
+}
+
+/* Pseudo shards of this round's unfinished units are orphans of a crash
+ * between commit and journal record: delete them, they are made again. */
+static void sweep_round(master *m, int round, const round_state *rs)
+{
+	char dir[4096], name[64], path[4200];
+	run_pseudo_dir(m->c, round, dir, sizeof dir);
+	if (nb_mkdir_p(dir) < 0)
+		master_die("cannot create the round directory");
+	shard_sweep_tmp(dir);
+	for (int64_t u = 0; u < rs->nunits; u++) {
+		if (rs->state[u] == U_DONE)
+			continue;
+		run_unit_shard_name(u, name, sizeof name);
+		snprintf(path, sizeof path, "%s/%s", dir, name);
+		if (unlink(path) == 0)
+			fprintf(stderr, "run: removed '%s' (written but not journaled before a crash)\n", path);
+	}
+}
+
+static void write_round_summary(master *m, int round, const round_state *rs, double wall)
+{
+	const label_counts *s = &rs->sum;
+	nb_buf b = {0};
+	nb_buf_addf(&b, "{\"round\": %d, \"units\": %" PRId64 ", \"seen\": %" PRId64 ", \"accepted\": %" PRId64,
+		    round, rs->nunits, s->seen, s->accepted);
+	for (int r = 1; r < CONS_NREASONS; r++)
+		nb_buf_addf(&b, ", \"rejected_%s\": %" PRId64, consistency_reason_name((consistency_reason)r), s->rejected[r]);
+	nb_buf_addf(&b, ", \"wall_s\": %.3f", wall);
+	const truth_counts *t[2] = {&s->raw, &s->acc};
+	const char *name[2] = {"raw", "filtered"};
+	for (int k = 0; k < 2; k++) {
+		if (!t[k]->captions)
+			continue;
+		double ci = t[k]->mentions ? (double)t[k]->hallucinated / (double)t[k]->mentions : 0;
+		double cs = (double)t[k]->halluc_captions / (double)t[k]->captions;
+		double rec = t[k]->gt_objects ? (double)t[k]->gt_recalled / (double)t[k]->gt_objects : 0;
+		double tp = t[k]->cand_tuples ? (double)t[k]->tuple_matches / (double)t[k]->cand_tuples : 0;
+		double tr = t[k]->gt_tuples ? (double)t[k]->tuple_matches / (double)t[k]->gt_tuples : 0;
+		double f1 = tp + tr > 0 ? 2 * tp * tr / (tp + tr) : 0;
+		nb_buf_addf(&b, ", \"%s\": {\"captions\": %" PRId64 ", \"chair_i\": %.4f, \"chair_s\": %.4f, "
+				"\"recall\": %.4f, \"tuple_f1\": %.4f}", name[k], t[k]->captions, ci, cs, rec, f1);
+	}
+	nb_buf_adds(&b, "}\n");
+	char path[4200];
+	snprintf(path, sizeof path, "%s/round-%d/labels.json", m->c->rundir, round);
+	if (nb_write_file_atomic(path, b.data, b.len) < 0)
+		master_die("cannot write the round summary");
+	fprintf(stderr, "run: round %d labeled: %s", round, b.data);
+	free(b.data);
+}
+
+static void free_round(round_state *rs)
+{
+	free(rs->units), free(rs->state), free(rs->since), free(rs->parked);
+}
+
+/* One round: returns 1 when stopped. */
+static int run_round(master *m, int round)
+{
+	round_state rs = {0};
+	build_units(m, &rs, round);
+	sweep_round(m, round, &rs);
+	if (round_teacher(m, round, m->teacher, sizeof m->teacher)) {
+		free_round(&rs);
+		return 1;
+	}
+	send_teacher(m, round, m->teacher);
+	m->students_busy = 1;
+	m->last.kind = 0;
+	student_cmd_send(SCMD_ROUND, round, m->teacher, m->c);
+	if (rs.done == rs.nunits)
+		student_cmd_send(SCMD_LABELED, round, NULL, m->c);
+	double t0 = nb_now();
+	while (rs.done < rs.nunits || m->students_busy || rs.idle < m->c->job->teachers) {
+		MPI_Status st;
+		if (run_wait(MPI_ANY_SOURCE, MPI_ANY_TAG, 0.25, &st)) {
+			if (st.MPI_TAG == TAG_REQ)
+				on_request(m, &rs, st.MPI_SOURCE, round);
+			else if (st.MPI_TAG == TAG_UNIT_DONE)
+				on_unit_done(m, &rs, round);
+			else if (st.MPI_TAG == TAG_STUDENT_REPORT)
+				on_student_report(m);
+			else if (st.MPI_TAG == TAG_IDLE)
+				on_idle(&rs, st.MPI_SOURCE);
+			else
+				NB_BUG("master: unexpected tag %d from rank %d", st.MPI_TAG, st.MPI_SOURCE);
+		}
+		check_stop(m);
+		release_parked(m, &rs, round);
+		print_progress(m, &rs, round, 0);
+		if (m->stopping && rs.assigned == 0 && !m->students_busy && rs.idle == m->c->job->teachers)
+			break;
+	}
+	print_progress(m, &rs, round, 1);
+	int stopped = m->stopping;
+	if (!stopped) {
+		write_round_summary(m, round, &rs, nb_now() - t0);
+		events_round(m->ev, round, rs.nunits, rs.sum.accepted, rs.sum.seen - rs.sum.accepted, rs.sum.seen,
+			     nb_now() - t0);
+		if (journal_round(m->jr, round) < 0)
+			master_die("cannot write the journal");
+	} else {
+		/* Teachers still waiting for replies get "no more work". */
+		release_parked(m, &rs, round);
+	}
+	free_round(&rs);
+	return stopped;
+}
+
+/* Ends every worker's loop. The students have left theirs already when
+ * they stopped on a signal. */
+static void stop_workers(const run_ctx *c, int stopped)
+{
+	int32_t x = 0;
+	for (int r = c->first_teacher; r < c->first_student; r++)
+		MPI_Send(&x, 1, MPI_INT32_T, r, TAG_STOP, MPI_COMM_WORLD);
+	if (!stopped)
+		student_cmd_send(SCMD_FINISH, 0, NULL, c);
+}
+
+int run_master(run_ctx *c)
+{
+	master m = {.c = c, .jr = c->jr};
+	m.ev = events_open(c->rundir);
+	if (!m.ev)
+		master_die("cannot open the event log");
+	int stopped = 0;
+	for (int round = journal_rounds_complete(m.jr); round < c->job->rounds && !stopped; round++)
+		stopped = run_round(&m, round);
+	stop_workers(c, stopped);
+	if (!stopped && !journal_run_done(m.jr) && journal_done(m.jr) < 0)
+		master_die("cannot write the journal");
+	if (stopped)
+		fprintf(stderr, "run: stopped; rerun the same command to resume\n");
+	else
+		fprintf(stderr, "run: done: %d round(s); the student is %s/round-%d/student.h5\n", c->job->rounds,
+			c->rundir, c->job->rounds - 1);
+	events_close(m.ev);
+	journal_close(m.jr);
+	return stopped ? RUN_STOPPED : RUN_DONE;
+}
