@@ -22,7 +22,7 @@ typedef struct {
 	double weight_decay;   /* 0.05: applied to tensors with decay = 1 only */
 } adamw_hparams;
 
-/* The reference values of docs/design.md §6. */
+/* The reference values of docs/model.md. */
 adamw_hparams adamw_defaults(void);
 
 /* One update of n parameters in place. */

@@ -43,7 +43,7 @@ typedef struct {
 	float sigma;                 /* NoiseBoost noise level, 0 = off (0.3) */
 } train_config;
 
-/* The reference configuration (docs/design.md §6). */
+/* The reference configuration (docs/model.md). */
 train_config train_config_default(void);
 
 typedef struct trainer trainer;
