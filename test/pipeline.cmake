@@ -1,0 +1,2 @@
+# pipeline/: nboost run (journal and event log so far).
+nb_unit_test(test_journal nb_pipeline)
