@@ -5,8 +5,9 @@
 #include <string.h>
 
 #include "common/nb_error.h"
-#include "labeler/caption_parse.h"
+#include "common/nb_io.h"
 #include "common/vocab.h"
+#include "labeler/caption_parse.h"
 
 enum { MAXN = 4 };
 /* An n-gram of vocabulary ids is a dense index: base-VOCAB_SIZE digits after
@@ -113,10 +114,7 @@ static int lookup(const ngram_count *c, int nc, long key)
 
 static size_t push_tokens(metrics_acc *a, const uint16_t *ids, int n)
 {
-	if (a->ntok + (size_t)n > a->captok) {
-		a->captok = (a->ntok + (size_t)n) * 2 + 64;
-		a->tok = nb_xrealloc(a->tok, a->captok * sizeof(uint16_t));
-	}
+	NB_GROW(a->tok, a->captok, a->ntok + (size_t)n, 64);
 	size_t at = a->ntok;
 	for (int i = 0; i < n; i++)
 		a->tok[at + (size_t)i] = ids[i] < VOCAB_SIZE ? ids[i] : VOCAB_UNK;
@@ -219,13 +217,10 @@ void metrics_add_refs(metrics_acc *a, const uint16_t *ids, int n, const uint16_t
 
 	add_bleu(a, clean, n, refs, ref_lens, nrefs);
 
-	if (a->nimg == a->capimg) {
-		a->capimg = a->capimg * 2 + 16;
-		a->img = nb_xrealloc(a->img, a->capimg * sizeof(image_entry));
-	}
+	NB_GROW(a->img, a->capimg, a->nimg + 1, 16);
 	if (a->nref + (size_t)nrefs > a->capref) {
-		a->capref = (a->nref + (size_t)nrefs) * 2 + 16;
-		a->ref_off = nb_xrealloc(a->ref_off, a->capref * sizeof(size_t));
+		/* ref_off sets the growth; ref_len follows its capacity. */
+		NB_GROW(a->ref_off, a->capref, a->nref + (size_t)nrefs, 16);
 		a->ref_len = nb_xrealloc(a->ref_len, a->capref * sizeof(int));
 	}
 	image_entry *e = &a->img[a->nimg++];

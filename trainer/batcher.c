@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "common/nb_error.h"
+#include "common/nb_io.h"
 #include "common/nb_rng.h"
 #include "common/vocab.h"
 #include "store/shard_store.h"
@@ -88,28 +89,16 @@ static void shuffle(uint64_t *a, size_t n, nb_rng *r)
 	}
 }
 
+/* ids sets the growth (NB_GROW); images and tok_off follow its capacity. */
 static void reserve_samples(batcher *b, size_t want)
 {
 	if (want <= b->cap)
 		return;
-	size_t cap = b->cap ? b->cap : 256;
-	while (cap < want)
-		cap *= 2;
+	size_t cap = b->cap;
+	NB_GROW(b->ids, cap, want, 256);
 	b->images = nb_xrealloc(b->images, cap * b->image_bytes);
-	b->ids = nb_xrealloc(b->ids, cap * sizeof(uint64_t));
 	b->tok_off = nb_xrealloc(b->tok_off, (cap + 1) * sizeof(uint64_t));
 	b->cap = cap;
-}
-
-static void reserve_tokens(batcher *b, size_t want)
-{
-	if (want <= b->tok_cap)
-		return;
-	size_t cap = b->tok_cap ? b->tok_cap : 4096;
-	while (cap < want)
-		cap *= 2;
-	b->tokens = nb_xrealloc(b->tokens, cap * sizeof(uint16_t));
-	b->tok_cap = cap;
 }
 
 static int check_meta(const batcher *b, const shard_meta *m, const char *path)
@@ -156,7 +145,7 @@ static int load_samples(batcher *b, const char *path, size_t *added, size_t *tru
 			trunc++;
 		}
 		reserve_samples(b, b->n + 1);
-		reserve_tokens(b, b->ntok + (size_t)nt);
+		NB_GROW(b->tokens, b->tok_cap, b->ntok + (size_t)nt, 4096);
 		memcpy(b->images + b->n * b->image_bytes, s.image, b->image_bytes);
 		b->ids[b->n] = s.id;
 		if (nt > 0)
@@ -209,10 +198,7 @@ int batcher_add_shard(batcher *b, const char *path, long step)
 	size_t first = b->n, added = 0, trunc = 0;
 	if (load_samples(b, path, &added, &trunc) < 0)
 		return -1;
-	if (b->nshards == b->shards_cap) {
-		b->shards_cap = b->shards_cap ? 2 * b->shards_cap : 16;
-		b->shards = nb_xrealloc(b->shards, (size_t)b->shards_cap * sizeof(shard_rec));
-	}
+	NB_GROW(b->shards, b->shards_cap, b->nshards + 1, 16);
 	shard_rec *s = &b->shards[b->nshards++];
 	s->path = nb_xstrdup(path);
 	s->step = step;

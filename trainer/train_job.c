@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "common/nb_error.h"
+#include "common/nb_io.h"
 
 /* Keys that must not change when a run is resumed: they define the model,
  * the data order or the optimisation path. train.steps may change (the
@@ -133,41 +134,28 @@ char *train_job_effective_config(const jobfile *j, const train_job *s)
 {
 	const train_config *c = &s->tc;
 	const vlm_config *m = &c->model;
-	size_t cap = 4096, at = 0;
-	char *buf = nb_xmalloc(cap);
-#define EMIT(...)                                                                   \
-	do {                                                                        \
-		for (;;) {                                                          \
-			int k_ = snprintf(buf + at, cap - at, __VA_ARGS__);         \
-			if (k_ >= 0 && (size_t)k_ < cap - at) {                     \
-				at += (size_t)k_;                                   \
-				break;                                              \
-			}                                                           \
-			cap *= 2;                                                   \
-			buf = nb_xrealloc(buf, cap);                                \
-		}                                                                   \
-	} while (0)
-	EMIT("# effective configuration written by nboost train\n[model]\n");
-	EMIT("image_size = %d\npatch = %d\nenc_dim = %d\nenc_layers = %d\nenc_heads = %d\n", m->image_size,
-	     m->patch, m->enc_dim, m->enc_layers, m->enc_heads);
-	EMIT("dec_dim = %d\ndec_layers = %d\ndec_heads = %d\nmlp_ratio = %d\nmax_text = %d\n", m->dec_dim,
-	     m->dec_layers, m->dec_heads, m->mlp_ratio, m->max_text);
+	nb_buf out = {0};
+	nb_buf_addf(&out, "# effective configuration written by nboost train\n[model]\n");
+	nb_buf_addf(&out, "image_size = %d\npatch = %d\nenc_dim = %d\nenc_layers = %d\nenc_heads = %d\n",
+		    m->image_size, m->patch, m->enc_dim, m->enc_layers, m->enc_heads);
+	nb_buf_addf(&out, "dec_dim = %d\ndec_layers = %d\ndec_heads = %d\nmlp_ratio = %d\nmax_text = %d\n",
+		    m->dec_dim, m->dec_layers, m->dec_heads, m->mlp_ratio, m->max_text);
 	char n1[32], n2[32], n3[32];
-	EMIT("\n[train]\nsteps = %ld\nbatch = %d\nlr = %s\nweight_decay = %s\n", c->steps, c->batch,
-	     exact(n1, sizeof n1, c->lr), exact(n2, sizeof n2, c->adam.weight_decay));
-	EMIT("beta1 = %s\nbeta2 = %s\neps = %s\n", exact(n1, sizeof n1, c->adam.beta1),
-	     exact(n2, sizeof n2, c->adam.beta2), exact(n3, sizeof n3, c->adam.eps));
-	EMIT("warmup = %ld\nclip = %s\nseed = %llu\n", c->warmup, exact(n1, sizeof n1, c->clip),
-	     (unsigned long long)c->seed);
-	EMIT("checkpoint_every = %ld\nlog_every = %ld\nwatch_every = %ld\n", s->checkpoint_every, s->log_every,
-	     s->watch_every);
-	EMIT("\n[noise]\nsigma = %s\n", exactf(n1, sizeof n1, c->sigma));
-	EMIT("\n[data]\nlabeled = %s\n", s->labeled ? s->labeled : "");
+	nb_buf_addf(&out, "\n[train]\nsteps = %ld\nbatch = %d\nlr = %s\nweight_decay = %s\n", c->steps, c->batch,
+		    exact(n1, sizeof n1, c->lr), exact(n2, sizeof n2, c->adam.weight_decay));
+	nb_buf_addf(&out, "beta1 = %s\nbeta2 = %s\neps = %s\n", exact(n1, sizeof n1, c->adam.beta1),
+		    exact(n2, sizeof n2, c->adam.beta2), exact(n3, sizeof n3, c->adam.eps));
+	nb_buf_addf(&out, "warmup = %ld\nclip = %s\nseed = %llu\n", c->warmup, exact(n1, sizeof n1, c->clip),
+		    (unsigned long long)c->seed);
+	nb_buf_addf(&out, "checkpoint_every = %ld\nlog_every = %ld\nwatch_every = %ld\n", s->checkpoint_every,
+		    s->log_every, s->watch_every);
+	nb_buf_addf(&out, "\n[noise]\nsigma = %s\n", exactf(n1, sizeof n1, c->sigma));
+	nb_buf_addf(&out, "\n[data]\nlabeled = %s\n", s->labeled ? s->labeled : "");
 	int n = jobfile_count(j);
 	for (int i = 0; i < n; i++) {
 		const char *k = jobfile_key_at(j, i);
 		if (!strncmp(k, "data.", 5) && strcmp(k, "data.labeled"))
-			EMIT("%s = %s\n", k + 5, jobfile_value_at(j, i));
+			nb_buf_addf(&out, "%s = %s\n", k + 5, jobfile_value_at(j, i));
 	}
 	/* other commands' sections, grouped, in first-seen order */
 	for (int i = 0; i < n; i++) {
@@ -180,13 +168,12 @@ char *train_job_effective_config(const jobfile *j, const train_job *s)
 			seen = !strncmp(jobfile_key_at(j, p), k, sec);
 		if (seen)
 			continue;
-		EMIT("\n[%.*s]\n", (int)sec - 1, k);
+		nb_buf_addf(&out, "\n[%.*s]\n", (int)sec - 1, k);
 		for (int p = i; p < n; p++)
 			if (!strncmp(jobfile_key_at(j, p), k, sec))
-				EMIT("%s = %s\n", jobfile_key_at(j, p) + sec, jobfile_value_at(j, p));
+				nb_buf_addf(&out, "%s = %s\n", jobfile_key_at(j, p) + sec, jobfile_value_at(j, p));
 	}
-#undef EMIT
-	return buf;
+	return out.data;
 }
 
 /* Lists the frozen keys whose values differ between the checkpoint's job
@@ -199,20 +186,20 @@ int train_job_check_resume(const char *ckpt_path, const char *then_text, const c
 		jobfile_free(b);
 		return nb_error("cannot resume from '%s': its stored job config does not parse", ckpt_path);
 	}
-	char list[2048] = "";
-	size_t at = 0;
+	nb_buf list = {0};
 	for (int i = 0; frozen_keys[i]; i++) {
 		const char *x = jobfile_get(a, frozen_keys[i]), *y = jobfile_get(b, frozen_keys[i]);
 		if (x && y && !strcmp(x, y))
 			continue;
-		int k = snprintf(list + at, sizeof list - at, "%s%s = %s (checkpoint) vs %s (now)", at ? ", " : "",
-				 frozen_keys[i], x ? x : "unset", y ? y : "unset");
-		if (k > 0 && (size_t)k < sizeof list - at)
-			at += (size_t)k;
+		nb_buf_addf(&list, "%s%s = %s (checkpoint) vs %s (now)", list.len ? ", " : "", frozen_keys[i],
+			    x ? x : "unset", y ? y : "unset");
 	}
 	jobfile_free(a);
 	jobfile_free(b);
-	if (at)
-		return nb_error("cannot resume from '%s': the job differs from the checkpoint's: %s", ckpt_path, list);
-	return 0;
+	int rc = 0;
+	if (list.len)
+		rc = nb_error("cannot resume from '%s': the job differs from the checkpoint's: %s", ckpt_path,
+			      list.data);
+	free(list.data);
+	return rc;
 }
