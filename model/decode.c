@@ -26,7 +26,7 @@ struct decoder {
 	float *kcache, *vcache;          /* [layers, streams, L, D] */
 	float *vis;                      /* [max_images, nv, D] clean visual tokens */
 	float *x, *ln, *qkv, *atty, *tmp, *h1, *h2, *mean, *rstd, *logits;
-	int *ids, *len_of, *done;
+	int *ids, *done;
 	uint16_t *tok;
 };
 
@@ -61,7 +61,6 @@ decoder *decoder_create(vlm_model *m, int max_images, int K)
 	d->rstd = nb_xmalloc(sizeof(float) * R);
 	d->logits = nb_xmalloc(sizeof(float) * (size_t)d->max_streams * c->vocab);
 	d->ids = nb_xmalloc(sizeof(int) * (size_t)d->max_streams);
-	d->len_of = nb_xmalloc(sizeof(int) * (size_t)d->max_streams);
 	d->done = nb_xmalloc(sizeof(int) * (size_t)d->max_streams);
 	d->tok = nb_xmalloc(sizeof(uint16_t) * (size_t)d->max_streams);
 	return d;
@@ -73,7 +72,7 @@ void decoder_free(decoder *d)
 		return;
 	free(d->kcache), free(d->vcache), free(d->vis), free(d->x), free(d->ln), free(d->qkv), free(d->atty);
 	free(d->tmp), free(d->h1), free(d->h2), free(d->mean), free(d->rstd), free(d->logits), free(d->ids);
-	free(d->len_of), free(d->done), free(d->tok);
+	free(d->done), free(d->tok);
 	free(d);
 }
 

@@ -326,6 +326,23 @@ void vlm_block_forward(const float *params, const vlm_block_off *o, vlm_block_ac
 	residual_forward(a->out, a->x2, a->out, (long)N * C);
 }
 
+/* Backward of Linear(w1, b1) - GELU - Linear(w2, b2) over N rows (C -> H ->
+ * OC), the MLP of a block and the projector: d(out) in dout, the layer's
+ * input in, the pre-GELU and post-GELU activations pre and act. Adds the
+ * weight gradients and leaves d(in) in m->dln. */
+static void mlp_backward(vlm_model *m, const float *dout, const float *in, const float *pre, const float *act,
+			 size_t w1, size_t b1, size_t w2, size_t b2, int N, int C, int H, int OC)
+{
+	const float *P = m->params;
+	float *G = m->grads;
+	memset(m->dh1, 0, sizeof(float) * (size_t)N * H);
+	linear_backward(m->dh1, G + w2, G + b2, dout, act, P + w2, N, H, OC);
+	memset(m->dh2, 0, sizeof(float) * (size_t)N * H);
+	gelu_backward(m->dh2, pre, m->dh1, (long)N * H);
+	memset(m->dln, 0, sizeof(float) * (size_t)N * C);
+	linear_backward(m->dln, G + w1, G + b1, m->dh2, in, P + w1, N, C, H);
+}
+
 /* dres holds d(out) on entry and d(x) on return. */
 static void block_backward(vlm_model *m, const vlm_block_off *o, const vlm_block_acts *a, const float *x,
 			   int B, int T, int C, int NH, int H, int causal)
@@ -334,12 +351,7 @@ static void block_backward(vlm_model *m, const vlm_block_off *o, const vlm_block
 	const float *P = m->params;
 	float *G = m->grads;
 	float *dres = m->dres;
-	memset(m->dh1, 0, sizeof(float) * (size_t)N * H);
-	linear_backward(m->dh1, G + o->fc2w, G + o->fc2b, dres, a->gelu, P + o->fc2w, N, H, C);
-	memset(m->dh2, 0, sizeof(float) * (size_t)N * H);
-	gelu_backward(m->dh2, a->fc1, m->dh1, (long)N * H);
-	memset(m->dln, 0, sizeof(float) * (size_t)N * C);
-	linear_backward(m->dln, G + o->fc1w, G + o->fc1b, m->dh2, a->ln2, P + o->fc1w, N, C, H);
+	mlp_backward(m, dres, a->ln2, a->fc1, a->gelu, o->fc1w, o->fc1b, o->fc2w, o->fc2b, N, C, H, C);
 	layernorm_backward(dres, G + o->ln2w, G + o->ln2b, m->dln, a->x2, P + o->ln2w, a->mean2, a->rstd2,
 			   N, C);
 	memset(m->datty, 0, sizeof(float) * (size_t)N * C);
@@ -482,11 +494,9 @@ static void backward(vlm_model *m, const vlm_batch *b)
 	memset(m->dln, 0, sizeof(float) * (size_t)B * T * Dd);
 	linear_backward(m->dln, G + m->head_w, G + m->head_b, m->dlogits, m->lnf, P + m->head_w, B * T, Dd, V);
 	memset(m->datty, 0, sizeof(float) * (size_t)B * T * Dd);
-	const float *xL = m->dec_a[c->dec_layers - 1].out;
 	float *dxt = m->datty;
 	layernorm_backward(dxt, G + m->dec_lnf_w, G + m->dec_lnf_b, m->dln, m->xt, P + m->dec_lnf_w, m->lnf_mean,
 			   m->lnf_rstd, B * T, Dd);
-	(void)xL;
 	memset(m->dres, 0, sizeof(float) * (size_t)B * Lb * Dd);
 	for (int s = 0; s < B; s++)
 		memcpy(m->dres + ((size_t)s * Lb + nv) * Dd, dxt + (size_t)s * T * Dd, sizeof(float) * (size_t)T * Dd);
@@ -506,12 +516,7 @@ static void backward(vlm_model *m, const vlm_batch *b)
 	for (int s = 0; s < B; s++)
 		memcpy(dvis + (size_t)s * nv * Dd, m->dres + (size_t)s * Lb * Dd, sizeof(float) * (size_t)nv * Dd);
 
-	memset(m->dh1, 0, sizeof(float) * (size_t)N * Dd);
-	linear_backward(m->dh1, G + m->pj2_w, G + m->pj2_b, dvis, m->pjg, P + m->pj2_w, N, Dd, Dd);
-	memset(m->dh2, 0, sizeof(float) * (size_t)N * Dd);
-	gelu_backward(m->dh2, m->pj1, m->dh1, (long)N * Dd);
-	memset(m->dln, 0, sizeof(float) * (size_t)N * De);
-	linear_backward(m->dln, G + m->pj1_w, G + m->pj1_b, m->dh2, m->enc_lnf, P + m->pj1_w, N, De, Dd);
+	mlp_backward(m, dvis, m->enc_lnf, m->pj1, m->pjg, m->pj1_w, m->pj1_b, m->pj2_w, m->pj2_b, N, De, Dd, Dd);
 	memset(m->dres, 0, sizeof(float) * (size_t)N * De);
 	const float *xe = m->enc_a[c->enc_layers - 1].out;
 	layernorm_backward(m->dres, G + m->enc_lnf_w, G + m->enc_lnf_b, m->dln, xe, P + m->enc_lnf_w, m->enc_mean,
@@ -524,16 +529,23 @@ static void backward(vlm_model *m, const vlm_batch *b)
 	linear_backward(NULL, G + m->patch_w, G + m->patch_b, m->dres, m->patches, P + m->patch_w, N, m->pd, De);
 }
 
+/* check_batch, plus the targets a loss needs. On failure *ntokens is 0. */
+static int check_loss_batch(const vlm_model *m, const vlm_batch *b, const vlm_noise *noise, long *ntokens)
+{
+	if (check_batch(m, b, noise) == 0 && b->targets)
+		return 0;
+	if (!b->targets)
+		nb_error("bad batch: targets missing");
+	if (ntokens)
+		*ntokens = 0;
+	return -1;
+}
+
 double vlm_forward_backward(vlm_model *m, const vlm_batch *b, const vlm_noise *noise, float grad_scale,
 			    long *ntokens)
 {
-	if (check_batch(m, b, noise) < 0 || !b->targets) {
-		if (!b->targets)
-			nb_error("bad batch: targets missing");
-		if (ntokens)
-			*ntokens = 0;
+	if (check_loss_batch(m, b, noise, ntokens) < 0)
 		return NAN;
-	}
 	forward(m, b, noise);
 	double loss = crossentropy_forward_backward(m->dlogits, m->logits, b->targets, b->B * b->T, m->cfg.vocab,
 						    VOCAB_PAD, grad_scale, ntokens);
@@ -543,13 +555,8 @@ double vlm_forward_backward(vlm_model *m, const vlm_batch *b, const vlm_noise *n
 
 double vlm_forward_loss(vlm_model *m, const vlm_batch *b, const vlm_noise *noise, long *ntokens)
 {
-	if (check_batch(m, b, noise) < 0 || !b->targets) {
-		if (!b->targets)
-			nb_error("bad batch: targets missing");
-		if (ntokens)
-			*ntokens = 0;
+	if (check_loss_batch(m, b, noise, ntokens) < 0)
 		return NAN;
-	}
 	forward(m, b, noise);
 	return crossentropy_forward_backward(NULL, m->logits, b->targets, b->B * b->T, m->cfg.vocab, VOCAB_PAD,
 					     0.0f, ntokens);
