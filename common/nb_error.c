@@ -8,15 +8,22 @@
 
 static _Thread_local char last_error[1024];
 
+/* "nboost: <prefix><message>" on stderr, after whatever stdout holds, so
+ * that the two streams interleave in the order things happened. */
+static void report(const char *prefix, const char *fmt, va_list ap)
+{
+	fflush(stdout);
+	fprintf(stderr, "nboost: %s", prefix);
+	vfprintf(stderr, fmt, ap);
+	fputc('\n', stderr);
+}
+
 void nb_die(const char *fmt, ...)
 {
 	va_list ap;
-	fflush(stdout);
-	fputs("nboost: fatal: ", stderr);
 	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
+	report("fatal: ", fmt, ap);
 	va_end(ap);
-	fputc('\n', stderr);
 	exit(1);
 }
 
@@ -39,23 +46,19 @@ void nb_errclear(void) { last_error[0] = '\0'; }
 void nb_warn(const char *fmt, ...)
 {
 	va_list ap;
-	fflush(stdout);
-	fputs("nboost: warning: ", stderr);
 	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
+	report("warning: ", fmt, ap);
 	va_end(ap);
-	fputc('\n', stderr);
 }
 
 void nb_bug(const char *file, int line, const char *fmt, ...)
 {
+	char where[512];
+	snprintf(where, sizeof where, "BUG at %s:%d: ", file, line);
 	va_list ap;
-	fflush(stdout);
-	fprintf(stderr, "nboost: BUG at %s:%d: ", file, line);
 	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
+	report(where, fmt, ap);
 	va_end(ap);
-	fputc('\n', stderr);
 	abort();
 }
 

@@ -209,20 +209,18 @@ static int read_config(ckpt_file *c)
 
 static int compare_config(const ckpt_file *c, const vlm_config *expect)
 {
-	char list[1024] = "";
-	size_t at = 0;
+	nb_buf list = {0};
 	for (int i = 0; i < NFIELDS; i++) {
 		int a = cfg_get(&c->cfg, i), b = cfg_get(expect, i);
-		if (a == b)
-			continue;
-		int k = snprintf(list + at, sizeof list - at, "%s%s %d (checkpoint) vs %d (requested)", at ? ", " : "",
-				 cfg_fields[i].name, a, b);
-		if (k > 0 && (size_t)k < sizeof list - at)
-			at += (size_t)k;
+		if (a != b)
+			nb_buf_addf(&list, "%s%s %d (checkpoint) vs %d (requested)", list.len ? ", " : "",
+				    cfg_fields[i].name, a, b);
 	}
-	if (at)
-		return nb_error("checkpoint '%s' does not match the requested model config: %s", c->path, list);
-	return 0;
+	int rc = 0;
+	if (list.len)
+		rc = nb_error("checkpoint '%s' does not match the requested model config: %s", c->path, list.data);
+	free(list.data);
+	return rc;
 }
 
 static int read_header(ckpt_file *c, const vlm_config *expect)

@@ -555,9 +555,16 @@ static void fill_sample(const shard_reader *r, size_t i, shard_sample *out)
 	out->objects = r->objects ? r->objects + i * SCENE_CELLS : NULL;
 }
 
-static int cached(const shard_reader *r, size_t i)
+/* Makes image i cached: when it is not, reads up to `span` images from the
+ * start of its chunk (a long block for sequential reading, one chunk for
+ * random access). */
+static int cache_image(shard_reader *r, size_t i, size_t span)
 {
-	return r->block_len && i >= r->block_start && i < r->block_start + r->block_len;
+	if (r->block_len && i >= r->block_start && i < r->block_start + r->block_len)
+		return 0;
+	size_t start = i / r->chunk_images * r->chunk_images;
+	size_t count = r->n - start < span ? r->n - start : span;
+	return read_images(r, start, count);
 }
 
 int shard_next(shard_reader *r, shard_sample *out)
@@ -565,12 +572,8 @@ int shard_next(shard_reader *r, shard_sample *out)
 	if (r->pos >= r->n)
 		return 0;
 	size_t i = r->pos;
-	if (!cached(r, i)) {
-		size_t start = i / r->chunk_images * r->chunk_images;
-		size_t count = r->n - start < r->block_images ? r->n - start : r->block_images;
-		if (read_images(r, start, count) < 0)
-			return -1;
-	}
+	if (cache_image(r, i, r->block_images) < 0)
+		return -1;
 	fill_sample(r, i, out);
 	r->pos++;
 	return 1;
@@ -580,12 +583,8 @@ int shard_get(shard_reader *r, size_t index, shard_sample *out)
 {
 	if (index >= r->n)
 		return nb_error("cannot read shard '%s': index %zu out of range (%zu samples)", r->path, index, r->n);
-	if (!cached(r, index)) {
-		size_t start = index / r->chunk_images * r->chunk_images;
-		size_t count = r->n - start < r->chunk_images ? r->n - start : r->chunk_images;
-		if (read_images(r, start, count) < 0)
-			return -1;
-	}
+	if (cache_image(r, index, r->chunk_images) < 0)
+		return -1;
 	fill_sample(r, index, out);
 	return 0;
 }

@@ -12,6 +12,7 @@
 #include "common/nb_error.h"
 #include "model/checkpoint.h"
 #include "model/vlm.h"
+#include "store/h5util.h"
 #include "test/test_util.h"
 
 static vlm_config tiny_config(void)
@@ -66,19 +67,6 @@ static hid_t edit_copy(const char *good, const char *copy)
 {
 	copy_file(good, copy, -1);
 	return H5Fopen(copy, H5F_ACC_RDWR, H5P_DEFAULT);
-}
-
-static void set_str_attr(hid_t f, const char *name, const char *value)
-{
-	H5Adelete(f, name);
-	hid_t t = H5Tcopy(H5T_C_S1);
-	H5Tset_size(t, strlen(value) + 1);
-	hid_t sp = H5Screate(H5S_SCALAR);
-	hid_t a = H5Acreate2(f, name, t, sp, H5P_DEFAULT, H5P_DEFAULT);
-	H5Awrite(a, t, value);
-	H5Aclose(a);
-	H5Sclose(sp);
-	H5Tclose(t);
 }
 
 static void expect_open_error(const char *path, const char *needle1, const char *needle2)
@@ -219,7 +207,7 @@ int main(void)
 
 	/* ---- wrong schema, wrong version, other vocabulary ---- */
 	hid_t h = edit_copy(good, in_dir(p, sizeof p, "schema.h5"));
-	set_str_attr(h, "schema", "nboost.captions");
+	h5u_put_str(h, "schema", "nboost.captions");
 	H5Fclose(h);
 	expect_open_error(p, "wrong schema 'nboost.captions' (expected nboost.checkpoint)", NULL);
 	h = edit_copy(good, in_dir(p, sizeof p, "noschema.h5"));
@@ -236,7 +224,7 @@ int main(void)
 	H5Fclose(h);
 	expect_open_error(p, "version 99", "reads version 1");
 	h = edit_copy(good, in_dir(p, sizeof p, "vocab.h5"));
-	set_str_attr(h, "vocab_digest", "0123456789abcdef");
+	h5u_put_str(h, "vocab_digest", "0123456789abcdef");
 	H5Fclose(h);
 	expect_open_error(p, "vocabulary digest '0123456789abcdef'", NULL);
 

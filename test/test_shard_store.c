@@ -22,6 +22,7 @@
 #include <hdf5.h>
 
 #include "common/nb_error.h"
+#include "store/h5util.h"
 #include "store/shard_store.h"
 #include "test/test_util.h"
 
@@ -397,19 +398,6 @@ static void set_attr_int(hid_t f, const char *name, int v)
 	H5Aclose(a);
 }
 
-static void set_attr_str(hid_t f, const char *name, const char *v)
-{
-	H5Adelete(f, name);
-	hid_t t = H5Tcopy(H5T_C_S1);
-	H5Tset_size(t, strlen(v) + 1);
-	hid_t sp = H5Screate(H5S_SCALAR);
-	hid_t a = H5Acreate2(f, name, t, sp, H5P_DEFAULT, H5P_DEFAULT);
-	H5Awrite(a, t, v);
-	H5Aclose(a);
-	H5Sclose(sp);
-	H5Tclose(t);
-}
-
 static void expect_bad(const char *path, const char *cause, int line)
 {
 	shard_reader *r = shard_open(path);
@@ -427,7 +415,7 @@ static void expect_bad(const char *path, const char *cause, int line)
 
 typedef void (*corrupt_fn)(hid_t f);
 
-static void c_schema(hid_t f) { set_attr_str(f, "schema", "foo"); }
+static void c_schema(hid_t f) { h5u_put_str(f, "schema", "foo"); }
 static void c_version(hid_t f) { set_attr_int(f, "version", 2); }
 static void c_noschema(hid_t f) { H5Adelete(f, "schema"); }
 static void c_missing(hid_t f) { H5Ldelete(f, "ids", H5P_DEFAULT); }
@@ -474,7 +462,7 @@ static void c_objects(hid_t f)
 	H5Dclose(ds);
 }
 static void c_objflag(hid_t f) { set_attr_int(f, "has_objects", 0); }
-static void c_origin(hid_t f) { set_attr_str(f, "origin", "martian"); }
+static void c_origin(hid_t f) { h5u_put_str(f, "origin", "martian"); }
 static void c_vlen(hid_t f)
 {
 	H5Adelete(f, "origin");
