@@ -2,12 +2,13 @@
 
 #include <ctype.h>
 #include <errno.h>
-#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "common/nb_error.h"
+#include "common/nb_io.h"
+#include "common/nb_num.h"
 
 typedef struct {
 	char *key, *value, *origin;
@@ -15,7 +16,8 @@ typedef struct {
 
 struct jobfile {
 	entry *e;
-	int n, cap;
+	int n;
+	size_t cap;
 };
 
 jobfile *jobfile_new(void) { return nb_xcalloc(1, sizeof(jobfile)); }
@@ -69,10 +71,7 @@ int jobfile_set(jobfile *j, const char *key, const char *value, const char *orig
 		free(j->e[i].value);
 		free(j->e[i].origin);
 	} else {
-		if (j->n == j->cap) {
-			j->cap = j->cap ? 2 * j->cap : 16;
-			j->e = nb_xrealloc(j->e, (size_t)j->cap * sizeof(entry));
-		}
+		NB_GROW(j->e, j->cap, (size_t)j->n + 1, 16);
 		i = j->n++;
 		j->e[i].key = nb_xstrdup(key);
 	}
@@ -167,6 +166,9 @@ fail:
 	return NULL;
 }
 
+/* Job files are small; anything this big is a mistake (or /dev/zero). */
+#define JOBFILE_MAX_BYTES ((size_t)16 << 20)
+
 jobfile *jobfile_load(const char *path)
 {
 	FILE *f = fopen(path, "rb");
@@ -174,41 +176,36 @@ jobfile *jobfile_load(const char *path)
 		nb_error("cannot open job file '%s': %s", path, strerror(errno));
 		return NULL;
 	}
-	size_t cap = 4096, n = 0;
-	char *buf = nb_xmalloc(cap);
+	/* Not nb_read_file: it has no size limit. */
+	nb_buf b = {0};
+	char chunk[4096];
 	size_t k;
-	while ((k = fread(buf + n, 1, cap - n - 1, f)) > 0) {
-		n += k;
-		if (n + 1 == cap) {
-			if (cap > (1u << 24)) {
-				fclose(f);
-				free(buf);
-				nb_error("job file '%s': larger than 16 MiB, not a job file", path);
-				return NULL;
-			}
-			cap *= 2;
-			buf = nb_xrealloc(buf, cap);
-		}
-	}
+	while (b.len <= JOBFILE_MAX_BYTES && (k = fread(chunk, 1, sizeof chunk, f)) > 0)
+		nb_buf_add(&b, chunk, k);
 	int bad = ferror(f);
 	fclose(f);
+	if (b.len > JOBFILE_MAX_BYTES) {
+		free(b.data);
+		nb_error("job file '%s': larger than 16 MiB, not a job file", path);
+		return NULL;
+	}
 	if (bad) {
-		free(buf);
+		free(b.data);
 		nb_error("cannot read job file '%s'", path);
 		return NULL;
 	}
-	buf[n] = '\0';
-	size_t nul = strlen(buf);
-	if (nul != n) {
+	nb_buf_add(&b, "", 0);
+	size_t nul = strlen(b.data);
+	if (nul != b.len) {
 		int line = 1;
 		for (size_t i = 0; i < nul; i++)
-			line += buf[i] == '\n';
-		free(buf);
+			line += b.data[i] == '\n';
+		free(b.data);
 		nb_error("job file '%s' line %d: NUL byte, not a text file", path, line);
 		return NULL;
 	}
-	jobfile *j = jobfile_parse(buf, path);
-	free(buf);
+	jobfile *j = jobfile_parse(b.data, path);
+	free(b.data);
 	return j;
 }
 
@@ -251,6 +248,14 @@ const char *jobfile_origin(const jobfile *j, const char *key)
 	return i >= 0 ? j->e[i].origin : "default";
 }
 
+/* The number parsers say what is wrong with the value; this names where it
+ * was set: "demo.conf:12: train.steps = 'x' is not an integer". nb_error
+ * formats before it stores, so its own message may be an argument. */
+static int bad_value(const jobfile *j, const char *key)
+{
+	return nb_error("%s: %s = %s", jobfile_origin(j, key), key, nb_errmsg());
+}
+
 int jobfile_int(const jobfile *j, const char *key, long def, long lo, long hi, long *out)
 {
 	const char *v = jobfile_get(j, key);
@@ -258,15 +263,7 @@ int jobfile_int(const jobfile *j, const char *key, long def, long lo, long hi, l
 		*out = def;
 		return 0;
 	}
-	char *end;
-	errno = 0;
-	long x = strtol(v, &end, 10);
-	if (errno || end == v || *end != '\0')
-		return nb_error("%s: %s = '%s' is not an integer", jobfile_origin(j, key), key, v);
-	if (x < lo || x > hi)
-		return nb_error("%s: %s = %ld is out of range [%ld, %ld]", jobfile_origin(j, key), key, x, lo, hi);
-	*out = x;
-	return 0;
+	return nb_parse_long(v, lo, hi, NULL, out) < 0 ? bad_value(j, key) : 0;
 }
 
 int jobfile_double(const jobfile *j, const char *key, double def, double lo, double hi, double *out)
@@ -276,15 +273,7 @@ int jobfile_double(const jobfile *j, const char *key, double def, double lo, dou
 		*out = def;
 		return 0;
 	}
-	char *end;
-	errno = 0;
-	double x = strtod(v, &end);
-	if (errno || end == v || *end != '\0' || !isfinite(x))
-		return nb_error("%s: %s = '%s' is not a number", jobfile_origin(j, key), key, v);
-	if (x < lo || x > hi)
-		return nb_error("%s: %s = %g is out of range [%g, %g]", jobfile_origin(j, key), key, x, lo, hi);
-	*out = x;
-	return 0;
+	return nb_parse_double(v, lo, hi, NULL, out) < 0 ? bad_value(j, key) : 0;
 }
 
 int jobfile_bool(const jobfile *j, const char *key, int def, int *out)

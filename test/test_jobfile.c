@@ -102,7 +102,7 @@ static void test_parse_errors(void)
 static void test_getter_errors(void)
 {
 	jobfile *j = jobfile_parse("[t]\nn = 12x\nbig = 99999999999999999999\nr = 2.5\nd = abc\nnan = nan\n"
-				   "flag = maybe\nwide = 50\nneg = -0.5\n",
+				   "flag = maybe\nwide = 50\nneg = -0.5\nmax = 18446744073709551615\nhuge = 1e999\n",
 				   "g.conf");
 	CHECK(j != NULL);
 	if (!j)
@@ -113,6 +113,15 @@ static void test_getter_errors(void)
 	CHECK(jobfile_int(j, "t.n", 0, 0, 100, &l) < 0);
 	CHECK(test_contains(nb_errmsg(), "g.conf:2: t.n = '12x' is not an integer"));
 	CHECK(jobfile_int(j, "t.big", 0, 0, 100, &l) < 0 && test_contains(nb_errmsg(), "g.conf:3"));
+	/* Too big for a long is a range error, not a spelling one. */
+	CHECK_MSG(test_contains(nb_errmsg(), "g.conf:3: t.big = 99999999999999999999 is out of range [0, 100]"),
+		  "%s", nb_errmsg());
+	CHECK(jobfile_int(j, "t.max", 0, 0, 100, &l) < 0);
+	CHECK_MSG(test_contains(nb_errmsg(), "g.conf:10: t.max = 18446744073709551615 is out of range [0, 100]"),
+		  "%s", nb_errmsg());
+	CHECK(jobfile_int(j, "t.max", 0, 0, 100, &l) < 0 && !test_contains(nb_errmsg(), "not an integer"));
+	CHECK(jobfile_double(j, "t.huge", 0, 0, 1, &d) < 0);
+	CHECK_MSG(test_contains(nb_errmsg(), "g.conf:11: t.huge = 1e999 is out of range [0, 1]"), "%s", nb_errmsg());
 	CHECK(jobfile_int(j, "t.r", 0, 0, 100, &l) < 0 && test_contains(nb_errmsg(), "'2.5' is not an integer"));
 	CHECK(jobfile_int(j, "t.wide", 0, 0, 10, &l) < 0);
 	CHECK(test_contains(nb_errmsg(), "g.conf:8: t.wide = 50 is out of range [0, 10]"));
@@ -124,10 +133,12 @@ static void test_getter_errors(void)
 	CHECK(jobfile_bool(j, "t.flag", 0, &b) < 0 && test_contains(nb_errmsg(), "g.conf:7: t.flag = 'maybe' is not a boolean"));
 	CHECK(b == -1);
 
-	const char *known[] = {"t.n", "t.big", "t.r", "t.d", "t.nan", "t.flags", "t.wide", "t.neg", NULL};
+	const char *known[] = {"t.n", "t.big", "t.r", "t.d", "t.nan", "t.flags", "t.wide", "t.neg", "t.max", "t.huge",
+			       NULL};
 	CHECK(jobfile_check_known(j, known) < 0);
 	CHECK(test_contains(nb_errmsg(), "g.conf:7: unknown key 't.flag' (did you mean 't.flags'?)"));
-	const char *far[] = {"t.n", "t.big", "t.r", "t.d", "t.nan", "x.completely_other", "t.wide", "t.neg", NULL};
+	const char *far[] = {"t.n", "t.big", "t.r", "t.d", "t.nan", "x.completely_other", "t.wide", "t.neg",
+			     "t.max", "t.huge", NULL};
 	CHECK(jobfile_check_known(j, far) < 0);
 	CHECK(test_contains(nb_errmsg(), "unknown key 't.flag'") && !test_contains(nb_errmsg(), "did you mean"));
 	jobfile_free(j);
