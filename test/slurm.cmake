@@ -1,0 +1,1 @@
+nb_script_test(slurm_smoke slurm_smoke.sh)
