@@ -22,6 +22,7 @@ static const command commands[] = {
 	{"eval", cmd_eval, "score captions (a TSV, or a model's) against ground truth"},
 	{"caption", cmd_caption, "caption PNG/JPEG images with a trained model"},
 	{"inspect", cmd_inspect, "summarise a shard or a checkpoint"},
+	{"export", cmd_export, "write pseudo-labels and labels as JSON lines or LLaVA JSON + PNGs"},
 };
 
 static void usage(FILE *f)

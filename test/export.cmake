@@ -1,0 +1,2 @@
+# nboost export (cli/cmd_export.c): JSON lines and LLaVA JSON from shards and run directories.
+nb_script_test(export_cli export_cli.sh)
