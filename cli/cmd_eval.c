@@ -1,7 +1,8 @@
 /* nboost eval: scores captions against the ground truth (/objects) of a
  * directory of shards, with the metrics of labeler/metrics.h
  * (docs/metrics.md). The captions come from a TSV file ("id<TAB>caption"
- * per line) or from a checkpoint that decodes every image greedily.
+ * per line, labeler/captions_tsv.h) or from a checkpoint that decodes every
+ * image greedily.
  * --write-gt writes the ground-truth captions as such a TSV. */
 #include <errno.h>
 #include <fcntl.h>
@@ -17,6 +18,7 @@
 #include "common/nb_io.h"
 #include "common/scene.h"
 #include "model/decode.h"
+#include "labeler/captions_tsv.h"
 #include "labeler/metrics.h"
 #include "model/checkpoint.h"
 #include "model/vlm.h"
@@ -49,107 +51,13 @@ static void usage(FILE *f)
 typedef struct {
 	uint64_t id;
 	uint8_t cells[SCENE_CELLS];
-	long caption;                /* index into the TSV rows, -1 if none */
+	long caption;                /* index into the captions TSV rows, -1 if none */
 } gt_entry;
-
-typedef struct {
-	uint64_t id;
-	long line;
-	char *text;                  /* points into the file buffer */
-} tsv_row;
-
-
 
 static int cmp_gt(const void *a, const void *b)
 {
 	uint64_t x = ((const gt_entry *)a)->id, y = ((const gt_entry *)b)->id;
 	return (x > y) - (x < y);
-}
-
-static int cmp_row(const void *a, const void *b)
-{
-	const tsv_row *x = a, *y = b;
-	if (x->id != y->id)
-		return (x->id > y->id) - (x->id < y->id);
-	return (x->line > y->line) - (x->line < y->line);
-}
-
-/* The caption TSV, whole and NUL-terminated. NULL + nb_error. */
-static char *read_file(const char *path, size_t *len)
-{
-	char *data = nb_read_file(path, len);
-	if (!data)
-		nb_error("cannot open captions '%s': %s", path, strerror(errno));
-	return data;
-}
-
-static int parse_id(const char *s, size_t n, uint64_t *out)
-{
-	if (n == 0 || n > 20)
-		return -1;
-	uint64_t v = 0;
-	for (size_t i = 0; i < n; i++) {
-		if (s[i] < '0' || s[i] > '9')
-			return -1;
-		uint64_t d = (uint64_t)(s[i] - '0');
-		if (v > (UINT64_MAX - d) / 10)
-			return -1;
-		v = v * 10 + d;
-	}
-	*out = v;
-	return 0;
-}
-
-/* Splits the TSV in place into rows. Errors name file:line. */
-static int parse_tsv(const char *path, char *data, size_t len, tsv_row **rows, long *nrows)
-{
-	long cap = 0, n = 0, line = 0;
-	tsv_row *r = NULL;
-	size_t pos = 0;
-	while (pos < len) {
-		line++;
-		char *start = data + pos;
-		char *nl = memchr(start, '\n', len - pos);
-		size_t l = nl ? (size_t)(nl - start) : len - pos;
-		pos += l + (nl ? 1 : 0);
-		if (memchr(start, '\0', l)) {
-			free(r);
-			return nb_error("captions '%s' line %ld: NUL byte", path, line);
-		}
-		if (l > 0 && start[l - 1] == '\r')
-			l--;
-		start[l] = '\0';
-		char *tab = memchr(start, '\t', l);
-		if (!tab) {
-			free(r);
-			return nb_error("captions '%s' line %ld: malformed line (expected id<TAB>caption)", path, line);
-		}
-		uint64_t id;
-		if (parse_id(start, (size_t)(tab - start), &id) < 0) {
-			free(r);
-			return nb_error("captions '%s' line %ld: id '%.*s' is not an unsigned integer", path, line,
-					(int)(tab - start > 40 ? 40 : tab - start), start);
-		}
-		if (n == cap) {
-			cap = cap * 2 + 1024;
-			r = nb_xrealloc(r, (size_t)cap * sizeof(tsv_row));
-		}
-		r[n].id = id;
-		r[n].line = line;
-		r[n].text = tab + 1;
-		n++;
-	}
-	qsort(r, (size_t)n, sizeof(tsv_row), cmp_row);
-	for (long i = 1; i < n; i++)
-		if (r[i].id == r[i - 1].id) {
-			nb_error("captions '%s' line %ld: duplicate id %" PRIu64 " (first on line %ld)", path, r[i].line,
-				 r[i].id, r[i - 1].line);
-			free(r);
-			return -1;
-		}
-	*rows = r;
-	*nrows = n;
-	return 0;
 }
 
 static gt_entry *find_gt(gt_entry *gt, long n, uint64_t id)
@@ -308,15 +216,11 @@ static void write_gt(const char *path, const gt_entry *gt, long n)
 
 static int score_tsv(const eval_opts *o, gt_entry *gt, long ngt)
 {
-	size_t len;
-	char *data = read_file(o->captions, &len);
-	if (!data)
+	captions_tsv tsv;
+	if (captions_tsv_read(o->captions, &tsv) < 0)
 		nb_die("%s", nb_errmsg());
-	tsv_row *rows = NULL;
-	long nrows = 0;
-	if (parse_tsv(o->captions, data, len, &rows, &nrows) < 0)
-		nb_die("%s", nb_errmsg());
-	for (long i = 0; i < nrows; i++) {
+	const captions_tsv_row *rows = tsv.rows;
+	for (long i = 0; i < tsv.n; i++) {
 		gt_entry *g = find_gt(gt, ngt, rows[i].id);
 		if (!g)
 			nb_die("captions '%s' line %ld: id %" PRIu64 " is not in the ground truth of '%s'", o->captions,
@@ -345,8 +249,7 @@ static int score_tsv(const eval_opts *o, gt_entry *gt, long ngt)
 	metrics_finish(acc, &r);
 	print_scores(&r, missing, o->json);
 	metrics_free(acc);
-	free(rows);
-	free(data);
+	captions_tsv_free(&tsv);
 	return 0;
 }
 
