@@ -8,9 +8,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "common/nb_error.h"
+#include "common/nb_time.h"
 #include "pipeline/ranks.h"
 #include "cli/cli_args.h"
 #include "cli/commands.h"
@@ -130,13 +130,6 @@ static int parse_args(int argc, char **argv, synth_opts *o, int *quiet)
 	return 0;
 }
 
-static double now_s(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
-
 static void print_summary(const synth_opts *o, const synth_stats *st, const uint64_t *bytes, double secs, int nranks)
 {
 	uint64_t rendered = 0;
@@ -169,33 +162,20 @@ int cmd_synth(int argc, char **argv)
 	int rank = 0, nranks = 1;
 	ranks_start(&argc, &argv, &rank, &nranks);
 	o.progress = rank == 0 && !quiet;
-	double t0 = now_s();
+	double t0 = nb_now();
 
-	int ok = 1;
-	if (rank == 0 && synth_prepare(&o)) {
-		fprintf(stderr, "nboost: fatal: %s\n", nb_errmsg());
-		ok = 0;
-	}
-	ranks_agree(ok, "synth set-up");
-
+	/* ranks_agree prints a failure once, on whichever rank met it. */
+	ranks_agree(rank != 0 || synth_prepare(&o) == 0, "synth set-up");
 	synth_stats st;
-	ok = synth_write_rank(&o, rank, nranks, &st) == 0;
-	if (!ok)
-		fprintf(stderr, "nboost: fatal: rank %d: %s\n", rank, nb_errmsg());
-	ranks_agree(ok, "synth");
+	ranks_agree(synth_write_rank(&o, rank, nranks, &st) == 0, "synth");
 
 	synth_stats total;
 	MPI_Reduce(st.rendered, total.rendered, SYNTH_SPLITS, MPI_UINT64_T, MPI_SUM, 0, MPI_COMM_WORLD);
 	MPI_Reduce(st.skipped, total.skipped, SYNTH_SPLITS, MPI_UINT64_T, MPI_SUM, 0, MPI_COMM_WORLD);
-	double secs = now_s() - t0;
+	double secs = nb_now() - t0;
 
 	uint64_t bytes[SYNTH_SPLITS] = {0};
-	ok = 1;
-	if (rank == 0 && synth_finish(&o, bytes)) {
-		fprintf(stderr, "nboost: fatal: %s\n", nb_errmsg());
-		ok = 0;
-	}
-	ranks_agree(ok, "synth manifest");
+	ranks_agree(rank != 0 || synth_finish(&o, bytes) == 0, "synth manifest");
 	if (rank == 0 && !quiet)
 		print_summary(&o, &total, bytes, secs, nranks);
 	ranks_finish();

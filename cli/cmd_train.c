@@ -1,16 +1,15 @@
 /* nboost train: supervised training with NoiseBoost on caption shards, data
  * parallel over MPI ranks (trainer/train.h). This file owns the command
- * line, the job file keys of [model], [train], [noise] and data.labeled,
- * signals, progress, metrics.jsonl and the run directory. */
+ * line, the signals and the training loop; the job-file keys are read by
+ * trainer/train_job.h, the run directory (checkpoint, config.conf,
+ * metrics.jsonl, progress line) is trainer/run_dir.h, and every rank
+ * agrees on failures through pipeline/ranks.h. */
 #include <errno.h>
-#include <fcntl.h>
 #include <getopt.h>
-#include <math.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
 
 #include <mpi.h>
@@ -23,60 +22,13 @@
 #include "common/jobfile.h"
 #include "trainer/train_job.h"
 #include "trainer/train.h"
+#include "trainer/run_dir.h"
 
 /* The one piece of global mutable state: set by the signal handler, read
  * between steps. */
 static volatile sig_atomic_t stop_requested;
 
 static void on_signal(int sig) { stop_requested = sig; }
-
-/* On resume, metrics logged after the checkpoint belong to steps that will
- * be redone: drop them so the log reads like one uninterrupted run. */
-static int trim_metrics(const char *path, long upto)
-{
-	FILE *f = fopen(path, "r");
-	if (!f)
-		return 0;
-	size_t cap = 1 << 16, at = 0;
-	char *out = nb_xmalloc(cap), line[4096];
-	while (fgets(line, sizeof line, f)) {
-		const char *s = strstr(line, "\"step\":");
-		long step = s ? strtol(s + 7, NULL, 10) : 0;
-		if (step > upto)
-			continue;
-		size_t k = strlen(line);
-		if (at + k + 1 > cap) {
-			cap = 2 * (at + k + 1);
-			out = nb_xrealloc(out, cap);
-		}
-		memcpy(out + at, line, k);
-		at += k;
-	}
-	fclose(f);
-	out[at] = '\0';
-	int rc = nb_write_file_atomic(path, out, strlen(out));
-	free(out);
-	return rc;
-}
-
-static double now_s(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
-static void fmt_duration(char *buf, size_t n, double s)
-{
-	if (!(s >= 0) || s > 1e8)
-		snprintf(buf, n, "?");
-	else if (s >= 3600)
-		snprintf(buf, n, "%dh%02dm", (int)(s / 3600), (int)fmod(s / 60, 60));
-	else if (s >= 60)
-		snprintf(buf, n, "%dm%02ds", (int)(s / 60), (int)fmod(s, 60));
-	else
-		snprintf(buf, n, "%.0fs", s);
-}
 
 static void usage(FILE *f)
 {
@@ -155,72 +107,130 @@ static int parse_cli(int argc, char **argv, cli_opts *o)
 	return 0;
 }
 
-typedef struct {
-	int rank;
-	FILE *metrics;
-	double t0, last_print;
-	long first_step, last_print_step;
-} progress;
-
-static void log_step(progress *p, const train_job *s, const train_stats *st, long total)
+static void catch_signals(void)
 {
-	if (p->rank != 0)
-		return;
-	double t = now_s(), elapsed = t - p->t0;
-	double sps = elapsed > 0 ? (double)(st->step - p->first_step) * st->samples / elapsed : 0.0;
-	if (st->step % s->log_every == 0 || st->step == total) {
-		fprintf(p->metrics,
-			"{\"step\": %ld, \"loss\": %.9g, \"lr\": %.9g, \"grad_norm\": %.9g, \"samples_per_s\": %.4g, "
-			"\"elapsed_s\": %.3f}\n",
-			st->step, st->loss, st->lr, st->grad_norm, sps, elapsed);
-		fflush(p->metrics);
+	struct sigaction sa;
+	memset(&sa, 0, sizeof sa);
+	sa.sa_handler = on_signal;
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGTERM, &sa, NULL);
+	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGUSR1, &sa, NULL);
+}
+
+/* The job file with the command line applied (the overrides, freed here,
+ * then --steps and --labeled), read into s. Every rank reads it; an error
+ * ends the run on all of them, printed once. */
+static jobfile *load_job(const cli_opts *o, jobfile *overrides, train_job *s)
+{
+	jobfile *j = jobfile_load(o->job_path);
+	int ok = j != NULL;
+	if (ok) {
+		for (int i = 0; i < jobfile_count(overrides); i++)
+			jobfile_set(j, jobfile_key_at(overrides, i), jobfile_value_at(overrides, i), "command line");
+		ok = (!o->steps || jobfile_set(j, "train.steps", o->steps, "command line (--steps)") == 0) &&
+		     (!o->labeled || jobfile_set(j, "data.labeled", o->labeled, "command line (--labeled)") == 0) &&
+		     train_job_read(j, s) == 0;
 	}
-	if (t - p->last_print >= 2.0 || st->step == total || st->step == p->first_step + 1) {
-		char eta[32];
-		double per = (double)(st->step - p->first_step) > 0 ? elapsed / (double)(st->step - p->first_step) : 0;
-		fmt_duration(eta, sizeof eta, per * (double)(total - st->step));
-		fprintf(stderr, "train: step %ld/%ld  loss %.4f  lr %.2e  |g| %.3f  %.1f samples/s  ETA %s\n",
-			st->step, total, st->loss, st->lr, st->grad_norm, sps, eta);
-		p->last_print = t;
-		p->last_print_step = st->step;
+	jobfile_free(overrides);
+	ranks_agree(ok, "reading the job file");
+	return j;
+}
+
+/* The trainer with its data: resumed from the run directory's checkpoint
+ * (which brings its shards back) or with the shards of data.labeled. Dies
+ * on every rank on failure. */
+static trainer *start_trainer(const train_job *s, const run_dir *rd, int resume, const char *config_text)
+{
+	trainer *t = trainer_create(&s->tc, MPI_COMM_WORLD);
+	ranks_agree(t != NULL, "creating the trainer");
+	if (resume) {
+		ckpt_file *f = ckpt_open(rd->checkpoint, &s->tc.model);
+		int ok = f && train_job_check_resume(rd->checkpoint, ckpt_job_config(f), config_text) == 0;
+		ckpt_close(f);
+		ranks_agree(ok, "resuming");
+		if (trainer_resume(t, rd->checkpoint) < 0)
+			ranks_fail_all();
 	}
+	/* A resumed run has its shards back from the checkpoint; new ones join
+	 * at the next train.watch_every boundary, as they would have without
+	 * the interruption. */
+	if (!resume && trainer_watch(t, s->labeled) < 0)
+		ranks_fail_all();
+	if (batcher_nsamples(trainer_batcher(t)) == 0) {
+		nb_error("no training samples: '%s' holds no committed caption shard with samples", s->labeled);
+		ranks_fail_all();
+	}
+	return t;
 }
 
-/* Called on every rank together, after a failure they agreed on. Rank 0
- * prints its message; another rank prints only a cause rank 0 did not see
- * itself, so an error every rank met (a bad shard) is printed once. */
-NB_NORETURN static void fail_all(int rank)
+/* All ranks must stop at the same step: they agree on the flag. */
+static int stop_now(long step, long stop_at)
 {
-	const char *msg = nb_errmsg();
-	int local = *msg && !strstr(msg, "on another rank"), r0_local = local;
-	MPI_Bcast(&r0_local, 1, MPI_INT, 0, MPI_COMM_WORLD);
-	if (rank == 0)
-		fprintf(stderr, "nboost: fatal: %s\n", *msg ? msg : "training failed");
-	else if (local && !r0_local)
-		fprintf(stderr, "nboost: fatal: rank %d: %s\n", rank, msg);
-	ranks_finish();
-	exit(1);
+	int mine = stop_requested != 0 || (stop_at >= 0 && step >= stop_at), any = 0;
+	MPI_Allreduce(&mine, &any, 1, MPI_INT, MPI_LOR, MPI_COMM_WORLD);
+	return any;
 }
 
-/* For failures every rank meets identically (a bad job file): one message. */
-NB_NORETURN static void fail_setup(int rank)
+/* Trains to train.steps or until a stop (a signal, --stop-at), watching
+ * for new shards and checkpointing as the job says, and always at the end.
+ * Returns whether it stopped early; dies on every rank on a failure. */
+static int train_loop(trainer *t, const train_job *s, const cli_opts *o, run_dir *rd, const char *config_text)
 {
-	if (rank == 0)
-		fprintf(stderr, "nboost: fatal: %s\n", nb_errmsg());
-	ranks_finish();
-	exit(1);
+	long total = s->tc.steps, saved_at = o->resume ? trainer_step_index(t) : -1;
+	int stopped = 0;
+	run_dir_start(rd, trainer_step_index(t), total, s->log_every);
+	while (trainer_step_index(t) < total) {
+		long step = trainer_step_index(t);
+		if (stop_now(step, o->stop_at)) {
+			stopped = 1;
+			break;
+		}
+		if (s->watch_every > 0 && step > 0 && step % s->watch_every == 0) {
+			int added = trainer_watch(t, s->labeled);
+			if (added < 0)
+				ranks_fail_all();
+			if (added > 0 && rd->writer)
+				fprintf(stderr, "train: step %ld: added %d new shard(s), %zu samples in all\n", step, added,
+					batcher_nsamples(trainer_batcher(t)));
+		}
+		train_stats st;
+		if (trainer_step(t, &st) < 0)
+			ranks_fail_all();
+		run_dir_log_step(rd, &st);
+		if (s->checkpoint_every > 0 && st.step % s->checkpoint_every == 0 && st.step < total) {
+			if (trainer_save(t, rd->checkpoint, config_text) < 0)
+				ranks_fail_all();
+			saved_at = st.step;
+		}
+	}
+	if (saved_at != trainer_step_index(t) && trainer_save(t, rd->checkpoint, config_text) < 0)
+		ranks_fail_all();
+	return stopped;
 }
 
-/* Collective: continues when ok on every rank, else fails on all. */
-static void agree_or_fail(int ok, int rank, const char *what)
+static void print_start(trainer *t, const train_job *s, int resume, int size, int threads, int threads_auto)
 {
-	int all = 0;
-	MPI_Allreduce(&ok, &all, 1, MPI_INT, MPI_LAND, MPI_COMM_WORLD);
-	if (all)
-		return;
-	if (ok)
-		nb_error("%s failed on another rank", what);
-	fail_all(rank);
+	batcher *data = trainer_batcher(t);
+	fprintf(stderr,
+		"train: %zu samples in %d shard(s), %d rank(s) x %d thread(s)%s, global batch %d, "
+		"%zu parameters, step %ld/%ld%s\n",
+		batcher_nsamples(data), batcher_nshards(data), size, threads, threads_auto ? "" : " (OMP_NUM_THREADS)",
+		s->tc.batch, vlm_nparams(trainer_model(t)), trainer_step_index(t), s->tc.steps,
+		resume ? " (resumed)" : "");
+}
+
+static void print_end(trainer *t, const train_job *s, const run_dir *rd, int stopped)
+{
+	batcher *data = trainer_batcher(t);
+	if (stopped)
+		fprintf(stderr, "train: stopped at step %ld/%ld%s; checkpoint '%s'; continue with --resume\n",
+			trainer_step_index(t), s->tc.steps, stop_requested ? " on a signal" : "", rd->checkpoint);
+	else
+		fprintf(stderr, "train: done, %ld steps; checkpoint '%s'\n", s->tc.steps, rd->checkpoint);
+	if (batcher_ntruncated(data))
+		nb_warn("%zu caption(s) longer than %d words were truncated", batcher_ntruncated(data),
+			s->tc.model.max_text - 1);
 }
 
 int cmd_train(int argc, char **argv)
@@ -243,27 +253,9 @@ int cmd_train(int argc, char **argv)
 	ranks_start(&argc, &argv, &rank, &size);
 	int threads_auto = 0, threads = ranks_threads(&threads_auto);
 	/* Early, so a signal while the shards load still ends in a checkpoint. */
-	struct sigaction sa;
-	memset(&sa, 0, sizeof sa);
-	sa.sa_handler = on_signal;
-	sigemptyset(&sa.sa_mask);
-	sigaction(SIGTERM, &sa, NULL);
-	sigaction(SIGINT, &sa, NULL);
-	sigaction(SIGUSR1, &sa, NULL);
-
-	jobfile *j = jobfile_load(o.job_path);
-	if (!j)
-		fail_setup(rank);
-	for (int i = 0; i < jobfile_count(overrides); i++)
-		jobfile_set(j, jobfile_key_at(overrides, i), jobfile_value_at(overrides, i), "command line");
-	jobfile_free(overrides);
-	if (o.steps && jobfile_set(j, "train.steps", o.steps, "command line (--steps)") < 0)
-		fail_setup(rank);
-	if (o.labeled && jobfile_set(j, "data.labeled", o.labeled, "command line (--labeled)") < 0)
-		fail_setup(rank);
+	catch_signals();
 	train_job s;
-	if (train_job_read(j, &s) < 0)
-		fail_setup(rank);
+	jobfile *j = load_job(&o, overrides, &s);
 	if (!s.labeled || !*s.labeled) {
 		if (rank == 0)
 			fprintf(stderr, "nboost train: no training data: pass --labeled DIR (or set data.labeled)\n");
@@ -271,113 +263,19 @@ int cmd_train(int argc, char **argv)
 		return 2;
 	}
 	char *config_text = train_job_effective_config(j, &s);
-
-	char ckpt[4200], metrics_path[4200], config_path[4200];
-	snprintf(ckpt, sizeof ckpt, "%s/checkpoint.h5", o.out);
-	snprintf(metrics_path, sizeof metrics_path, "%s/metrics.jsonl", o.out);
-	snprintf(config_path, sizeof config_path, "%s/config.conf", o.out);
-	int ok = 1;
-	if (rank == 0) {
-		ok = nb_mkdir_p(o.out) == 0;
-		if (ok && !o.resume && access(ckpt, F_OK) == 0)
-			ok = nb_error("run directory '%s' already holds a checkpoint: pass --resume to continue it, "
-				      "or choose another --out", o.out) == 0;
-		if (ok && o.resume && access(ckpt, F_OK) != 0)
-			ok = nb_error("cannot resume: no checkpoint '%s'", ckpt) == 0;
-	}
-	agree_or_fail(ok, rank, "setting up the run directory");
-
-	trainer *t = trainer_create(&s.tc, MPI_COMM_WORLD);
-	if (!t)
-		fail_setup(rank);
-	if (o.resume) {
-		ok = 1;
-		ckpt_file *f = ckpt_open(ckpt, &s.tc.model);
-		if (!f || train_job_check_resume(ckpt, ckpt_job_config(f), config_text) < 0)
-			ok = 0;
-		ckpt_close(f);
-		agree_or_fail(ok, rank, "resuming");
-		if (trainer_resume(t, ckpt) < 0)
-			fail_all(rank);
-	}
-	batcher *data = trainer_batcher(t);
-	/* A resumed run has its shards back from the checkpoint; new ones join
-	 * at the next train.watch_every boundary, as they would have without
-	 * the interruption. */
-	int added = 0;
-	if (!o.resume && (added = trainer_watch(t, s.labeled)) < 0)
-		fail_all(rank);
-	if (batcher_nsamples(data) == 0) {
-		nb_error("no training samples: '%s' holds no committed caption shard with samples", s.labeled);
-		fail_all(rank);
-	}
-
-	FILE *metrics = NULL;
-	ok = 1;
-	if (rank == 0) {
-		ok = nb_write_file_atomic(config_path, config_text, strlen(config_text)) == 0;
-		if (ok && o.resume)
-			ok = trim_metrics(metrics_path, trainer_step_index(t)) == 0;
-		if (ok) {
-			metrics = fopen(metrics_path, o.resume ? "a" : "w");
-			if (!metrics)
-				ok = nb_error("cannot open '%s': %s", metrics_path, strerror(errno)) == 0;
-		}
-	}
-	agree_or_fail(ok, rank, "opening the run files");
-
-	long total = s.tc.steps;
+	run_dir rd;
+	run_dir_init(&rd, o.out, rank == 0);
+	ranks_agree(run_dir_check(&rd, o.resume) == 0, "setting up the run directory");
+	trainer *t = start_trainer(&s, &rd, o.resume, config_text);
+	ranks_agree(run_dir_open_files(&rd, config_text, o.resume, trainer_step_index(t)) == 0,
+		    "opening the run files");
 	if (rank == 0)
-		fprintf(stderr,
-			"train: %zu samples in %d shard(s), %d rank(s) x %d thread(s)%s, global batch %d, "
-			"%zu parameters, step %ld/%ld%s\n",
-			batcher_nsamples(data), batcher_nshards(data), size, threads,
-			threads_auto ? "" : " (OMP_NUM_THREADS)", s.tc.batch,
-			vlm_nparams(trainer_model(t)), trainer_step_index(t), total, o.resume ? " (resumed)" : "");
-	progress p = {.rank = rank, .metrics = metrics, .t0 = now_s(), .first_step = trainer_step_index(t)};
-	p.last_print = p.t0;
-	long saved_at = o.resume ? trainer_step_index(t) : -1;
-	int stopped = 0;
-	while (trainer_step_index(t) < total) {
-		long step = trainer_step_index(t);
-		/* All ranks must stop at the same step: agree on the flag. */
-		int mine = stop_requested != 0 || (o.stop_at >= 0 && step >= o.stop_at), any = 0;
-		MPI_Allreduce(&mine, &any, 1, MPI_INT, MPI_LOR, MPI_COMM_WORLD);
-		if (any) {
-			stopped = 1;
-			break;
-		}
-		if (s.watch_every > 0 && step > 0 && step % s.watch_every == 0) {
-			added = trainer_watch(t, s.labeled);
-			if (added < 0)
-				fail_all(rank);
-			if (added > 0 && rank == 0)
-				fprintf(stderr, "train: step %ld: added %d new shard(s), %zu samples in all\n", step, added,
-					batcher_nsamples(data));
-		}
-		train_stats st;
-		if (trainer_step(t, &st) < 0)
-			fail_all(rank);
-		log_step(&p, &s, &st, total);
-		if (s.checkpoint_every > 0 && st.step % s.checkpoint_every == 0 && st.step < total) {
-			if (trainer_save(t, ckpt, config_text) < 0)
-				fail_all(rank);
-			saved_at = st.step;
-		}
-	}
-	if (saved_at != trainer_step_index(t) && trainer_save(t, ckpt, config_text) < 0)
-		fail_all(rank);
-	if (rank == 0) {
-		if (stopped)
-			fprintf(stderr, "train: stopped at step %ld/%ld%s; checkpoint '%s'; continue with --resume\n",
-				trainer_step_index(t), total, stop_requested ? " on a signal" : "", ckpt);
-		else
-			fprintf(stderr, "train: done, %ld steps; checkpoint '%s'\n", total, ckpt);
-		if (batcher_ntruncated(data))
-			nb_warn("%zu caption(s) longer than %d words were truncated", batcher_ntruncated(data),
-				s.tc.model.max_text - 1);
-		fclose(metrics);
-	}
+		print_start(t, &s, o.resume, size, threads, threads_auto);
+	int stopped = train_loop(t, &s, &o, &rd, config_text);
+	if (rank == 0)
+		print_end(t, &s, &rd, stopped);
+	if (run_dir_close(&rd) < 0)
+		nb_warn("%s", nb_errmsg());
 	trainer_free(t);
 	free(config_text);
 	jobfile_free(j);

@@ -35,7 +35,11 @@ train_config train_config_default(void)
 }
 
 /* Collective: 0 when ok on every rank. A rank that did not fail itself gets
- * a message saying another did, so each rank's nb_errmsg explains the -1. */
+ * a message saying another did, so each rank's nb_errmsg explains the -1.
+ * The trainer's only agreement: the recoverable counterpart of
+ * pipeline/ranks.h's ranks_agree, on the trainer's own communicator (the
+ * students' in `nboost run`); the caller decides whether to die, and
+ * ranks_fail_all tells "on another rank" apart from a cause of its own. */
 static int agree(trainer *t, int ok, const char *what)
 {
 	int all = 0;

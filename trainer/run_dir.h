@@ -1,0 +1,56 @@
+/* A training run directory: checkpoint.h5, config.conf (the effective job
+ * file, which reproduces the run) and metrics.jsonl (one JSON line per
+ * logged step), plus the progress line on stderr. Used by `nboost train`
+ * and by the student ranks of `nboost run`.
+ *
+ * Every rank of a run opens the same run_dir, since every rank needs the
+ * checkpoint path (saving and resuming are collective), but only the
+ * writer (rank 0 of the training communicator) touches the files and
+ * prints: on the other ranks the functions below that touch files return 0
+ * and do nothing. None of them communicates, so a caller agrees on the
+ * outcome itself (ranks_agree in the CLI). */
+#ifndef NB_TRAINER_RUN_DIR_H
+#define NB_TRAINER_RUN_DIR_H
+
+#include <stdio.h>
+
+#include "trainer/train.h"
+
+typedef struct {
+	char *dir, *checkpoint, *config, *metrics; /* owned paths */
+	int writer;
+	FILE *log;                                 /* metrics.jsonl, writer only */
+	/* progress: */
+	long first_step, total, log_every;
+	double t0, last_print;
+} run_dir;
+
+/* Sets up rd for the run directory dir (every rank; writer says whether
+ * this rank writes). No I/O. Free with run_dir_close. */
+void run_dir_init(run_dir *rd, const char *dir, int writer);
+
+/* Writer: creates dir (mkdir -p) and checks that it suits the run: a fresh
+ * run refuses a directory that already holds a checkpoint, a resume needs
+ * one. 0 or nb_error naming the directory or checkpoint. */
+int run_dir_check(const run_dir *rd, int resume);
+
+/* Writer: writes config.conf (atomically) and opens metrics.jsonl, fresh
+ * (truncated) or, on resume, with the lines of steps after resume_step
+ * dropped first: those steps will be redone, and the log should read like
+ * one uninterrupted run. 0 or nb_error naming the file and the cause. */
+int run_dir_open_files(run_dir *rd, const char *config_text, int resume, long resume_step);
+
+/* Starts the clock for rates and ETAs: the run goes from first_step to
+ * total, a metrics line every log_every steps (and at the last step). */
+void run_dir_start(run_dir *rd, long first_step, long total, long log_every);
+
+/* Writer: logs a finished step to metrics.jsonl when due and prints the
+ * progress line ("train: step N/T  loss ...  ETA ...") at most every two
+ * seconds, and at the first and last step. */
+void run_dir_log_step(run_dir *rd, const train_stats *st);
+
+/* Closes metrics.jsonl (writer) and frees the paths. 0, or nb_error when
+ * the log could not be written completely. */
+int run_dir_close(run_dir *rd);
+
+#endif
