@@ -49,20 +49,89 @@ static int parse_long(const char *s, long lo, long hi, long *out)
 	return 0;
 }
 
-static void print_batch(int n, const uint64_t *ids, char **sources, const uint16_t *tok, const int *lens,
-			int max_tokens, char *text)
+/* A loaded model with the buffers for one batch of greedy, clean captions. */
+typedef struct {
+	vlm_model *m;
+	decoder *d;
+	decode_opts o;
+	int size, batch;
+	uint8_t *pix;     /* [batch, size, size, 3] */
+	uint64_t *keys;   /* [batch] noise keys (unused by the clean stream) */
+	uint16_t *tok;    /* [batch, max_tokens] */
+	int *lens;        /* [batch] */
+	char *text;       /* one decoded caption */
+} captioner;
+
+#define TEXT_BYTES(max_tokens) (16 * (size_t)(max_tokens) + 16)
+
+/* Loads the checkpoint and sizes everything for batch images; max_tokens 0
+ * (or one over the model's limit) means the model's own limit. Dies on a
+ * bad checkpoint. */
+static void captioner_open(captioner *c, const char *model, int batch, long max_tokens)
 {
+	memset(c, 0, sizeof *c);
+	c->m = ckpt_load_model(model, batch);
+	if (!c->m)
+		nb_die("%s", nb_errmsg());
+	const vlm_config *cfg = vlm_get_config(c->m);
+	if (max_tokens == 0 || max_tokens > cfg->max_text - 1)
+		max_tokens = cfg->max_text - 1;
+	c->d = decoder_create(c->m, batch, 0);
+	if (!c->d)
+		nb_die("%s", nb_errmsg());
+	c->o = (decode_opts){.K = 0, .sigma = 0.0f, .seed = 0, .max_tokens = (int)max_tokens};
+	c->size = cfg->image_size;
+	c->batch = batch;
+	c->pix = nb_xmalloc((size_t)c->size * (size_t)c->size * 3 * (size_t)batch);
+	c->keys = nb_xcalloc((size_t)batch, sizeof(uint64_t));
+	c->tok = nb_xmalloc(sizeof(uint16_t) * (size_t)batch * (size_t)max_tokens);
+	c->lens = nb_xmalloc(sizeof(int) * (size_t)batch);
+	c->text = nb_xmalloc(TEXT_BYTES(max_tokens));
+}
+
+static void captioner_close(captioner *c)
+{
+	free(c->text), free(c->pix), free(c->keys), free(c->tok), free(c->lens);
+	decoder_free(c->d);
+	vlm_free(c->m);
+}
+
+/* Slot k of the batch's pixels. */
+static uint8_t *captioner_slot(captioner *c, int k)
+{
+	return c->pix + (size_t)k * (size_t)c->size * (size_t)c->size * 3;
+}
+
+/* Captions the first n slots. Dies on a decoding error. */
+static void captioner_run(captioner *c, int n)
+{
+	if (decode_greedy(c->d, c->pix, c->keys, n, &c->o, c->tok, c->lens) < 0)
+		nb_die("%s", nb_errmsg());
+}
+
+/* The caption of slot k after captioner_run, in c->text. */
+static const char *captioner_text(captioner *c, int k)
+{
+	vocab_decode(c->tok + (size_t)k * (size_t)c->o.max_tokens, c->lens[k], c->text,
+		     (int)TEXT_BYTES(c->o.max_tokens));
+	return c->text;
+}
+
+/* Captions the first n slots and prints "id<TAB>source<TAB>caption" for
+ * each; frees the sources. */
+static void caption_shard_batch(captioner *c, int n, char **sources)
+{
+	captioner_run(c, n);
 	for (int k = 0; k < n; k++) {
-		vocab_decode(tok + (size_t)k * max_tokens, lens[k], text, 16 * max_tokens + 16);
-		printf("%llu\t%s\t%s\n", (unsigned long long)ids[k], sources[k], text);
+		printf("%llu\t%s\t%s\n", (unsigned long long)c->keys[k], sources[k], captioner_text(c, k));
 		free(sources[k]);
 	}
 	fflush(stdout);
 }
 
-/* Captions every sample of the committed shards in dir, in shard order. */
-static int caption_shards(const char *dir, decoder *d, int S, int batch, const decode_opts *o, uint8_t *pix,
-			  uint64_t *ids, uint16_t *tok, int *lens, char *text)
+/* Captions every sample of the committed shards in dir, in shard order.
+ * Dies on a bad shard. */
+static void caption_shards(captioner *c, const char *dir)
 {
 	char **paths = NULL;
 	int nshards = shard_list(dir, &paths);
@@ -70,8 +139,7 @@ static int caption_shards(const char *dir, decoder *d, int S, int batch, const d
 		nb_die("%s", nb_errmsg());
 	if (nshards == 0)
 		nb_die("no committed shards in '%s'", dir);
-	size_t isz = (size_t)S * S * 3;
-	char **sources = nb_xcalloc((size_t)batch, sizeof(char *));
+	char **sources = nb_xcalloc((size_t)c->batch, sizeof(char *));
 	int n = 0;
 	long total = 0;
 	for (int si = 0; si < nshards; si++) {
@@ -83,16 +151,14 @@ static int caption_shards(const char *dir, decoder *d, int S, int batch, const d
 		int st;
 		while ((st = shard_next(r, &smp)) == 1) {
 			nb_image img = {meta->width, meta->height, (uint8_t *)smp.image};
-			if (meta->width == S && meta->height == S)
-				memcpy(pix + (size_t)n * isz, smp.image, isz);
+			if (meta->width == c->size && meta->height == c->size)
+				memcpy(captioner_slot(c, n), smp.image, (size_t)c->size * (size_t)c->size * 3);
 			else
-				image_resize(&img, S, S, RESIZE_CENTER_CROP, pix + (size_t)n * isz);
-			ids[n] = smp.id;
+				image_resize(&img, c->size, c->size, RESIZE_CENTER_CROP, captioner_slot(c, n));
+			c->keys[n] = smp.id;
 			sources[n] = nb_xstrdup(smp.source ? smp.source : "");
-			if (++n == batch) {
-				if (decode_greedy(d, pix, ids, n, o, tok, lens) < 0)
-					nb_die("%s", nb_errmsg());
-				print_batch(n, ids, sources, tok, lens, o->max_tokens, text);
+			if (++n == c->batch) {
+				caption_shard_batch(c, n, sources);
 				total += n;
 				n = 0;
 			}
@@ -102,15 +168,43 @@ static int caption_shards(const char *dir, decoder *d, int S, int batch, const d
 		shard_close(r);
 	}
 	if (n) {
-		if (decode_greedy(d, pix, ids, n, o, tok, lens) < 0)
-			nb_die("%s", nb_errmsg());
-		print_batch(n, ids, sources, tok, lens, o->max_tokens, text);
+		caption_shard_batch(c, n, sources);
 		total += n;
 	}
 	fprintf(stderr, "nboost caption: %ld images from %d shard(s) in '%s'\n", total, nshards, dir);
 	free(sources);
 	shard_list_free(paths, nshards);
-	return 0;
+}
+
+/* Captions the image files in order, printing "path<TAB>caption" for each.
+ * A file that cannot be loaded gets an error line and is skipped. Returns
+ * the number of such files. */
+static int caption_files(captioner *c, char **files, int nfiles, long max_pixels)
+{
+	const char **names = nb_xcalloc((size_t)c->batch, sizeof(char *));
+	int failed = 0;
+	for (int i = 0; i < nfiles;) {
+		int n = 0;
+		for (; i < nfiles && n < c->batch; i++) {
+			nb_image img;
+			if (image_load(files[i], (size_t)max_pixels, &img) != IMG_OK) {
+				fprintf(stderr, "nboost: error: %s\n", nb_errmsg());
+				failed++;
+				continue;
+			}
+			image_resize(&img, c->size, c->size, RESIZE_CENTER_CROP, captioner_slot(c, n));
+			image_free(&img);
+			names[n++] = files[i];
+		}
+		if (!n)
+			continue;
+		captioner_run(c, n);
+		for (int k = 0; k < n; k++)
+			printf("%s\t%s\n", names[k], captioner_text(c, k));
+		fflush(stdout);
+	}
+	free(names);
+	return failed;
 }
 
 int cmd_caption(int argc, char **argv)
@@ -169,58 +263,14 @@ int cmd_caption(int argc, char **argv)
 		usage(stderr);
 		return 2;
 	}
-	vlm_model *m = ckpt_load_model(model, (int)batch);
-	if (!m)
-		nb_die("%s", nb_errmsg());
-	const vlm_config *cfg = vlm_get_config(m);
-	if (max_tokens == 0 || max_tokens > cfg->max_text - 1)
-		max_tokens = cfg->max_text - 1;
-	decoder *d = decoder_create(m, (int)batch, 0);
-	if (!d)
-		nb_die("%s", nb_errmsg());
-	int S = cfg->image_size;
-	size_t isz = (size_t)S * S * 3;
-	uint8_t *pix = nb_xmalloc(isz * (size_t)batch);
-	uint64_t *keys = nb_xcalloc((size_t)batch, sizeof(uint64_t));
-	const char **paths = nb_xcalloc((size_t)batch, sizeof(char *));
-	uint16_t *tok = nb_xmalloc(sizeof(uint16_t) * (size_t)batch * (size_t)max_tokens);
-	int *lens = nb_xmalloc(sizeof(int) * (size_t)batch);
-	decode_opts o = {0, 0.0f, 0, (int)max_tokens};
+	captioner cap;
+	captioner_open(&cap, model, (int)batch, max_tokens);
 	int failed = 0;
-	char *text = nb_xmalloc(16 * (size_t)max_tokens + 16);
-	if (shards) {
-		int rc = caption_shards(shards, d, S, (int)batch, &o, pix, keys, tok, lens, text);
-		free(text), free(pix), free(keys), free(paths), free(tok), free(lens);
-		decoder_free(d);
-		vlm_free(m);
-		return rc;
-	}
-	for (int i = optind; i < argc;) {
-		int n = 0;
-		for (; i < argc && n < batch; i++) {
-			nb_image img;
-			if (image_load(argv[i], (size_t)max_pixels, &img) != IMG_OK) {
-				fprintf(stderr, "nboost: error: %s\n", nb_errmsg());
-				failed++;
-				continue;
-			}
-			image_resize(&img, S, S, RESIZE_CENTER_CROP, pix + (size_t)n * isz);
-			image_free(&img);
-			paths[n++] = argv[i];
-		}
-		if (!n)
-			continue;
-		if (decode_greedy(d, pix, keys, n, &o, tok, lens) < 0)
-			nb_die("%s", nb_errmsg());
-		for (int k = 0; k < n; k++) {
-			vocab_decode(tok + (size_t)k * max_tokens, lens[k], text, 16 * (int)max_tokens + 16);
-			printf("%s\t%s\n", paths[k], text);
-		}
-		fflush(stdout);
-	}
-	free(text), free(pix), free(keys), free(paths), free(tok), free(lens);
-	decoder_free(d);
-	vlm_free(m);
+	if (shards)
+		caption_shards(&cap, shards);
+	else
+		failed = caption_files(&cap, argv + optind, argc - optind, max_pixels);
+	captioner_close(&cap);
 	if (failed)
 		fprintf(stderr, "nboost caption: %d of %d images failed\n", failed, argc - optind);
 	return failed ? 1 : 0;
