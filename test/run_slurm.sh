@@ -1,0 +1,84 @@
+#!/bin/bash
+# jobs/run.sbatch on a real one-node Slurm (scripts/slurm, test/slurm_lib.sh):
+#   1. sbatch --wait runs the tiny pipeline under srun --mpi=pmix on 4 tasks
+#      to completion, with the same pseudo-labels as mpirun;
+#   2. USR1 to the batch shell (what --signal=B:USR1@120 sends) during the
+#      students' training: the trap passes it to the ranks, the run stops
+#      cleanly (exit 0, journal not done), the job requeues itself, and the
+#      second run resumes and finishes with the same pseudo-labels.
+# Run by ctest (NBOOST, MPIEXEC, HDF5_PLUGIN_PATH from test/CMakeLists.txt).
+set -u
+: "${NBOOST:?run through ctest}" "${HDF5_PLUGIN_PATH:?}" "${MPIEXEC:?}"
+source "$(dirname "$0")/lib.sh"
+source "$(dirname "$0")/slurm_lib.sh"
+cd "$NB_SRC"
+
+"$NBOOST" synth --out "$T/d" --labeled 128 --unlabeled 96 --test 16 --size 16 --shard-size 48 -q
+JOB=(jobs/run-tiny.conf --corpus.labeled="$T/d/labeled" --corpus.unlabeled="$T/d/unlabeled")
+
+# The pseudo-label set of a run: ids, tokens and scores of every shard.
+pseudo_digest() {
+	$PY - "$1" <<'PY'
+import glob, hashlib, sys, h5py
+h = hashlib.sha256()
+for p in sorted(glob.glob(sys.argv[1] + "/round-*/pseudo/unit-*.h5")):
+    with h5py.File(p, "r") as f:
+        h.update(p.rsplit("/", 3)[-3].encode() + p.rsplit("/", 1)[-1].encode())
+        for k in ("ids", "tokens", "offsets", "score"):
+            h.update(f[k][...].tobytes())
+print(h.hexdigest())
+PY
+}
+
+# The reference: the same job under mpirun.
+run_ok "reference run under mpirun" timeout 120 "$MPIEXEC" -np 4 "$NBOOST" run "${JOB[@]}" --out "$T/ref"
+ref=$(pseudo_digest "$T/ref")
+
+slurm_start
+export NBOOST
+SBATCH_OPTS=(--ntasks=4 --overcommit --output="$T/job-%j.out")
+
+# ---- 1. to completion ----
+slurm_submit_wait jobs/run.sbatch "${JOB[0]}" "$T/r1" "${JOB[@]:1}"
+rc=$?
+check "run.sbatch exits 0" test "$rc" -eq 0
+check "the journal ends with done" sh -c "tail -n 1 '$T/r1/journal.jsonl' | grep -q '\"ev\":\"done\"'"
+check "the student checkpoint exists" test -s "$T/r1/round-0/student.h5"
+check "pseudo-labels under srun equal mpirun's" test "$(pseudo_digest "$T/r1")" = "$ref"
+
+# ---- 2. USR1 during the students' training: stop, requeue, resume ----
+# Long enough training that the signal lands in it (the tiny model takes
+# a few ms per step), with the reference run's teacher, so that the labels
+# are comparable.
+SLOW=(--train.steps=4000 --train.checkpoint_every=500 --teacher.model="$T/ref/round-0/teacher.h5")
+slurm_submit_wait jobs/run.sbatch "${JOB[0]}" "$T/r2" "${JOB[@]:1}" "${SLOW[@]}" >/dev/null 2>"$T/wait.err" &
+waiter=$!
+jid="" ready=""
+for _ in $(seq 1 600); do
+	# Labeling of round 0 is done when the round summary exists; the
+	# students are training then.
+	if [ -s "$T/r2/round-0/labels.json" ] || grep -qs '"ev":"checkpoint","round":0,"step":500' "$T/r2/journal.jsonl"; then
+		ready=1
+		break
+	fi
+	sleep 0.1
+done
+jid=$(squeue -h -o %i -n nboost-run | head -n 1)
+check "the job reached the students' training within 60 s" test -n "$ready"
+check "the job is running (squeue)" test -n "$jid"
+if [ -n "$jid" ] && [ -n "$ready" ]; then
+	check "scancel --signal=USR1 --batch $jid" scancel --signal=USR1 --batch "$jid"
+	wait "$waiter"
+	rc=$?
+	out="$T/job-$jid.out"
+	check "sbatch --wait followed the requeue to exit 0 ($(cat "$T/wait.err"))" test "$rc" -eq 0
+	check "the trap ran and requeued" grep -q '^run.sbatch: the run exited 0; requeueing$' "$out"
+	check "the master stopped on the signal" grep -q 'stopping (in-flight units finish' "$out"
+	check "the second run was a restart" grep -q '^run.sbatch: job .* restart 1:' "$out"
+	check "the journal shows a resume" grep -q '"ev":"resume"' "$T/r2/journal.jsonl"
+	check "the resumed run finished" sh -c "tail -n 1 '$T/r2/journal.jsonl' | grep -q '\"ev\":\"done\"'"
+	check "pseudo-labels after the requeue equal mpirun's" test "$(pseudo_digest "$T/r2")" = "$ref"
+else
+	kill "$waiter" 2>/dev/null
+fi
+finish
