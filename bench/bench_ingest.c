@@ -7,10 +7,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <jpeglib.h>
-
 #include "corpus/image/image_io.h"
 #include "bench/bench_util.h"
+#include "test/jpeg_encode.h"
 
 /* A smooth synthetic photo stand-in: gradients and discs compress and
  * decode like natural images, unlike noise. */
@@ -26,28 +25,9 @@ static uint8_t *make_jpeg(int size, size_t *len)
 			p[1] = (uint8_t)(in ? 40 : y * 255 / size);
 			p[2] = (uint8_t)((x + y) * 127 / size);
 		}
-	struct jpeg_compress_struct c;
-	struct jpeg_error_mgr err;
-	c.err = jpeg_std_error(&err);
-	jpeg_create_compress(&c);
-	unsigned char *buf = NULL;
-	unsigned long n = 0;
-	jpeg_mem_dest(&c, &buf, &n);
-	c.image_width = c.image_height = (JDIMENSION)size;
-	c.input_components = 3;
-	c.in_color_space = JCS_RGB;
-	jpeg_set_defaults(&c);
-	jpeg_set_quality(&c, 90, TRUE);
-	jpeg_start_compress(&c, TRUE);
-	while (c.next_scanline < c.image_height) {
-		JSAMPROW row = px + (size_t)c.next_scanline * size * 3;
-		jpeg_write_scanlines(&c, &row, 1);
-	}
-	jpeg_finish_compress(&c);
-	jpeg_destroy_compress(&c);
+	uint8_t *jpg = test_jpeg_encode(px, size, size, 3, JCS_RGB, 90, len);
 	free(px);
-	*len = n;
-	return buf;
+	return jpg;
 }
 
 /* Median images/s over reps for decode(+hint) + resize to 48x48. */

@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "common/nb_error.h"
+#include "common/nb_num.h"
 #include "corpus/synth/synth.h"
 #include "bench/bench_util.h"
 
@@ -66,9 +67,9 @@ static rate run_write(const char *dir, const char *png, uint64_t n, int rep)
 
 int main(int argc, char **argv)
 {
-	uint64_t n = argc > 1 ? strtoull(argv[1], NULL, 10) : 4000;
-	if (n == 0)
-		n = 4000;
+	uint64_t n = 4000;
+	if (argc > 1 && nb_parse_u64(argv[1], 1, 100000000, "bench_synth: scenes per run", &n) < 0)
+		nb_die("%s", nb_errmsg());
 	char dir[] = "/tmp/nboost-bench-synth-XXXXXX";
 	if (!mkdtemp(dir))
 		nb_die("cannot create a temporary directory: mkdtemp failed");

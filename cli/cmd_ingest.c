@@ -3,6 +3,7 @@
 #include <math.h>
 #include <stdarg.h>
 #include <stdint.h>
+#include <mpi.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -200,6 +201,41 @@ static int parse_args(int argc, char **argv, ingest_opts *o, const char **list, 
 	return 0;
 }
 
+/* Rank 0 receives every rank's tally (as text, ingest_tally_encode) and
+ * writes the totals. Collective; 0, or nb_error on rank 0. */
+static int write_totals(const ingest_job *job, const ingest_tally *mine, int rank, int nranks)
+{
+	nb_buf text = {0};
+	ingest_tally_encode(mine, &text);
+	int len = (int)text.len, sum = 0;
+	int *lens = rank == 0 ? nb_xcalloc((size_t)nranks, sizeof(int)) : NULL;
+	MPI_Gather(&len, 1, MPI_INT, lens, 1, MPI_INT, 0, MPI_COMM_WORLD);
+	int *displ = NULL;
+	char *all = NULL;
+	if (rank == 0) {
+		displ = nb_xcalloc((size_t)nranks, sizeof(int));
+		for (int r = 0; r < nranks; r++) {
+			displ[r] = sum;
+			sum += lens[r];
+		}
+		all = nb_xmalloc((size_t)sum + 1);
+	}
+	MPI_Gatherv(text.data, len, MPI_CHAR, all, lens, displ, MPI_CHAR, 0, MPI_COMM_WORLD);
+	int rc = 0;
+	if (rank == 0) {
+		ingest_tally *total = ingest_tally_new();
+		rc = ingest_tally_merge(total, all, (size_t)sum);
+		if (rc == 0)
+			rc = ingest_write_totals(job, total, nranks);
+		ingest_tally_free(total);
+	}
+	free(text.data);
+	free(lens);
+	free(displ);
+	free(all);
+	return rc;
+}
+
 int cmd_ingest(int argc, char **argv)
 {
 	ingest_opts o;
@@ -212,10 +248,15 @@ int cmd_ingest(int argc, char **argv)
 	ranks_start(&argc, &argv, &rank, &size);
 	/* Ranks draw different jitter so that their retries spread out. */
 	o.fetch.seed ^= (uint64_t)rank * 0x9e3779b97f4a7c15ULL;
-	int ok = ingest_run(list, out, &o, rank, size) == 0;
-	if (!ok)
-		fprintf(stderr, "nboost: fatal: %s\n", nb_errmsg());
-	ranks_agree(ok, "ingest");
+	/* Rank 0 prepares the directory; the agreement keeps every rank from
+	 * writing before it has. */
+	ingest_job job;
+	ranks_agree(ingest_open(&job, list, out, &o, rank == 0) == 0, "ingest set-up");
+	ingest_tally *t = ingest_tally_new();
+	ranks_agree(ingest_run_rank(&job, rank, size, t) == 0, "ingest");
+	ranks_agree(write_totals(&job, t, rank, size) == 0, "ingest");
+	ingest_tally_free(t);
+	ingest_close(&job);
 	ranks_finish();
 	return 0;
 }

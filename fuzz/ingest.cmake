@@ -2,7 +2,8 @@
 # each target (not linked from the uninstrumented libraries) so libFuzzer
 # sees its coverage.
 nb_fuzz(fuzz_urllist)
-target_sources(fuzz_urllist PRIVATE ${CMAKE_SOURCE_DIR}/corpus/ingest/urllist.c ${CMAKE_SOURCE_DIR}/common/nb_error.c)
+target_sources(fuzz_urllist PRIVATE ${CMAKE_SOURCE_DIR}/corpus/ingest/urllist.c ${CMAKE_SOURCE_DIR}/common/nb_error.c
+               ${CMAKE_SOURCE_DIR}/common/nb_io.c)
 target_include_directories(fuzz_urllist PRIVATE ${CMAKE_SOURCE_DIR})
 target_link_libraries(fuzz_urllist PRIVATE Threads::Threads)
 

@@ -1,5 +1,6 @@
 # Web ingest: URL lists, codecs and resizing, the HTTP fetcher, the command.
 nb_unit_test(test_urllist nb_ingest)
+nb_unit_test(test_ingest_status nb_ingest)
 nb_unit_test(test_image_codec nb_image)
 nb_script_test(ingest_http ingest_http.sh)
 nb_script_test(fuzz_smoke fuzz_smoke.sh)

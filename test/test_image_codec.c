@@ -3,11 +3,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <jpeglib.h>
 #include <png.h>
 
 #include "common/nb_error.h"
 #include "corpus/image/image_io.h"
+#include "jpeg_encode.h"
 #include "test_util.h"
 
 /* ---- encoders for test inputs ---- */
@@ -28,33 +28,6 @@ static uint8_t *png_encode(const void *px, int w, int h, png_uint_32 format, siz
 		free(buf);
 		return NULL;
 	}
-	*len = n;
-	return buf;
-}
-
-static uint8_t *jpeg_encode(const uint8_t *px, int w, int h, int comps, J_COLOR_SPACE cs, int quality,
-			    size_t *len)
-{
-	struct jpeg_compress_struct c;
-	struct jpeg_error_mgr err;
-	c.err = jpeg_std_error(&err);
-	jpeg_create_compress(&c);
-	unsigned char *buf = NULL;
-	unsigned long n = 0;
-	jpeg_mem_dest(&c, &buf, &n);
-	c.image_width = (JDIMENSION)w;
-	c.image_height = (JDIMENSION)h;
-	c.input_components = comps;
-	c.in_color_space = cs;
-	jpeg_set_defaults(&c);
-	jpeg_set_quality(&c, quality, TRUE);
-	jpeg_start_compress(&c, TRUE);
-	while (c.next_scanline < c.image_height) {
-		JSAMPROW row = (JSAMPROW)(px + (size_t)c.next_scanline * (size_t)w * (size_t)comps);
-		jpeg_write_scanlines(&c, &row, 1);
-	}
-	jpeg_finish_compress(&c);
-	jpeg_destroy_compress(&c);
 	*len = n;
 	return buf;
 }
@@ -188,7 +161,7 @@ static void test_jpeg_variants(void)
 		}
 	size_t len;
 	nb_image im;
-	uint8_t *b = jpeg_encode(rgb, W, H, 3, JCS_RGB, 95, &len);
+	uint8_t *b = test_jpeg_encode(rgb, W, H, 3, JCS_RGB, 95, &len);
 	CHECK(image_decode(b, len, 100000, &im) == IMG_OK);
 	CHECK(im.width == W && im.height == H);
 	if (im.rgb) {
@@ -219,7 +192,7 @@ static void test_jpeg_variants(void)
 	image_free(&im);
 	free(b);
 
-	b = jpeg_encode(gray, W, H, 1, JCS_GRAYSCALE, 95, &len);
+	b = test_jpeg_encode(gray, W, H, 1, JCS_GRAYSCALE, 95, &len);
 	CHECK(image_decode(b, len, 100000, &im) == IMG_OK);
 	if (im.rgb) {
 		const uint8_t *p = im.rgb + (10 * W + 8) * 3;
@@ -229,7 +202,7 @@ static void test_jpeg_variants(void)
 	free(b);
 
 	/* libjpeg writes an Adobe marker for CMYK, whose data is inverted */
-	b = jpeg_encode(cmyk, W, H, 4, JCS_CMYK, 95, &len);
+	b = test_jpeg_encode(cmyk, W, H, 4, JCS_CMYK, 95, &len);
 	CHECK(image_decode(b, len, 100000, &im) == IMG_OK);
 	if (im.rgb) {
 		const uint8_t *p = im.rgb + (10 * W + 8) * 3, *q = im.rgb + (10 * W + 56) * 3;

@@ -1,8 +1,8 @@
 /* image_write_png: RGB8 to a PNG file with libpng, atomically. The file is
- * written as "<dir>/.<name>.tmp.<pid>", flushed and renamed, so a reader
- * (ingest, a manifest consumer) never sees a half-written image, even if the
- * writer is killed. It is not fsynced: one fsync per small image cost ~5 ms,
- * 20x the encoding. Callers that need durability across a power loss sync
+ * written under nb_tmp_name(), flushed and published with nb_publish(), so
+ * a reader (ingest, a manifest consumer) never sees a half-written image,
+ * even if the writer is killed. It is not fsynced (nb_publish's durable is
+ * 0): one fsync per small image cost ~5 ms, 20x the encoding. Callers that need durability across a power loss sync
  * once for a batch (synth calls syncfs before it records a shard's PNGs). */
 #include "corpus/image/image_io.h"
 
@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "common/nb_error.h"
+#include "common/nb_io.h"
 
 /* libpng reports errors through a callback that must not return; the
  * message is kept here for the nb_error() after the longjmp. */
@@ -33,15 +34,6 @@ static void on_png_warning(png_structp png, png_const_charp msg)
 {
 	(void)png;
 	(void)msg;
-}
-
-static int temp_name(const char *path, char *buf, size_t bufsize)
-{
-	const char *slash = strrchr(path, '/');
-	int dirlen = slash ? (int)(slash - path + 1) : 0;
-	const char *base = slash ? slash + 1 : path;
-	int n = snprintf(buf, bufsize, "%.*s.%s.tmp.%ld", dirlen, path, base, (long)getpid());
-	return n < 0 || (size_t)n >= bufsize ? -1 : 0;
 }
 
 /* The libpng part, isolated so that no local variable lives across setjmp. */
@@ -77,11 +69,11 @@ static int encode(FILE *f, const uint8_t *rgb, int width, int height, png_err_ct
 
 int image_write_png(const char *path, const uint8_t *rgb, int width, int height)
 {
-	char tmp[4096];
+	char tmp[4200];
 	if (width <= 0 || height <= 0 || width > 1 << 20 || height > 1 << 20)
 		return nb_error("cannot write png '%s': bad dimensions %dx%d", path, width, height);
-	if (temp_name(path, tmp, sizeof tmp))
-		return nb_error("cannot write png '%s': path too long", path);
+	if (nb_tmp_name(tmp, sizeof tmp, path) < 0)
+		return -1;
 	FILE *f = fopen(tmp, "wb");
 	if (!f)
 		return nb_error("cannot write png '%s': %s", tmp, strerror(errno));
@@ -93,21 +85,12 @@ int image_write_png(const char *path, const uint8_t *rgb, int width, int height)
 		unlink(tmp);
 		return nb_error("cannot write png '%s': libpng: %s", path, ctx.msg);
 	}
-	if (fflush(f)) {
-		int e = errno;
-		fclose(f);
-		unlink(tmp);
-		return nb_error("cannot write png '%s': %s", tmp, strerror(e));
-	}
+	/* fclose flushes, and fails when the flush does. */
 	if (fclose(f)) {
 		int e = errno;
 		unlink(tmp);
 		return nb_error("cannot write png '%s': %s", tmp, strerror(e));
 	}
-	if (rename(tmp, path)) {
-		int e = errno;
-		unlink(tmp);
-		return nb_error("cannot write png '%s': rename: %s", path, strerror(e));
-	}
-	return 0;
+	/* Not durable, see the top of this file. */
+	return nb_publish(tmp, path, 0);
 }

@@ -4,9 +4,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "common/nb_error.h"
+#include "common/nb_io.h"
+#include "common/nb_time.h"
 #include "corpus/ingest/fetch.h"
 
 void fetch_opts_default(fetch_opts *o)
@@ -32,13 +33,6 @@ int fetch_status_retryable(const char *s)
 	return !strncmp(s, "http_5", 6) && strlen(s) == 8;
 }
 
-static double now_s(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
-}
-
 typedef struct {
 	size_t idx;
 	int attempts;
@@ -59,7 +53,7 @@ typedef struct {
 typedef struct {
 	char **name;
 	int *active;
-	int n, cap;
+	size_t n, cap;
 } host_table;
 
 static int host_id(host_table *h, const char *url)
@@ -70,20 +64,20 @@ static int host_id(host_table *h, const char *url)
 		curl_url_get(u, CURLUPART_HOST, &host, 0);
 	curl_url_cleanup(u);
 	const char *key = host ? host : "";
-	for (int i = 0; i < h->n; i++)
+	for (size_t i = 0; i < h->n; i++)
 		if (!strcmp(h->name[i], key)) {
 			curl_free(host);
-			return i;
+			return (int)i;
 		}
-	if (h->n == h->cap) {
-		h->cap = h->cap ? h->cap * 2 : 16;
-		h->name = nb_xrealloc(h->name, (size_t)h->cap * sizeof(char *));
-		h->active = nb_xrealloc(h->active, (size_t)h->cap * sizeof(int));
-	}
+	/* Two arrays, one capacity: name grows first, active follows it. */
+	size_t cap = h->cap;
+	NB_GROW(h->name, h->cap, h->n + 1, 16);
+	if (h->cap != cap)
+		h->active = nb_xrealloc(h->active, h->cap * sizeof(int));
 	h->name[h->n] = nb_xstrdup(key);
 	h->active[h->n] = 0;
 	curl_free(host);
-	return h->n++;
+	return (int)h->n++;
 }
 
 static size_t on_body(char *data, size_t size, size_t nmemb, void *p)
@@ -95,13 +89,7 @@ static size_t on_body(char *data, size_t size, size_t nmemb, void *p)
 		s->too_large = 1;
 		return 0;
 	}
-	if (s->len + n > s->cap) {
-		size_t c = s->cap ? s->cap : 65536;
-		while (c < s->len + n)
-			c *= 2;
-		s->buf = nb_xrealloc(s->buf, c);
-		s->cap = c;
-	}
+	NB_GROW(s->buf, s->cap, s->len + n, 65536);
 	memcpy(s->buf + s->len, data, n);
 	s->len += n;
 	return n;
@@ -175,145 +163,194 @@ static int setup_slot(slot *s, const fetch_opts *o)
 	return 0;
 }
 
-int fetch_run(const fetch_opts *o, const char *const *urls, size_t n, fetch_cb cb, void *ctx,
-	      fetch_stats *stats)
+/* One fetch_run: the multi handle, its slots, the queue of requests not in
+ * flight (new ones and retries backing off), and the per-host counts. */
+typedef struct {
+	const fetch_opts *o;
+	const char *const *urls;
+	fetch_cb cb;
+	void *ctx;
+	CURLM *multi;
+	slot *slots;
+	int ns, running;
+	host_table hosts;
+	request *queue;
+	size_t nq, done;
+	uint64_t rng;              /* backoff jitter */
+	fetch_stats st;
+} fetcher;
+
+static void fetcher_free(fetcher *f)
 {
-	fetch_stats st = {0};
-	double t0 = now_s();
+	for (int i = 0; i < f->ns; i++) {
+		curl_easy_cleanup(f->slots[i].easy);
+		free(f->slots[i].buf);
+	}
+	free(f->slots);
+	for (size_t i = 0; i < f->hosts.n; i++)
+		free(f->hosts.name[i]);
+	free(f->hosts.name);
+	free(f->hosts.active);
+	free(f->queue);
+	curl_multi_cleanup(f->multi);
+	curl_global_cleanup();
+}
+
+/* Sets up libcurl and queues urls[0..n) in order. 0 or nb_error (then
+ * nothing is left to free). */
+static int fetcher_init(fetcher *f, const fetch_opts *o, const char *const *urls, size_t n, fetch_cb cb,
+			void *ctx)
+{
+	memset(f, 0, sizeof(*f));
 	if (o->concurrency < 1 || o->per_host < 1)
 		return nb_error("cannot fetch: concurrency %d and per-host %d must be at least 1",
 				o->concurrency, o->per_host);
 	if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK)
 		return nb_error("cannot fetch: curl_global_init failed");
-	CURLM *multi = curl_multi_init();
-	if (!multi) {
+	f->multi = curl_multi_init();
+	if (!f->multi) {
 		curl_global_cleanup();
 		return nb_error("cannot fetch: curl_multi_init failed");
 	}
-	int ns = o->concurrency;
-	slot *slots = nb_xcalloc((size_t)ns, sizeof(slot));
-	for (int i = 0; i < ns; i++)
-		if (setup_slot(&slots[i], o) < 0) {
-			for (int k = 0; k < i; k++)
-				curl_easy_cleanup(slots[k].easy);
-			free(slots);
-			curl_multi_cleanup(multi);
-			curl_global_cleanup();
+	f->slots = nb_xcalloc((size_t)o->concurrency, sizeof(slot));
+	for (; f->ns < o->concurrency; f->ns++)
+		if (setup_slot(&f->slots[f->ns], o) < 0) {
+			fetcher_free(f);
 			return nb_error("cannot fetch: curl_easy_init failed");
 		}
-	host_table hosts = {0};
-	request *queue = nb_xmalloc((n ? n : 1) * sizeof(request));
-	size_t nq = 0;
+	f->o = o;
+	f->urls = urls;
+	f->cb = cb;
+	f->ctx = ctx;
+	f->queue = nb_xmalloc((n ? n : 1) * sizeof(request));
 	for (size_t i = 0; i < n; i++)
-		queue[nq++] = (request){i, 0, host_id(&hosts, urls[i]), 0};
-	uint64_t rng = o->seed;
-	size_t done = 0;
-	int running = 0;
-	while (done < n) {
-		double now = now_s(), wake = now + 0.2;
-		/* Start what may start: FIFO order, skipping hosts at their limit
-		 * and requests still backing off. */
-		for (size_t q = 0; q < nq && running < ns;) {
-			request *r = &queue[q];
-			if (r->not_before > now || hosts.active[r->host] >= o->per_host) {
-				if (r->not_before > now && r->not_before < wake)
-					wake = r->not_before;
-				q++;
-				continue;
-			}
-			slot *s = NULL;
-			for (int i = 0; i < ns; i++)
-				if (!slots[i].busy) {
-					s = &slots[i];
-					break;
-				}
-			s->busy = 1;
-			s->req = *r;
-			s->req.attempts++;
-			s->len = 0;
-			s->too_large = 0;
-			s->errbuf[0] = 0;
-			curl_easy_setopt(s->easy, CURLOPT_URL, urls[r->idx]);
-			curl_multi_add_handle(multi, s->easy);
-			hosts.active[r->host]++;
-			running++;
-			st.attempts++;
-			memmove(r, r + 1, (nq - q - 1) * sizeof(request));
-			nq--;
+		f->queue[f->nq++] = (request){i, 0, host_id(&f->hosts, urls[i]), 0};
+	f->rng = o->seed;
+	return 0;
+}
+
+/* Starts what may start, in FIFO order, skipping hosts at their limit and
+ * requests still backing off; lowers *wake to the earliest not-before
+ * time among those. */
+static void start_ready(fetcher *f, double now, double *wake)
+{
+	for (size_t q = 0; q < f->nq && f->running < f->ns;) {
+		request *r = &f->queue[q];
+		if (r->not_before > now || f->hosts.active[r->host] >= f->o->per_host) {
+			if (r->not_before > now && r->not_before < *wake)
+				*wake = r->not_before;
+			q++;
+			continue;
 		}
-		int still;
-		curl_multi_perform(multi, &still);
+		slot *s = NULL;
+		for (int i = 0; i < f->ns; i++)
+			if (!f->slots[i].busy) {
+				s = &f->slots[i];
+				break;
+			}
+		s->busy = 1;
+		s->req = *r;
+		s->req.attempts++;
+		s->len = 0;
+		s->too_large = 0;
+		s->errbuf[0] = 0;
+		curl_easy_setopt(s->easy, CURLOPT_URL, f->urls[r->idx]);
+		curl_multi_add_handle(f->multi, s->easy);
+		f->hosts.active[r->host]++;
+		f->running++;
+		f->st.attempts++;
+		memmove(r, r + 1, (f->nq - q - 1) * sizeof(request));
+		f->nq--;
+	}
+}
+
+/* Queues the slot's request again after a delay: the server's Retry-After
+ * (ra_ms >= 0), else exponential backoff, both capped. */
+static void queue_retry(fetcher *f, const slot *s, long ra_ms)
+{
+	const fetch_opts *o = f->o;
+	double d;
+	if (ra_ms >= 0) {
+		d = (double)(ra_ms < o->max_retry_after_ms ? ra_ms : o->max_retry_after_ms);
+	} else {
+		d = (double)o->backoff_ms * (double)(1u << (s->req.attempts - 1 < 16 ? s->req.attempts - 1 : 16));
+		if (d > (double)o->max_retry_after_ms)
+			d = (double)o->max_retry_after_ms;
+		/* Full jitter in [d/2, d): clients that failed together
+		 * do not come back together. */
+		d = d * (0.5 + 0.5 * (double)(splitmix(&f->rng) >> 11) / 9007199254740992.0);
+	}
+	request r = s->req;
+	r.not_before = nb_now() + d / 1000.0;
+	f->queue[f->nq++] = r;
+	f->st.retries++;
+}
+
+/* A transfer that finished: frees its slot, then retries it or hands its
+ * final result to the callback. */
+static void finish(fetcher *f, slot *s, CURLcode rc)
+{
+	char status[32];
+	long code, ra_ms;
+	classify(s, rc, status, sizeof(status), &code, &ra_ms);
+	curl_multi_remove_handle(f->multi, s->easy);
+	f->hosts.active[s->req.host]--;
+	f->running--;
+	s->busy = 0;
+	f->st.bytes += s->len;
+	if (fetch_status_retryable(status) && s->req.attempts <= f->o->retries) {
+		queue_retry(f, s, ra_ms);
+		return;
+	}
+	int ok = !strcmp(status, "ok");
+	fetch_result res = {
+		.index = s->req.idx,
+		.status = status,
+		.http_code = code,
+		.body = ok ? s->buf : NULL,
+		.len = ok ? s->len : 0,
+		.attempts = s->req.attempts,
+		.detail = rc == CURLE_OK ? "" : (s->errbuf[0] ? s->errbuf : curl_easy_strerror(rc)),
+	};
+	double c0 = nb_now();
+	f->cb(f->ctx, &res);
+	f->st.callback_s += nb_now() - c0;
+	f->done++;
+}
+
+int fetch_run(const fetch_opts *o, const char *const *urls, size_t n, fetch_cb cb, void *ctx,
+	      fetch_stats *stats)
+{
+	double t0 = nb_now();
+	fetcher f;
+	if (fetcher_init(&f, o, urls, n, cb, ctx) < 0)
+		return -1;
+	while (f.done < n) {
+		double now = nb_now(), wake = now + 0.2;
+		start_ready(&f, now, &wake);
+		int still, left, finished = 0;
+		curl_multi_perform(f.multi, &still);
 		CURLMsg *m;
-		int left, finished = 0;
-		while ((m = curl_multi_info_read(multi, &left))) {
+		while ((m = curl_multi_info_read(f.multi, &left))) {
 			if (m->msg != CURLMSG_DONE)
 				continue;
 			finished++;
 			slot *s;
 			curl_easy_getinfo(m->easy_handle, CURLINFO_PRIVATE, (char **)&s);
-			CURLcode rc = m->data.result;
-			char status[32];
-			long code, ra_ms;
-			classify(s, rc, status, sizeof(status), &code, &ra_ms);
-			curl_multi_remove_handle(multi, s->easy);
-			hosts.active[s->req.host]--;
-			running--;
-			s->busy = 0;
-			st.bytes += s->len;
-			if (fetch_status_retryable(status) && s->req.attempts <= o->retries) {
-				double d;
-				if (ra_ms >= 0) {
-					d = (double)(ra_ms < o->max_retry_after_ms ? ra_ms : o->max_retry_after_ms);
-				} else {
-					d = (double)o->backoff_ms * (double)(1u << (s->req.attempts - 1 < 16 ? s->req.attempts - 1 : 16));
-					if (d > (double)o->max_retry_after_ms)
-						d = (double)o->max_retry_after_ms;
-					/* Full jitter in [d/2, d): clients that failed together
-					 * do not come back together. */
-					d = d * (0.5 + 0.5 * (double)(splitmix(&rng) >> 11) / 9007199254740992.0);
-				}
-				request r = s->req;
-				r.not_before = now_s() + d / 1000.0;
-				queue[nq++] = r;
-				st.retries++;
-				continue;
-			}
-			fetch_result res = {
-				.index = s->req.idx,
-				.status = status,
-				.http_code = code,
-				.body = strcmp(status, "ok") ? NULL : s->buf,
-				.len = strcmp(status, "ok") ? 0 : s->len,
-				.attempts = s->req.attempts,
-				.detail = rc == CURLE_OK ? "" : (s->errbuf[0] ? s->errbuf : curl_easy_strerror(rc)),
-			};
-			double c0 = now_s();
-			cb(ctx, &res);
-			st.callback_s += now_s() - c0;
-			done++;
+			finish(&f, s, m->data.result);
 		}
 		/* A finished transfer frees a slot: start the next one at once
 		 * instead of sleeping until the next wake-up. */
-		if (done < n && !finished) {
-			double w = wake - now_s();
+		if (f.done < n && !finished) {
+			double w = wake - nb_now();
 			int ms = w <= 0 ? 0 : (int)(w * 1000) + 1;
-			if (running > 0 || ms > 0)
-				curl_multi_poll(multi, NULL, 0, running > 0 ? (ms < 100 ? ms : 100) : ms, NULL);
+			if (f.running > 0 || ms > 0)
+				curl_multi_poll(f.multi, NULL, 0, f.running > 0 ? (ms < 100 ? ms : 100) : ms, NULL);
 		}
 	}
-	for (int i = 0; i < ns; i++) {
-		curl_easy_cleanup(slots[i].easy);
-		free(slots[i].buf);
-	}
-	free(slots);
-	for (int i = 0; i < hosts.n; i++)
-		free(hosts.name[i]);
-	free(hosts.name);
-	free(hosts.active);
-	free(queue);
-	curl_multi_cleanup(multi);
-	curl_global_cleanup();
-	st.wall_s = now_s() - t0;
+	fetch_stats st = f.st;
+	fetcher_free(&f);
+	st.wall_s = nb_now() - t0;
 	if (stats)
 		*stats = st;
 	return 0;

@@ -1,20 +1,19 @@
 /* The ingest driver: shards of list records -> fetch -> decode -> resize ->
- * dedup -> image shard + status table + stats. */
-#include <errno.h>
+ * dedup -> image shard + status table + stats. One process's work; the
+ * ranks are the caller's (cli/cmd_ingest.c). */
 #include <inttypes.h>
-#include <mpi.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "common/nb_error.h"
 #include "common/nb_io.h"
+#include "common/nb_time.h"
 #include "corpus/ingest/ingest.h"
-#include "store/shard_store.h"
+#include "corpus/ingest/ingest_tally.h"
 #include "corpus/ingest/urllist.h"
+#include "store/shard_store.h"
 
 void ingest_opts_default(ingest_opts *o)
 {
@@ -26,83 +25,6 @@ void ingest_opts_default(ingest_opts *o)
 	o->shard_size = 1000;
 	o->dct_scaling = 1;
 	o->progress = 1;
-}
-
-static double now_s(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
-}
-
-/* ---- status counters ---- */
-
-typedef struct {
-	char name[32];
-	uint64_t count;
-} counter;
-
-typedef struct {
-	counter *c;
-	int n, cap;
-} counters;
-
-static void count_add(counters *t, const char *name, uint64_t k)
-{
-	for (int i = 0; i < t->n; i++)
-		if (!strcmp(t->c[i].name, name)) {
-			t->c[i].count += k;
-			return;
-		}
-	if (t->n == t->cap) {
-		t->cap = t->cap ? t->cap * 2 : 16;
-		t->c = nb_xrealloc(t->c, (size_t)t->cap * sizeof(counter));
-	}
-	snprintf(t->c[t->n].name, sizeof(t->c[t->n].name), "%s", name);
-	t->c[t->n++].count = k;
-}
-
-static int counter_cmp(const void *a, const void *b)
-{
-	return strcmp(((const counter *)a)->name, ((const counter *)b)->name);
-}
-
-/* Time breakdown, seconds. */
-enum { T_WALL, T_NETWORK, T_DECODE, T_RESIZE, T_HASH, T_WRITE, T_N };
-static const char *const timer_names[T_N] = {"wall", "network", "decode", "resize", "hash", "write"};
-
-typedef struct {
-	counters status;
-	double t[T_N];
-	uint64_t bytes, attempts, retries, images;
-} tally;
-
-static void tally_json(const tally *y, const char *head, char **out, size_t *len)
-{
-	size_t cap = 4096 + (size_t)y->status.n * 64;
-	char *s = nb_xmalloc(cap);
-	size_t k = 0;
-	k += (size_t)snprintf(s + k, cap - k, "{%s\"status\": {", head);
-	counter *sorted = nb_xmalloc(sizeof(counter) * (size_t)(y->status.n + 1));
-	memcpy(sorted, y->status.c, sizeof(counter) * (size_t)y->status.n);
-	qsort(sorted, (size_t)y->status.n, sizeof(counter), counter_cmp);
-	uint64_t records = 0;
-	for (int i = 0; i < y->status.n; i++) {
-		k += (size_t)snprintf(s + k, cap - k, "%s\"%s\": %" PRIu64, i ? ", " : "", sorted[i].name,
-				      sorted[i].count);
-		records += sorted[i].count;
-	}
-	free(sorted);
-	k += (size_t)snprintf(s + k, cap - k,
-			      "}, \"records\": %" PRIu64 ", \"images\": %" PRIu64 ", \"bytes\": %" PRIu64
-			      ", \"attempts\": %" PRIu64 ", \"retries\": %" PRIu64 ", \"time_s\": {",
-			      records, y->images, y->bytes, y->attempts, y->retries);
-	for (int i = 0; i < T_N; i++)
-		k += (size_t)snprintf(s + k, cap - k, "%s\"%s\": %.6f", i ? ", " : "", timer_names[i], y->t[i]);
-	double ips = y->t[T_WALL] > 0 ? (double)y->images / y->t[T_WALL] : 0;
-	k += (size_t)snprintf(s + k, cap - k, "}, \"images_per_s\": %.2f}\n", ips);
-	*out = s;
-	*len = k;
 }
 
 /* ---- content hash (dedup) ---- */
@@ -136,61 +58,84 @@ static void content_hash(const uint8_t *p, size_t n, uint64_t h[2])
 
 /* ---- one shard ---- */
 
+/* Shard k of a run: rows[i] and img[i] are list entry lo + i. */
 typedef struct {
-	const ingest_opts *o;
+	const ingest_job *j;
+	int k, rank;
+	char h5[4096], status[4096], stats[4096];
+	size_t lo, n;
 	ingest_row *rows;
-	uint8_t **img;
-	size_t *todo;              /* fetch index -> row index */
-	tally *y;
-	int rank, shard;
-	size_t done, total;
-	double last_progress, start;
-} shard_job;
+	size_t nrows;              /* rows allocated (n once they are checked) */
+	uint8_t **img;             /* the ok images, size x size RGB, else NULL */
+	int rerun;                 /* the shard was complete: a --retry-failed run */
+	double t0;                 /* start of the fetch: the shard's wall time */
+	ingest_tally y;            /* this run of the shard */
+} shard_run;
 
-static void set_detail(ingest_row *r, const char *msg)
+static void set_status(ingest_row *r, const char *status, const char *detail)
 {
+	snprintf(r->status, sizeof(r->status), "%s", status);
 	free(r->detail);
-	r->detail = nb_xstrdup(msg ? msg : "");
+	r->detail = nb_xstrdup(detail ? detail : "");
 }
+
+/* Counts the rows' statuses, and their ok images, into y. */
+static void tally_rows(ingest_tally *y, const ingest_row *rows, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		tally_count(y, rows[i].status, 1);
+		y->images += !strcmp(rows[i].status, "ok");
+	}
+}
+
+/* Hashes, decodes and resizes the body fetched for row ri. */
+static void take_image(shard_run *s, size_t ri, const fetch_result *fr)
+{
+	const ingest_opts *o = &s->j->o;
+	ingest_row *r = &s->rows[ri];
+	double t0 = nb_now();
+	content_hash(fr->body, fr->len, r->hash);
+	double t1 = nb_now();
+	nb_image im = {0};
+	int hint = o->dct_scaling ? o->size : 0;
+	image_status st = image_decode_hint(fr->body, fr->len, o->max_pixels, hint, hint, &im);
+	double t2 = nb_now();
+	s->y.t[T_HASH] += t1 - t0;
+	s->y.t[T_DECODE] += t2 - t1;
+	if (st != IMG_OK) {
+		set_status(r, image_status_name(st), nb_errmsg());
+		return;
+	}
+	s->img[ri] = nb_xmalloc((size_t)o->size * (size_t)o->size * 3);
+	image_resize(&im, o->size, o->size, o->mode, s->img[ri]);
+	image_free(&im);
+	s->y.t[T_RESIZE] += nb_now() - t2;
+	set_status(r, "ok", "");
+}
+
+typedef struct {
+	shard_run *s;
+	const size_t *todo;        /* fetch index -> row index */
+	size_t done, total;
+	double last_progress;
+} fetch_ctx;
 
 static void on_fetched(void *ctx, const fetch_result *fr)
 {
-	shard_job *j = ctx;
-	size_t ri = j->todo[fr->index];
-	ingest_row *r = &j->rows[ri];
-	r->attempts += fr->attempts;
-	j->done++;
-	if (strcmp(fr->status, "ok") != 0) {
-		snprintf(r->status, sizeof(r->status), "%s", fr->status);
-		set_detail(r, fr->detail);
-	} else {
-		const ingest_opts *o = j->o;
-		double t0 = now_s();
-		content_hash(fr->body, fr->len, r->hash);
-		double t1 = now_s();
-		nb_image im = {0};
-		int hint = o->dct_scaling ? o->size : 0;
-		image_status st = image_decode_hint(fr->body, fr->len, o->max_pixels, hint, hint, &im);
-		double t2 = now_s();
-		j->y->t[T_HASH] += t1 - t0;
-		j->y->t[T_DECODE] += t2 - t1;
-		if (st != IMG_OK) {
-			snprintf(r->status, sizeof(r->status), "%s", image_status_name(st));
-			set_detail(r, nb_errmsg());
-		} else {
-			j->img[ri] = nb_xmalloc((size_t)o->size * (size_t)o->size * 3);
-			image_resize(&im, o->size, o->size, o->mode, j->img[ri]);
-			image_free(&im);
-			j->y->t[T_RESIZE] += now_s() - t2;
-			snprintf(r->status, sizeof(r->status), "ok");
-			set_detail(r, "");
-		}
-	}
-	double now = now_s();
-	if (j->o->progress && now - j->last_progress >= 2.0) {
-		j->last_progress = now;
-		fprintf(stderr, "ingest: rank %d: shard %d: %zu/%zu fetched, %.1f records/s\n", j->rank,
-			j->shard, j->done, j->total, (double)j->done / (now - j->start));
+	fetch_ctx *c = ctx;
+	shard_run *s = c->s;
+	size_t ri = c->todo[fr->index];
+	s->rows[ri].attempts += fr->attempts;
+	c->done++;
+	if (strcmp(fr->status, "ok") != 0)
+		set_status(&s->rows[ri], fr->status, fr->detail);
+	else
+		take_image(s, ri, fr);
+	double now = nb_now();
+	if (s->j->o.progress && now - c->last_progress >= 2.0) {
+		c->last_progress = now;
+		fprintf(stderr, "ingest: rank %d: shard %d: %zu/%zu fetched, %.1f records/s\n", s->rank, s->k,
+			c->done, c->total, (double)c->done / (now - s->t0));
 	}
 }
 
@@ -224,22 +169,13 @@ static void dedup(ingest_row *rows, uint8_t **img, size_t n)
 			g--;
 		if (g == i)
 			continue;
-		ingest_row *r = &rows[refs[i].row];
-		snprintf(r->status, sizeof(r->status), "duplicate");
 		char d[64];
 		snprintf(d, sizeof(d), "same content as line %ld", rows[refs[g].row].line);
-		set_detail(r, d);
+		set_status(&rows[refs[i].row], "duplicate", d);
 		free(img[refs[i].row]);
 		img[refs[i].row] = NULL;
 	}
 	free(refs);
-}
-
-static void shard_names(const char *dir, int k, char *h5, char *st, char *js, size_t cap)
-{
-	snprintf(h5, cap, "%s/ingest-%05d.h5", dir, k);
-	snprintf(st, cap, "%s/ingest-%05d.status.tsv", dir, k);
-	snprintf(js, cap, "%s/ingest-%05d.stats.json", dir, k);
 }
 
 /* Loads the ok images of a completed shard into img[] for a retry run. */
@@ -273,274 +209,219 @@ static int load_ok_images(const char *h5, const ingest_row *rows, size_t n, int 
 	return rc < 0 ? -1 : 0;
 }
 
-static void tally_rows(tally *y, const ingest_row *rows, size_t n)
+/* A first run: one pending row per list entry, bad lines settled at once. */
+static void new_rows(shard_run *s)
 {
-	for (size_t i = 0; i < n; i++)
-		count_add(&y->status, rows[i].status, 1);
-}
-
-static int run_shard(const urllist *l, const char *list_path, const char *dir, const ingest_opts *o,
-		     int k, int rank, tally *total)
-{
-	char h5[4096], stp[4096], js[4096];
-	shard_names(dir, k, h5, stp, js, sizeof(h5));
-	size_t lo = (size_t)k * o->shard_size;
-	size_t hi = lo + o->shard_size < l->n ? lo + o->shard_size : l->n;
-	size_t n = hi - lo;
-	ingest_row *rows = NULL;
-	size_t nrows = 0;
-	uint8_t **img = nb_xcalloc(n ? n : 1, sizeof(uint8_t *));
-	int rerun = access(stp, F_OK) == 0 && access(h5, F_OK) == 0;
-	if (rerun) {
-		if (ingest_status_read(stp, &rows, &nrows) < 0) {
-			free(img);
-			return -1;
-		}
-		int same = nrows == n;
-		for (size_t i = 0; same && i < n; i++)
-			same = rows[i].line == l->e[lo + i].line;
-		if (!same) {
-			ingest_rows_free(rows, nrows);
-			free(img);
-			return nb_error("cannot resume shard %d: status table '%s' does not match the list '%s' "
-					"(was the list edited?)", k, stp, list_path);
-		}
-		size_t retry = 0;
-		for (size_t i = 0; i < n; i++)
-			retry += o->retry_failed && fetch_status_retryable(rows[i].status);
-		if (retry == 0) {
-			tally_rows(total, rows, n);
-			for (size_t i = 0; i < n; i++)
-				total->images += !strcmp(rows[i].status, "ok");
-			ingest_rows_free(rows, nrows);
-			free(img);
-			return 0;
-		}
-		if (load_ok_images(h5, rows, n, o->size, img) < 0)
-			goto fail;
-	} else {
-		rows = nb_xcalloc(n ? n : 1, sizeof(ingest_row));
-		for (size_t i = 0; i < n; i++) {
-			const urllist_entry *e = &l->e[lo + i];
-			ingest_row *r = &rows[i];
-			r->line = e->line;
-			r->id = (uint64_t)e->line;
-			r->url = nb_xstrdup(e->url);
-			r->key = nb_xstrdup(e->key);
-			if (e->bad) {
-				snprintf(r->status, sizeof(r->status), "bad_line");
-				char d[4200];
-				snprintf(d, sizeof(d), "%s:%ld: %s", list_path, e->line, e->bad);
-				r->detail = nb_xstrdup(d);
-			} else {
-				snprintf(r->status, sizeof(r->status), "pending");
-				r->detail = nb_xstrdup("");
-			}
+	const ingest_job *j = s->j;
+	s->rows = nb_xcalloc(s->n ? s->n : 1, sizeof(ingest_row));
+	s->nrows = s->n;
+	for (size_t i = 0; i < s->n; i++) {
+		const urllist_entry *e = &j->list.e[s->lo + i];
+		ingest_row *r = &s->rows[i];
+		r->line = e->line;
+		r->id = (uint64_t)e->line;
+		r->url = nb_xstrdup(e->url);
+		r->key = nb_xstrdup(e->key);
+		if (e->bad) {
+			char d[4200];
+			snprintf(d, sizeof(d), "%s:%ld: %s", j->list_path, e->line, e->bad);
+			set_status(r, "bad_line", d);
+		} else {
+			set_status(r, "pending", "");
 		}
 	}
+}
 
-	tally y = {0};
-	double t0 = now_s();
+/* A complete shard: its status table must describe the same list lines.
+ * 1 when there is nothing to retry (its counts go to s->y), 0 when the
+ * retryable records are to be fetched again (the ok images are read back),
+ * -1 on error. */
+static int resume_rows(shard_run *s)
+{
+	const ingest_job *j = s->j;
+	if (ingest_status_read(s->status, &s->rows, &s->nrows) < 0)
+		return -1;
+	int same = s->nrows == s->n;
+	for (size_t i = 0; same && i < s->n; i++)
+		same = s->rows[i].line == j->list.e[s->lo + i].line;
+	if (!same)
+		return nb_error("cannot resume shard %d: status table '%s' does not match the list '%s' "
+				"(was the list edited?)", s->k, s->status, j->list_path);
+	size_t retry = 0;
+	for (size_t i = 0; i < s->n; i++)
+		retry += j->o.retry_failed && fetch_status_retryable(s->rows[i].status);
+	if (retry == 0) {
+		tally_rows(&s->y, s->rows, s->n);
+		return 1;
+	}
+	return load_ok_images(s->h5, s->rows, s->n, j->o.size, s->img);
+}
+
+/* Fetches the pending records (on a rerun: the retryable ones), decodes
+ * what arrives, then marks duplicates. 0 or nb_error. */
+static int fetch_shard(shard_run *s)
+{
+	size_t n = s->n, nt = 0;
 	size_t *todo = nb_xmalloc((n ? n : 1) * sizeof(size_t));
 	const char **urls = nb_xmalloc((n ? n : 1) * sizeof(char *));
-	size_t nt = 0;
 	for (size_t i = 0; i < n; i++)
-		if (!strcmp(rows[i].status, "pending") || (rerun && fetch_status_retryable(rows[i].status))) {
+		if (!strcmp(s->rows[i].status, "pending") || (s->rerun && fetch_status_retryable(s->rows[i].status))) {
 			todo[nt] = i;
-			urls[nt++] = rows[i].url;
+			urls[nt++] = s->rows[i].url;
 		}
-	shard_job job = {o, rows, img, todo, &y, rank, k, 0, nt, t0, t0};
+	fetch_ctx c = {s, todo, 0, nt, s->t0};
 	fetch_stats fs;
-	int rc = fetch_run(&o->fetch, urls, nt, on_fetched, &job, &fs);
+	int rc = fetch_run(&s->j->o.fetch, urls, nt, on_fetched, &c, &fs);
 	free(urls);
 	free(todo);
 	if (rc < 0)
-		goto fail_tally;
-	y.t[T_NETWORK] = fs.wall_s - fs.callback_s;
-	y.bytes = fs.bytes;
-	y.attempts = fs.attempts;
-	y.retries = fs.retries;
-	dedup(rows, img, n);
+		return -1;
+	s->y.t[T_NETWORK] = fs.wall_s - fs.callback_s;
+	s->y.bytes = fs.bytes;
+	s->y.attempts = fs.attempts;
+	s->y.retries = fs.retries;
+	dedup(s->rows, s->img, n);
+	return 0;
+}
 
-	double tw = now_s();
+/* The ok images, in record order, into the shard's .h5. 0 or nb_error. */
+static int write_images(shard_run *s)
+{
+	double t0 = nb_now();
 	shard_meta meta = {0};
 	meta.kind = SHARD_IMAGES;
-	meta.height = meta.width = o->size;
-	meta.zstd_level = o->zstd_level;
-	shard_writer *w = shard_create(h5, &meta);
+	meta.height = meta.width = s->j->o.size;
+	meta.zstd_level = s->j->o.zstd_level;
+	shard_writer *w = shard_create(s->h5, &meta);
 	if (!w)
-		goto fail_tally;
-	for (size_t i = 0; i < n; i++) {
-		if (strcmp(rows[i].status, "ok"))
+		return -1;
+	for (size_t i = 0; i < s->n; i++) {
+		if (strcmp(s->rows[i].status, "ok"))
 			continue;
-		shard_sample s = {0};
-		s.id = rows[i].id;
-		s.image = img[i];
-		s.source = rows[i].url;
-		if (shard_append(w, &s) < 0) {
+		shard_sample smp = {0};
+		smp.id = s->rows[i].id;
+		smp.image = s->img[i];
+		smp.source = s->rows[i].url;
+		if (shard_append(w, &smp) < 0) {
 			shard_abort(w);
-			goto fail_tally;
+			return -1;
 		}
-		y.images++;
 	}
 	if (shard_commit(w) < 0)
-		goto fail_tally;
-	y.t[T_WRITE] = now_s() - tw;
-	if (ingest_status_write(stp, rows, n) < 0)
-		goto fail_tally;
-	y.t[T_WALL] = now_s() - t0;
-	tally_rows(&y, rows, n);
-	char head[64];
-	snprintf(head, sizeof(head), "\"shard\": %d, ", k);
-	char *json;
-	size_t jl;
-	tally_json(&y, head, &json, &jl);
-	rc = ingest_write_atomic(js, json, jl);
-	free(json);
-	if (rc < 0)
-		goto fail_tally;
-	for (int i = 0; i < y.status.n; i++)
-		count_add(&total->status, y.status.c[i].name, y.status.c[i].count);
-	for (int i = 0; i < T_N; i++)
-		total->t[i] += y.t[i];
-	total->bytes += y.bytes;
-	total->attempts += y.attempts;
-	total->retries += y.retries;
-	total->images += y.images;
-	free(y.status.c);
-	for (size_t i = 0; i < n; i++)
-		free(img[i]);
-	free(img);
-	ingest_rows_free(rows, n);
+		return -1;
+	s->y.t[T_WRITE] = nb_now() - t0;
 	return 0;
-fail_tally:
-	free(y.status.c);
-fail:
-	for (size_t i = 0; i < n; i++)
-		free(img[i]);
-	free(img);
-	ingest_rows_free(rows, rerun ? nrows : n);
-	return -1;
 }
 
-/* Rank 0 receives every rank's counters as "name count" lines. */
-static void gather_totals(tally *t, int rank, int nranks)
+/* The status table, which marks the shard complete, then its stats. */
+static int write_tables(shard_run *s)
 {
-	/* A line is at most 31 (name) + 1 + 20 (digits) + 1 bytes. */
-	char *text = nb_xmalloc((size_t)t->status.n * 64 + 1);
-	size_t k = 0;
-	text[0] = 0;
-	for (int i = 0; i < t->status.n; i++)
-		k += (size_t)snprintf(text + k, 64, "%s %" PRIu64 "\n", t->status.c[i].name, t->status.c[i].count);
-	int len = (int)k;
-	int *lens = rank == 0 ? nb_xcalloc((size_t)nranks, sizeof(int)) : NULL;
-	MPI_Gather(&len, 1, MPI_INT, lens, 1, MPI_INT, 0, MPI_COMM_WORLD);
-	int *displ = NULL;
-	char *all = NULL;
-	int sum = 0;
-	if (rank == 0) {
-		displ = nb_xcalloc((size_t)nranks, sizeof(int));
-		for (int r = 0; r < nranks; r++) {
-			displ[r] = sum;
-			sum += lens[r];
-		}
-		all = nb_xmalloc((size_t)sum + 1);
-	}
-	MPI_Gatherv(text, len, MPI_CHAR, all, lens, displ, MPI_CHAR, 0, MPI_COMM_WORLD);
-	double tin[T_N + 4], tout[T_N + 4];
-	for (int i = 0; i < T_N; i++)
-		tin[i] = t->t[i];
-	tin[T_N] = (double)t->bytes;
-	tin[T_N + 1] = (double)t->attempts;
-	tin[T_N + 2] = (double)t->retries;
-	tin[T_N + 3] = (double)t->images;
-	MPI_Reduce(tin, tout, T_N + 4, MPI_DOUBLE, MPI_SUM, 0, MPI_COMM_WORLD);
-	if (rank == 0) {
-		counters merged = {0};
-		all[sum] = 0;
-		char *p = all;
-		while (*p) {
-			char *nl = strchr(p, '\n');
-			*nl = 0;
-			char *sp = strrchr(p, ' ');
-			*sp = 0;
-			count_add(&merged, p, strtoull(sp + 1, NULL, 10));
-			p = nl + 1;
-		}
-		free(t->status.c);
-		t->status = merged;
-		for (int i = 0; i < T_N; i++)
-			t->t[i] = tout[i];
-		t->bytes = (uint64_t)tout[T_N];
-		t->attempts = (uint64_t)tout[T_N + 1];
-		t->retries = (uint64_t)tout[T_N + 2];
-		t->images = (uint64_t)tout[T_N + 3];
-	}
-	free(text);
-	free(lens);
-	free(displ);
-	free(all);
+	if (ingest_status_write(s->status, s->rows, s->n) < 0)
+		return -1;
+	s->y.t[T_WALL] = nb_now() - s->t0;
+	tally_rows(&s->y, s->rows, s->n);
+	char head[64];
+	snprintf(head, sizeof(head), "\"shard\": %d, ", s->k);
+	nb_buf json = {0};
+	tally_json(&s->y, head, &json);
+	int rc = nb_write_file_atomic(s->stats, json.data, json.len);
+	free(json.data);
+	return rc;
 }
 
-int ingest_run(const char *list_path, const char *out_dir, const ingest_opts *o, int rank, int nranks)
+static void shard_begin(shard_run *s, const ingest_job *j, int k, int rank)
 {
-	double t0 = now_s();
+	memset(s, 0, sizeof(*s));
+	s->j = j;
+	s->k = k;
+	s->rank = rank;
+	snprintf(s->h5, sizeof(s->h5), "%s/ingest-%05d.h5", j->out_dir, k);
+	snprintf(s->status, sizeof(s->status), "%s/ingest-%05d.status.tsv", j->out_dir, k);
+	snprintf(s->stats, sizeof(s->stats), "%s/ingest-%05d.stats.json", j->out_dir, k);
+	s->lo = (size_t)k * j->o.shard_size;
+	s->n = s->lo + j->o.shard_size < j->list.n ? j->o.shard_size : j->list.n - s->lo;
+	s->img = nb_xcalloc(s->n ? s->n : 1, sizeof(uint8_t *));
+	s->rerun = access(s->status, F_OK) == 0 && access(s->h5, F_OK) == 0;
+}
+
+static void shard_end(shard_run *s)
+{
+	for (size_t i = 0; i < s->n; i++)
+		free(s->img[i]);
+	free(s->img);
+	ingest_rows_free(s->rows, s->nrows);
+	tally_clear(&s->y);
+}
+
+/* Runs shard k (skipping it when complete) and adds it to total. */
+static int run_shard(const ingest_job *j, int k, int rank, ingest_tally *total)
+{
+	shard_run s;
+	shard_begin(&s, j, k, rank);
+	int rc = 0;
+	if (s.rerun)
+		rc = resume_rows(&s);
+	else
+		new_rows(&s);
+	if (rc == 0) {
+		s.t0 = nb_now();
+		if (fetch_shard(&s) < 0 || write_images(&s) < 0 || write_tables(&s) < 0)
+			rc = -1;
+	}
+	if (rc >= 0)
+		tally_add(total, &s.y);
+	shard_end(&s);
+	return rc < 0 ? -1 : 0;
+}
+
+/* ---- the run ---- */
+
+int ingest_open(ingest_job *j, const char *list_path, const char *out_dir, const ingest_opts *o,
+		int prepare_dir)
+{
+	memset(j, 0, sizeof(*j));
+	j->t0 = nb_now();
 	if (o->size < 1 || o->size > 4096 || o->shard_size < 1)
 		return nb_error("cannot ingest: bad size %d or shard size %zu", o->size, o->shard_size);
-	urllist l;
-	int ok = urllist_load(list_path, URLLIST_AUTO, &l) == 0;
-	if (ok && rank == 0 && nb_mkdir_p(out_dir) < 0)
-		ok = 0;
-	if (nranks > 1) {
-		int all;
-		MPI_Allreduce(&ok, &all, 1, MPI_INT, MPI_MIN, MPI_COMM_WORLD);
-		if (!all && ok) {
-			urllist_free(&l);
-			return nb_error("cannot ingest '%s': another rank failed to start", list_path);
-		}
-	}
-	if (!ok)
+	if (urllist_load(list_path, URLLIST_AUTO, &j->list) < 0)
 		return -1;
-	if (rank == 0)
-		shard_sweep_tmp(out_dir);
-	if (nranks > 1)
-		MPI_Barrier(MPI_COMM_WORLD);
-	size_t nshards = (l.n + o->shard_size - 1) / o->shard_size;
-	tally total = {0};
-	int rc = 0;
-	for (size_t k = (size_t)rank; k < nshards; k += (size_t)nranks)
-		if (run_shard(&l, list_path, out_dir, o, (int)k, rank, &total) < 0) {
-			rc = -1;
-			break;
+	if (prepare_dir) {
+		if (nb_mkdir_p(out_dir) < 0) {
+			urllist_free(&j->list);
+			return -1;
 		}
-	urllist_free(&l);
-	if (nranks > 1) {
-		/* A failed rank still takes part in the collectives below, so
-		 * the others do not hang; its error decides the exit status. */
-		int mine = rc == 0, all;
-		MPI_Allreduce(&mine, &all, 1, MPI_INT, MPI_MIN, MPI_COMM_WORLD);
-		char saved[1024];
-		snprintf(saved, sizeof(saved), "%s", nb_errmsg());
-		gather_totals(&total, rank, nranks);
-		if (rc == 0 && !all)
-			rc = nb_error("cannot ingest '%s': another rank failed", list_path);
-		else if (rc < 0)
-			nb_error("%s", saved);
+		/* A directory that cannot be listed only keeps its garbage; the
+		 * shard writes report any real problem with it. */
+		(void)shard_sweep_tmp(out_dir);
 	}
-	double wall = now_s() - t0;
-	if (rank == 0 && rc == 0) {
-		char path[4096], head[128];
-		snprintf(path, sizeof(path), "%s/ingest-stats.json", out_dir);
-		snprintf(head, sizeof(head), "\"shards\": %zu, \"ranks\": %d, \"run_wall_s\": %.3f, ", nshards,
-			 nranks, wall);
-		char *json;
-		size_t jl;
-		tally_json(&total, head, &json, &jl);
-		rc = ingest_write_atomic(path, json, jl);
-		if (rc == 0 && o->progress)
-			fprintf(stderr, "ingest: done: %s", json);
-		free(json);
-	}
-	free(total.status.c);
+	j->o = *o;
+	j->list_path = list_path;
+	j->out_dir = out_dir;
+	j->nshards = (j->list.n + o->shard_size - 1) / o->shard_size;
+	return 0;
+}
+
+void ingest_close(ingest_job *j) { urllist_free(&j->list); }
+
+int ingest_run_rank(const ingest_job *j, int rank, int nranks, ingest_tally *t)
+{
+	for (size_t k = (size_t)rank; k < j->nshards; k += (size_t)nranks)
+		if (run_shard(j, (int)k, rank, t) < 0)
+			return -1;
+	return 0;
+}
+
+int ingest_write_totals(const ingest_job *j, const ingest_tally *t, int nranks)
+{
+	char path[4096], head[128];
+	snprintf(path, sizeof(path), "%s/ingest-stats.json", j->out_dir);
+	snprintf(head, sizeof(head), "\"shards\": %zu, \"ranks\": %d, \"run_wall_s\": %.3f, ", j->nshards,
+		 nranks, nb_now() - j->t0);
+	nb_buf json = {0};
+	tally_json(t, head, &json);
+	int rc = nb_write_file_atomic(path, json.data, json.len);
+	if (rc == 0 && j->o.progress)
+		fprintf(stderr, "ingest: done: %s", json.data);
+	free(json.data);
 	return rc;
 }

@@ -6,10 +6,10 @@
  * shard k belongs to rank k mod nranks, so the output does not depend on the
  * rank count. For shard k the output directory gets
  *   ingest-KKKKK.h5            the ok images, in record order (ids = line numbers)
- *   ingest-KKKKK.status.tsv    one row per record (written last: the shard's
- *                              completion marker)
+ *   ingest-KKKKK.status.tsv    one row per record (written after the .h5: the
+ *                              shard's completion marker)
  *   ingest-KKKKK.stats.json    counts and the time breakdown
- * and rank 0 writes ingest-stats.json with the totals. A rerun skips shards
+ * and one process writes ingest-stats.json with the totals of all. A rerun skips shards
  * whose status table exists; with retry_failed it refetches only records
  * whose status is retryable (fetch_status_retryable) and keeps the rest.
  *
@@ -23,8 +23,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "corpus/ingest/fetch.h"
+#include "common/nb_io.h"
 #include "corpus/image/image_io.h"
+#include "corpus/ingest/fetch.h"
+#include "corpus/ingest/urllist.h"
 
 typedef struct {
 	fetch_opts fetch;
@@ -40,10 +42,47 @@ typedef struct {
 
 void ingest_opts_default(ingest_opts *o);
 
-/* Runs this rank's share of the ingest of list_path into out_dir (created if
- * missing). Collective under MPI when nranks > 1 (totals are gathered to
- * rank 0). Returns 0 or nb_error; a failing URL is a status, not an error. */
-int ingest_run(const char *list_path, const char *out_dir, const ingest_opts *o, int rank, int nranks);
+/* One ingest as every rank sees it: the options, the loaded list and where
+ * the shards go. The functions below are the work of one process; running
+ * them on several ranks (agreeing on failures, gathering tallies to rank 0)
+ * is the caller's job, so this library knows nothing of MPI. */
+typedef struct {
+	ingest_opts o;
+	const char *list_path, *out_dir; /* borrowed */
+	urllist list;
+	size_t nshards;
+	double t0;                 /* nb_now() at ingest_open: the run's wall time */
+} ingest_job;
+
+/* Checks the options and loads the list. With prepare_dir (one process,
+ * before any process writes) also creates out_dir and removes the
+ * temporary files of writers killed in an earlier run. 0, or nb_error
+ * (then nothing needs closing). */
+int ingest_open(ingest_job *j, const char *list_path, const char *out_dir, const ingest_opts *o,
+		int prepare_dir);
+void ingest_close(ingest_job *j);
+
+/* Counts and the time breakdown of some shards (their stats.json content). */
+typedef struct ingest_tally ingest_tally;
+
+ingest_tally *ingest_tally_new(void);
+void ingest_tally_free(ingest_tally *t);
+
+/* Runs shards rank, rank + nranks, ... of the list, adding each to t; stops
+ * at the first that fails. 0 or nb_error; a failing URL is a status, not an
+ * error. */
+int ingest_run_rank(const ingest_job *j, int rank, int nranks, ingest_tally *t);
+
+/* A tally as text, to send to another process: appends to out. */
+void ingest_tally_encode(const ingest_tally *t, nb_buf *out);
+/* Adds the tallies encoded in text[0..len) (one, or several concatenated)
+ * to t. 0, or nb_error when the text is not an encoded tally. */
+int ingest_tally_merge(ingest_tally *t, const char *text, size_t len);
+
+/* Writes out_dir/ingest-stats.json: the totals t of all nranks ranks, with
+ * the shard count and the wall time since ingest_open; prints them when
+ * progress is on. 0 or nb_error. */
+int ingest_write_totals(const ingest_job *j, const ingest_tally *t, int nranks);
 
 /* One row of a status table. */
 typedef struct {
@@ -61,8 +100,5 @@ int ingest_status_write(const char *path, const ingest_row *rows, size_t n);
  * ingest_rows_free. 0 or nb_error naming the file and line. */
 int ingest_status_read(const char *path, ingest_row **rows, size_t *n);
 void ingest_rows_free(ingest_row *rows, size_t n);
-
-/* Writes text to path atomically (temp + fsync + rename). 0 or nb_error. */
-int ingest_write_atomic(const char *path, const char *text, size_t len);
 
 #endif

@@ -1,23 +1,17 @@
-/* The per-shard status table (schemas/ingest_status.md) and atomic writes. */
+/* The per-shard status table (schemas/ingest_status.md). */
 #include <errno.h>
-#include <fcntl.h>
 #include <inttypes.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "common/nb_error.h"
 #include "common/nb_io.h"
+#include "common/nb_num.h"
 #include "corpus/ingest/ingest.h"
 
 #define STATUS_HEADER "line\tid\tstatus\tattempts\thash\turl\tkey\tdetail\n"
-
-int ingest_write_atomic(const char *path, const char *text, size_t len)
-{
-	return nb_write_file_atomic(path, text, len);
-}
-
 
 /* Tabs, newlines and backslashes are escaped so every row stays one line. */
 static void put_field(nb_buf *b, const char *s)
@@ -52,13 +46,11 @@ static char *unescape(const char *s, size_t n)
 int ingest_status_write(const char *path, const ingest_row *rows, size_t n)
 {
 	nb_buf b = {0};
-	nb_buf_add(&b, STATUS_HEADER, strlen(STATUS_HEADER));
+	nb_buf_adds(&b, STATUS_HEADER);
 	for (size_t i = 0; i < n; i++) {
 		const ingest_row *r = &rows[i];
-		char head[160];
-		int k = snprintf(head, sizeof(head), "%ld\t%" PRIu64 "\t%s\t%d\t%016" PRIx64 "%016" PRIx64 "\t",
-				 r->line, r->id, r->status, r->attempts, r->hash[0], r->hash[1]);
-		nb_buf_add(&b, head, (size_t)k);
+		nb_buf_addf(&b, "%ld\t%" PRIu64 "\t%s\t%d\t%016" PRIx64 "%016" PRIx64 "\t", r->line, r->id,
+			    r->status, r->attempts, r->hash[0], r->hash[1]);
 		put_field(&b, r->url);
 		nb_buf_add(&b, "\t", 1);
 		put_field(&b, r->key);
@@ -66,7 +58,7 @@ int ingest_status_write(const char *path, const ingest_row *rows, size_t n)
 		put_field(&b, r->detail);
 		nb_buf_add(&b, "\n", 1);
 	}
-	int rc = ingest_write_atomic(path, b.data, b.len);
+	int rc = nb_write_file_atomic(path, b.data, b.len);
 	free(b.data);
 	return rc;
 }
@@ -94,76 +86,77 @@ static int parse_hex64(const char *s, uint64_t *v)
 	return 0;
 }
 
+/* Splits a row (NUL-terminated, without its newline) at its tabs into r.
+ * -1 when it does not have 8 fields (*nf says how many); else r owns its
+ * strings, and the result is 1 when a field is malformed, 0 otherwise. */
+static int parse_row(char *p, ingest_row *r, int *nf)
+{
+	char *fld[8];
+	*nf = 0;
+	fld[(*nf)++] = p;
+	for (; *p && *nf < 8; p++)
+		if (*p == '\t') {
+			*p = 0;
+			fld[(*nf)++] = p + 1;
+		}
+	if (*nf != 8)
+		return -1;
+	memset(r, 0, sizeof(*r));
+	long attempts = 0;
+	int bad = nb_parse_long(fld[0], LONG_MIN, LONG_MAX, "line", &r->line) < 0;
+	bad |= nb_parse_u64(fld[1], 0, UINT64_MAX, "id", &r->id) < 0;
+	bad |= snprintf(r->status, sizeof(r->status), "%s", fld[2]) >= (int)sizeof(r->status);
+	bad |= nb_parse_long(fld[3], INT_MIN, INT_MAX, "attempts", &attempts) < 0;
+	r->attempts = (int)attempts;
+	bad |= strlen(fld[4]) != 32 || parse_hex64(fld[4], &r->hash[0]) < 0 ||
+	       parse_hex64(fld[4] + 16, &r->hash[1]) < 0;
+	r->url = unescape(fld[5], strlen(fld[5]));
+	r->key = unescape(fld[6], strlen(fld[6]));
+	r->detail = unescape(fld[7], strlen(fld[7]));
+	return bad;
+}
+
 int ingest_status_read(const char *path, ingest_row **rows_out, size_t *n_out)
 {
-	FILE *f = fopen(path, "rb");
-	if (!f)
-		return nb_error("cannot open status table '%s': %s", path, strerror(errno));
-	nb_buf b = {0};
-	char chunk[65536];
-	size_t got;
-	while ((got = fread(chunk, 1, sizeof(chunk), f)) > 0)
-		nb_buf_add(&b, chunk, got);
-	fclose(f);
-	if (b.len < strlen(STATUS_HEADER) || memcmp(b.data, STATUS_HEADER, strlen(STATUS_HEADER))) {
-		free(b.data);
+	size_t len;
+	char *text = nb_read_file(path, &len);
+	if (!text)
+		return errno == EIO ? -1 : nb_error("cannot open status table '%s': %s", path, strerror(errno));
+	size_t hl = strlen(STATUS_HEADER);
+	if (len < hl || memcmp(text, STATUS_HEADER, hl)) {
+		free(text);
 		return nb_error("cannot read status table '%s': missing header line", path);
 	}
 	ingest_row *rows = NULL;
-	size_t n = 0, cap = 0;
-	size_t pos = strlen(STATUS_HEADER);
+	size_t n = 0, cap = 0, pos = hl;
 	long lineno = 1;
-	while (pos < b.len) {
+	int rc = 0;
+	while (rc == 0 && pos < len) {
 		lineno++;
-		char *nl = memchr(b.data + pos, '\n', b.len - pos);
+		char *nl = memchr(text + pos, '\n', len - pos);
 		if (!nl) {
-			ingest_rows_free(rows, n);
-			free(b.data);
-			return nb_error("cannot read status table '%s': line %ld is truncated", path, lineno);
+			rc = nb_error("cannot read status table '%s': line %ld is truncated", path, lineno);
+			break;
 		}
 		*nl = 0;
-		char *fld[8];
-		int nf = 0;
-		char *p = b.data + pos;
-		fld[nf++] = p;
-		for (; *p && nf < 8; p++)
-			if (*p == '\t') {
-				*p = 0;
-				fld[nf++] = p + 1;
-			}
-		pos = (size_t)(nl - b.data) + 1;
-		if (nf != 8 || strlen(fld[4]) != 32) {
-			ingest_rows_free(rows, n);
-			free(b.data);
-			return nb_error("cannot read status table '%s': line %ld has %d fields, expected 8", path,
-					lineno, nf);
+		NB_GROW(rows, cap, n + 1, 256);
+		int nf;
+		int bad = parse_row(text + pos, &rows[n], &nf);
+		pos = (size_t)(nl - text) + 1;
+		if (bad < 0) {
+			rc = nb_error("cannot read status table '%s': line %ld has %d fields, expected 8", path,
+				      lineno, nf);
+			break;
 		}
-		if (n == cap) {
-			cap = cap ? cap * 2 : 256;
-			rows = nb_xrealloc(rows, cap * sizeof(*rows));
-		}
-		ingest_row *r = &rows[n];
-		memset(r, 0, sizeof(*r));
-		char *end;
-		r->line = strtol(fld[0], &end, 10);
-		int bad = *end != 0;
-		r->id = strtoull(fld[1], &end, 10);
-		bad |= *end != 0;
-		bad |= snprintf(r->status, sizeof(r->status), "%s", fld[2]) >= (int)sizeof(r->status);
-		r->attempts = (int)strtol(fld[3], &end, 10);
-		bad |= *end != 0;
-		bad |= parse_hex64(fld[4], &r->hash[0]) < 0 || parse_hex64(fld[4] + 16, &r->hash[1]) < 0;
-		r->url = unescape(fld[5], strlen(fld[5]));
-		r->key = unescape(fld[6], strlen(fld[6]));
-		r->detail = unescape(fld[7], strlen(fld[7]));
-		n++;
-		if (bad) {
-			ingest_rows_free(rows, n);
-			free(b.data);
-			return nb_error("cannot read status table '%s': line %ld is malformed", path, lineno);
-		}
+		n++; /* a malformed row owns its strings too */
+		if (bad)
+			rc = nb_error("cannot read status table '%s': line %ld is malformed", path, lineno);
 	}
-	free(b.data);
+	free(text);
+	if (rc < 0) {
+		ingest_rows_free(rows, n);
+		return -1;
+	}
 	*rows_out = rows;
 	*n_out = n;
 	return 0;

@@ -8,28 +8,16 @@
 #include <sys/stat.h>
 
 #include "common/nb_error.h"
+#include "common/nb_io.h"
 #include "corpus/ingest/urllist.h"
 
-typedef struct {
-	char *s;
-	size_t n, cap;
-} strbuf;
+static void put_char(nb_buf *b, char c) { nb_buf_add(b, &c, 1); }
 
-static void sb_put(strbuf *b, char c)
+/* The string built in b (owned by the caller; "" when empty); b is reset. */
+static char *buf_take(nb_buf *b)
 {
-	if (b->n + 2 > b->cap) {
-		b->cap = b->cap ? b->cap * 2 : 64;
-		b->s = nb_xrealloc(b->s, b->cap);
-	}
-	b->s[b->n++] = c;
-	b->s[b->n] = 0;
-}
-
-static char *sb_take(strbuf *b)
-{
-	char *s = b->s ? b->s : nb_xstrdup("");
-	b->s = NULL;
-	b->n = b->cap = 0;
+	char *s = b->data ? b->data : nb_xstrdup("");
+	*b = (nb_buf){0};
 	return s;
 }
 
@@ -47,10 +35,7 @@ const char *urllist_format_name(urllist_format f)
 static void add_entry(urllist *l, size_t *cap, long line, char *url, char *caption, char *key,
 		      const char *bad)
 {
-	if (l->n == *cap) {
-		*cap = *cap ? *cap * 2 : 256;
-		l->e = nb_xrealloc(l->e, *cap * sizeof(*l->e));
-	}
+	NB_GROW(l->e, *cap, l->n + 1, 256);
 	urllist_entry *e = &l->e[l->n++];
 	e->line = line;
 	e->bad = bad;
@@ -95,7 +80,8 @@ static char *trim_dup(const char *s, size_t n)
 
 typedef struct {
 	char **f;
-	int n, cap;
+	int n;
+	size_t cap;
 } fields;
 
 static void fields_clear(fields *fs)
@@ -107,10 +93,7 @@ static void fields_clear(fields *fs)
 
 static void fields_push(fields *fs, char *s)
 {
-	if (fs->n == fs->cap) {
-		fs->cap = fs->cap ? fs->cap * 2 : 8;
-		fs->f = nb_xrealloc(fs->f, (size_t)fs->cap * sizeof(char *));
-	}
+	NB_GROW(fs->f, fs->cap, fs->n + 1, 8);
 	fs->f[fs->n++] = s;
 }
 
@@ -126,7 +109,7 @@ static int read_record(const char *buf, size_t len, size_t *pos, long *line, cha
 	*start_line = *line;
 	size_t rec_start = *pos;
 	size_t i = *pos;
-	strbuf cur = {0};
+	nb_buf cur = {0};
 	for (;;) {
 		/* one field */
 		if (quoting && i < len && buf[i] == '"') {
@@ -136,7 +119,7 @@ static int read_record(const char *buf, size_t len, size_t *pos, long *line, cha
 				if (i >= len) {
 					/* Unterminated: the record is bad, and parsing resumes
 					 * after its first line so later records survive. */
-					free(cur.s);
+					free(cur.data);
 					size_t e = rec_start;
 					while (e < len && buf[e] != '\n')
 						e++;
@@ -149,7 +132,7 @@ static int read_record(const char *buf, size_t len, size_t *pos, long *line, cha
 				char c = buf[i];
 				if (c == '"') {
 					if (i + 1 < len && buf[i + 1] == '"') {
-						sb_put(&cur, '"');
+						put_char(&cur, '"');
 						i += 2;
 						continue;
 					}
@@ -158,7 +141,7 @@ static int read_record(const char *buf, size_t len, size_t *pos, long *line, cha
 				}
 				if (c == '\n')
 					(*line)++;
-				sb_put(&cur, c);
+				put_char(&cur, c);
 				i++;
 			}
 			if (i < len && buf[i] == '\r')
@@ -168,7 +151,7 @@ static int read_record(const char *buf, size_t len, size_t *pos, long *line, cha
 			/* skip the rest of a malformed field */
 			while (i < len && buf[i] != delim && buf[i] != '\n')
 				i++;
-			fields_push(fs, sb_take(&cur));
+			fields_push(fs, buf_take(&cur));
 		} else {
 			size_t s = i;
 			while (i < len && buf[i] != delim && buf[i] != '\n')
@@ -303,27 +286,27 @@ static int hex4(const char *p, const char *end, unsigned *v)
 	return 0;
 }
 
-static void put_utf8(strbuf *b, unsigned cp)
+static void put_utf8(nb_buf *b, unsigned cp)
 {
 	if (cp < 0x80) {
-		sb_put(b, (char)cp);
+		put_char(b, (char)cp);
 	} else if (cp < 0x800) {
-		sb_put(b, (char)(0xc0 | (cp >> 6)));
-		sb_put(b, (char)(0x80 | (cp & 0x3f)));
+		put_char(b, (char)(0xc0 | (cp >> 6)));
+		put_char(b, (char)(0x80 | (cp & 0x3f)));
 	} else if (cp < 0x10000) {
-		sb_put(b, (char)(0xe0 | (cp >> 12)));
-		sb_put(b, (char)(0x80 | ((cp >> 6) & 0x3f)));
-		sb_put(b, (char)(0x80 | (cp & 0x3f)));
+		put_char(b, (char)(0xe0 | (cp >> 12)));
+		put_char(b, (char)(0x80 | ((cp >> 6) & 0x3f)));
+		put_char(b, (char)(0x80 | (cp & 0x3f)));
 	} else {
-		sb_put(b, (char)(0xf0 | (cp >> 18)));
-		sb_put(b, (char)(0x80 | ((cp >> 12) & 0x3f)));
-		sb_put(b, (char)(0x80 | ((cp >> 6) & 0x3f)));
-		sb_put(b, (char)(0x80 | (cp & 0x3f)));
+		put_char(b, (char)(0xf0 | (cp >> 18)));
+		put_char(b, (char)(0x80 | ((cp >> 12) & 0x3f)));
+		put_char(b, (char)(0x80 | ((cp >> 6) & 0x3f)));
+		put_char(b, (char)(0x80 | (cp & 0x3f)));
 	}
 }
 
 /* Parses a string at c->p (which is at '"'); out may be NULL to skip. */
-static int jstring(jcur *c, strbuf *out)
+static int jstring(jcur *c, nb_buf *out)
 {
 	c->p++;
 	while (c->p < c->end) {
@@ -336,7 +319,7 @@ static int jstring(jcur *c, strbuf *out)
 		}
 		if (ch != '\\') {
 			if (out)
-				sb_put(out, (char)ch);
+				put_char(out, (char)ch);
 			continue;
 		}
 		if (c->p >= c->end)
@@ -482,12 +465,12 @@ static const char *json_line(const char *s, size_t n, char **url, char **caption
 	}
 	for (;;) {
 		jws(&c);
-		strbuf k = {0};
+		nb_buf k = {0};
 		if (c.p >= c.end || *c.p != '"' || jstring(&c, &k) < 0) {
-			free(k.s);
+			free(k.data);
 			return c.bad ? c.bad : "expected a json key";
 		}
-		char *kname = sb_take(&k);
+		char *kname = buf_take(&k);
 		jws(&c);
 		if (c.p >= c.end || *c.p != ':') {
 			free(kname);
@@ -505,13 +488,13 @@ static const char *json_line(const char *s, size_t n, char **url, char **caption
 		free(kname);
 		const char *vs = c.p;
 		if (slot && c.p < c.end && *c.p == '"') {
-			strbuf v = {0};
+			nb_buf v = {0};
 			if (jstring(&c, &v) < 0) {
-				free(v.s);
+				free(v.data);
 				return c.bad;
 			}
 			free(*slot);
-			*slot = sb_take(&v);
+			*slot = buf_take(&v);
 		} else {
 			if (jvalue(&c, 1) < 0)
 				return c.bad;
@@ -542,17 +525,27 @@ tail:
 	return NULL;
 }
 
+/* The line at *pos, without its '\n', in s[0..n); advances *pos past it.
+ * 0 at the end of the input. */
+static int next_line(const char *buf, size_t len, size_t *pos, const char **s, size_t *n)
+{
+	if (*pos >= len)
+		return 0;
+	const char *nl = memchr(buf + *pos, '\n', len - *pos);
+	size_t e = nl ? (size_t)(nl - buf) : len;
+	*s = buf + *pos;
+	*n = e - *pos;
+	*pos = nl ? e + 1 : len;
+	return 1;
+}
+
 static int parse_jsonl(const char *buf, size_t len, urllist *l, size_t *cap)
 {
-	size_t pos = 0;
+	size_t pos = 0, n;
+	const char *s;
 	long line = 0;
-	while (pos < len) {
+	while (next_line(buf, len, &pos, &s, &n)) {
 		line++;
-		const char *nl = memchr(buf + pos, '\n', len - pos);
-		size_t e = nl ? (size_t)(nl - buf) : len;
-		const char *s = buf + pos;
-		size_t n = e - pos;
-		pos = nl ? e + 1 : len;
 		size_t k = 0;
 		while (k < n && isspace((unsigned char)s[k]))
 			k++;
@@ -573,15 +566,13 @@ static int parse_jsonl(const char *buf, size_t len, urllist *l, size_t *cap)
 
 static int parse_plain(const char *buf, size_t len, urllist *l, size_t *cap)
 {
-	size_t pos = 0;
+	size_t pos = 0, n;
+	const char *s;
 	long line = 0;
-	while (pos < len) {
+	while (next_line(buf, len, &pos, &s, &n)) {
 		line++;
-		const char *nl = memchr(buf + pos, '\n', len - pos);
-		size_t e = nl ? (size_t)(nl - buf) : len;
-		char *u = trim_dup(buf + pos, e - pos);
-		int has_nul = memchr(buf + pos, 0, e - pos) != NULL;
-		pos = nl ? e + 1 : len;
+		char *u = trim_dup(s, n);
+		int has_nul = memchr(s, 0, n) != NULL;
 		if (!*u || *u == '#') {
 			free(u);
 			continue;
@@ -663,28 +654,13 @@ int urllist_parse(const char *buf, size_t len, const char *name, urllist_format 
 
 int urllist_load(const char *path, urllist_format fmt, urllist *out)
 {
-	FILE *f = fopen(path, "rb");
-	if (!f)
-		return nb_error("cannot open url list '%s': %s", path, strerror(errno));
-	strbuf b = {0};
-	char chunk[65536];
-	size_t n;
-	while ((n = fread(chunk, 1, sizeof(chunk), f)) > 0) {
-		if (b.n + n + 1 > b.cap) {
-			b.cap = (b.n + n + 1) * 2;
-			b.s = nb_xrealloc(b.s, b.cap);
-		}
-		memcpy(b.s + b.n, chunk, n);
-		b.n += n;
-	}
-	int err = ferror(f);
-	fclose(f);
-	if (err) {
-		free(b.s);
-		return nb_error("cannot read url list '%s': read error", path);
-	}
-	int rc = urllist_parse(b.s ? b.s : "", b.n, path, fmt, out);
-	free(b.s);
+	size_t len;
+	char *text = nb_read_file(path, &len);
+	if (!text)
+		return errno == EIO ? nb_error("cannot read url list '%s': read error", path)
+				    : nb_error("cannot open url list '%s': %s", path, strerror(errno));
+	int rc = urllist_parse(text, len, path, fmt, out);
+	free(text);
 	return rc;
 }
 

@@ -22,25 +22,18 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "common/nb_error.h"
 #include "common/nb_io.h"
+#include "common/nb_num.h"
+#include "common/nb_time.h"
 #include "common/vocab.h"
 #include "corpus/image/image_io.h"
 #include "store/shard_store.h"
 
 #define PATH_MAX_LEN 4096
 #define CAPTION_MAX 256
-
-
-static double now_s(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
 
 static int path_join(char *buf, const char *a, const char *b)
 {
@@ -62,8 +55,6 @@ static int sync_filesystem(const char *dir)
 	close(fd);
 	return rc ? nb_error("cannot sync '%s': %s", dir, strerror(e)) : 0;
 }
-
-
 
 static int file_exists(const char *path)
 {
@@ -96,22 +87,19 @@ static int part_file(char *buf, const synth_opts *o, int split, uint64_t k)
 
 static void corpus_json(const synth_opts *o, int complete, const uint64_t *bytes, nb_buf *b)
 {
-	char line[512];
-	snprintf(line, sizeof line,
-		 "{\n  \"format\": \"nboost.synth-corpus\",\n  \"grammar_version\": %d,\n"
-		 "  \"seed\": %" PRIu64 ",\n  \"size\": %d,\n  \"shard_size\": %d,\n"
-		 "  \"labeled\": %" PRIu64 ",\n  \"unlabeled\": %" PRIu64 ",\n  \"test\": %" PRIu64 ",\n"
-		 "  \"complete\": %s",
-		 SYNTH_GRAMMAR_VERSION, o->seed, o->size, o->shard_size, o->count[0], o->count[1], o->count[2],
-		 complete ? "true" : "false");
-	nb_buf_add(b, line, strlen(line));
-	if (bytes) {
-		snprintf(line, sizeof line,
-			 ",\n  \"bytes\": {\"labeled\": %" PRIu64 ", \"unlabeled\": %" PRIu64 ", \"test\": %" PRIu64 "}",
-			 bytes[0], bytes[1], bytes[2]);
-		nb_buf_add(b, line, strlen(line));
-	}
-	nb_buf_add(b, "\n}\n", 3);
+	nb_buf_addf(b,
+		    "{\n  \"format\": \"nboost.synth-corpus\",\n  \"grammar_version\": %d,\n"
+		    "  \"seed\": %" PRIu64 ",\n  \"size\": %d,\n  \"shard_size\": %d,\n"
+		    "  \"labeled\": %" PRIu64 ",\n  \"unlabeled\": %" PRIu64 ",\n  \"test\": %" PRIu64 ",\n"
+		    "  \"complete\": %s",
+		    SYNTH_GRAMMAR_VERSION, o->seed, o->size, o->shard_size, o->count[0], o->count[1], o->count[2],
+		    complete ? "true" : "false");
+	if (bytes)
+		nb_buf_addf(b,
+			    ",\n  \"bytes\": {\"labeled\": %" PRIu64 ", \"unlabeled\": %" PRIu64
+			    ", \"test\": %" PRIu64 "}",
+			    bytes[0], bytes[1], bytes[2]);
+	nb_buf_adds(b, "\n}\n");
 }
 
 /* The number after "key": in a corpus.json we wrote; -1 when absent. */
@@ -125,12 +113,14 @@ static int json_u64(const char *text, const char *key, uint64_t *out)
 	p += strlen(pat);
 	while (*p == ' ')
 		p++;
-	if (*p < '0' || *p > '9')
+	/* The digits alone: the value is followed by the rest of the file. */
+	char num[32];
+	size_t n = strspn(p, "0123456789");
+	if (n == 0 || n >= sizeof num)
 		return -1;
-	char *end;
-	errno = 0;
-	*out = strtoull(p, &end, 10);
-	return errno ? -1 : 0;
+	memcpy(num, p, n);
+	num[n] = 0;
+	return nb_parse_u64(num, 0, UINT64_MAX, key, out);
 }
 
 /* Refuses to mix two corpora in one directory. */
@@ -314,7 +304,7 @@ static void progress_tick(progress *p)
 	p->done++;
 	if (!p->o->progress || (p->done & 63))
 		return;
-	double t = now_s();
+	double t = nb_now();
 	if (t - p->last < 2.0)
 		return;
 	p->last = t;
@@ -376,10 +366,7 @@ static int write_shard(const synth_opts *o, int split, uint64_t k, const char *p
 				rc = image_write_png(png_path, img, o->size, o->size);
 			if (rc)
 				break;
-			nb_buf_add(&manifest, rel, strlen(rel));
-			nb_buf_add(&manifest, "\t", 1);
-			nb_buf_add(&manifest, caption, (size_t)clen);
-			nb_buf_add(&manifest, "\n", 1);
+			nb_buf_addf(&manifest, "%s\t%.*s\n", rel, clen, caption);
 		}
 		progress_tick(prog);
 	}
@@ -408,7 +395,7 @@ static int write_shard(const synth_opts *o, int split, uint64_t k, const char *p
 int synth_write_rank(const synth_opts *o, int rank, int nranks, synth_stats *st)
 {
 	memset(st, 0, sizeof *st);
-	progress prog = {o, 0, 0, now_s(), now_s()};
+	progress prog = {o, 0, 0, nb_now(), nb_now()};
 	uint64_t g = 0;
 	for (int s = 0; s < SYNTH_SPLITS; s++)
 		for (uint64_t k = 0; k < synth_nshards(o, s); k++, g++)
