@@ -11,6 +11,16 @@ static int parse(const char *text, const char *name, urllist *l)
 	return urllist_parse(text, strlen(text), name, URLLIST_AUTO, l);
 }
 
+/* Parses text as name, checking that it succeeds with format fmt and n
+ * records; whether the records are there to be checked. */
+static int parse_as(const char *text, const char *name, urllist_format fmt, size_t n, urllist *l)
+{
+	CHECK_MSG(parse(text, name, l) == 0, "%s: %s", name, nb_errmsg());
+	CHECK_MSG(l->format == fmt, "%s: format %s", name, urllist_format_name(l->format));
+	CHECK_MSG(l->n == n, "%s: n = %zu, expected %zu", name, l->n, n);
+	return l->n == n;
+}
+
 static void test_tsv(void)
 {
 	urllist l;
@@ -21,10 +31,7 @@ static void test_tsv(void)
 			"a3\thttp://x/3.png\n"
 			"a4\tnot a url\tx\n"
 			"a5\t\tempty\n";
-	CHECK(parse(t, "list.tsv", &l) == 0);
-	CHECK(l.format == URLLIST_TSV);
-	CHECK(l.n == 5);
-	if (l.n == 5) {
+	if (parse_as(t, "list.tsv", URLLIST_TSV, 5, &l)) {
 		CHECK(l.e[0].line == 2 && !strcmp(l.e[0].url, "http://x/1.jpg"));
 		CHECK(!strcmp(l.e[0].caption, "a red circle") && !strcmp(l.e[0].key, "a1"));
 		CHECK(l.e[1].line == 4 && !strcmp(l.e[1].url, "http://x/2.png") && !l.e[1].bad);
@@ -46,10 +53,7 @@ static void test_csv(void)
 			"http://h/d.jpg,plain\n"
 			"http://h/e.jpg,\"never closed\n"
 			"http://h/f.jpg,after\n";
-	CHECK(parse(t, "data.csv", &l) == 0);
-	CHECK(l.format == URLLIST_CSV);
-	CHECK_MSG(l.n == 6, "n = %zu", l.n);
-	if (l.n == 6) {
+	if (parse_as(t, "data.csv", URLLIST_CSV, 6, &l)) {
 		CHECK(!strcmp(l.e[0].caption, "hello, \"world\"") && l.e[0].line == 2);
 		CHECK(!strcmp(l.e[1].url, "http://h/b.jpg") && !strcmp(l.e[1].caption, "two\nlines"));
 		CHECK(l.e[1].line == 3);
@@ -75,10 +79,7 @@ static void test_jsonl(void)
 			"{\"url\": \"http://j/5.png\"\n"
 			"   \n"
 			"{\"url\":\"http:\\/\\/j\\/6.png\",\"id\":\"k6\"}";
-	CHECK(parse(t, "x.jsonl", &l) == 0);
-	CHECK(l.format == URLLIST_JSONL);
-	CHECK_MSG(l.n == 9, "n = %zu", l.n);
-	if (l.n == 9) {
+	if (parse_as(t, "x.jsonl", URLLIST_JSONL, 9, &l)) {
 		CHECK(!l.e[0].bad && !strcmp(l.e[0].url, "http://j/1.png"));
 		CHECK(!strcmp(l.e[0].caption, "caf\xc3\xa9 \xf0\x9f\x98\x80"));
 		CHECK(!strcmp(l.e[0].key, "17"));
@@ -98,19 +99,15 @@ static void test_jsonl(void)
 static void test_plain_and_sniff(void)
 {
 	urllist l;
-	CHECK(parse("# comment\nhttp://p/1.jpg\n\nhttps://p/2.jpg\nfile:///tmp/x.png\n", "list", &l) == 0);
-	CHECK(l.format == URLLIST_PLAIN && l.n == 3);
-	if (l.n == 3)
+	if (parse_as("# comment\nhttp://p/1.jpg\n\nhttps://p/2.jpg\nfile:///tmp/x.png\n", "list", URLLIST_PLAIN, 3,
+		     &l))
 		CHECK(l.e[2].line == 5 && !strcmp(l.e[2].url, "file:///tmp/x.png"));
 	urllist_free(&l);
-	CHECK(parse("{\"url\":\"http://a/b\"}\n", "noext", &l) == 0);
-	CHECK(l.format == URLLIST_JSONL && l.n == 1);
+	parse_as("{\"url\":\"http://a/b\"}\n", "noext", URLLIST_JSONL, 1, &l);
 	urllist_free(&l);
-	CHECK(parse("url,caption\nhttp://a/b,c\n", "noext", &l) == 0);
-	CHECK(l.format == URLLIST_CSV && l.n == 1);
+	parse_as("url,caption\nhttp://a/b,c\n", "noext", URLLIST_CSV, 1, &l);
 	urllist_free(&l);
-	CHECK(parse("url\nhttp://a/b\n", "noext", &l) == 0);
-	CHECK(l.format == URLLIST_TSV && l.n == 1);
+	parse_as("url\nhttp://a/b\n", "noext", URLLIST_TSV, 1, &l);
 	urllist_free(&l);
 	/* no header with a url column: the whole file is unusable */
 	CHECK(parse("name\tcaption\nx\ty\n", "bad.tsv", &l) == -1);

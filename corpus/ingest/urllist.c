@@ -539,45 +539,58 @@ static int next_line(const char *buf, size_t len, size_t *pos, const char **s, s
 	return 1;
 }
 
-static int parse_jsonl(const char *buf, size_t len, urllist *l, size_t *cap)
+/* One line of a line-based format: sets url, caption and key (owned, NULL
+ * when absent) and returns why the record is bad, or NULL. *skip set: the
+ * line is not a record (blank, a comment). */
+typedef const char *(*line_parser)(const char *s, size_t n, char **url, char **caption, char **key,
+				   int *skip);
+
+static const char *jsonl_line(const char *s, size_t n, char **url, char **caption, char **key, int *skip)
 {
-	size_t pos = 0, n;
-	const char *s;
-	long line = 0;
-	while (next_line(buf, len, &pos, &s, &n)) {
-		line++;
-		size_t k = 0;
-		while (k < n && isspace((unsigned char)s[k]))
-			k++;
-		if (k == n)
-			continue;
-		char *url = NULL, *caption = NULL, *key = NULL;
-		const char *bad = memchr(s, 0, n) ? "nul byte in line" : json_line(s, n, &url, &caption, &key);
-		if (!bad) {
-			char *t = trim_dup(url, strlen(url));
-			free(url);
-			url = t;
-			bad = url_problem(url);
-		}
-		add_entry(l, cap, line, url, caption, key, bad);
+	size_t k = 0;
+	while (k < n && isspace((unsigned char)s[k]))
+		k++;
+	if (k == n) {
+		*skip = 1;
+		return NULL;
 	}
-	return 0;
+	if (memchr(s, 0, n))
+		return "nul byte in line";
+	const char *bad = json_line(s, n, url, caption, key);
+	if (bad)
+		return bad;
+	char *t = trim_dup(*url, strlen(*url));
+	free(*url);
+	*url = t;
+	return url_problem(*url);
 }
 
-static int parse_plain(const char *buf, size_t len, urllist *l, size_t *cap)
+static const char *plain_line(const char *s, size_t n, char **url, char **caption, char **key, int *skip)
+{
+	(void)caption;
+	(void)key;
+	char *u = trim_dup(s, n);
+	if (!*u || *u == '#') {
+		free(u);
+		*skip = 1;
+		return NULL;
+	}
+	*url = u;
+	return memchr(s, 0, n) ? "nul byte in line" : url_problem(u);
+}
+
+static int parse_lines(const char *buf, size_t len, urllist *l, size_t *cap, line_parser parse)
 {
 	size_t pos = 0, n;
 	const char *s;
 	long line = 0;
 	while (next_line(buf, len, &pos, &s, &n)) {
 		line++;
-		char *u = trim_dup(s, n);
-		int has_nul = memchr(s, 0, n) != NULL;
-		if (!*u || *u == '#') {
-			free(u);
-			continue;
-		}
-		add_entry(l, cap, line, u, NULL, NULL, has_nul ? "nul byte in line" : url_problem(u));
+		char *url = NULL, *caption = NULL, *key = NULL;
+		int skip = 0;
+		const char *bad = parse(s, n, &url, &caption, &key, &skip);
+		if (!skip)
+			add_entry(l, cap, line, url, caption, key, bad);
 	}
 	return 0;
 }
@@ -643,8 +656,8 @@ int urllist_parse(const char *buf, size_t len, const char *name, urllist_format 
 	switch (fmt) {
 	case URLLIST_TSV: rc = parse_delimited(copy, len, name, '\t', 0, out, &cap); break;
 	case URLLIST_CSV: rc = parse_delimited(copy, len, name, ',', 1, out, &cap); break;
-	case URLLIST_JSONL: rc = parse_jsonl(copy, len, out, &cap); break;
-	default: rc = parse_plain(copy, len, out, &cap); break;
+	case URLLIST_JSONL: rc = parse_lines(copy, len, out, &cap, jsonl_line); break;
+	default: rc = parse_lines(copy, len, out, &cap, plain_line); break;
 	}
 	free(copy);
 	if (rc < 0)
