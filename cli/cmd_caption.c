@@ -4,7 +4,6 @@
  * on; the exit status is then 1. With --shards DIR it captions every image
  * of the committed image or caption shards in DIR instead, printing
  * "id<TAB>source<TAB>caption" (for example web shards from nboost ingest). */
-#include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,6 +13,7 @@
 #include "model/checkpoint.h"
 #include "model/vlm.h"
 #include "common/vocab.h"
+#include "cli/cli_args.h"
 #include "cli/commands.h"
 #include "corpus/image/image_io.h"
 #include "store/shard_store.h"
@@ -21,32 +21,46 @@
 #define DEF_BATCH 16
 #define DEF_MAX_PIXELS 40000000L
 
-static void usage(FILE *f)
-{
-	fprintf(f,
-		"usage: nboost caption --model CKPT [options] IMAGE...\n"
-		"       nboost caption --model CKPT --shards DIR [options]\n\n"
-		"Captions PNG/JPEG images with a trained checkpoint (greedy, clean stream).\n"
-		"Each image is center-cropped and resized to the model's input size.\n"
-		"Prints one line per image: path<TAB>caption.\n\n"
-		"options:\n"
-		"  --model CKPT        checkpoint (.h5) to load (required)\n"
-		"  --shards DIR        caption every image in DIR's shards; prints id<TAB>source<TAB>caption\n"
-		"  --batch N           images decoded together (default %d)\n"
-		"  --max-pixels N      refuse images larger than N pixels (default %ld)\n"
-		"  --max-tokens N      cap on words per caption (default: the model's max_text - 1)\n"
-		"  -h, --help          this help\n",
-		DEF_BATCH, DEF_MAX_PIXELS);
-}
+typedef struct {
+	const char *model, *shards;
+	long batch, max_pixels, max_tokens;
+	int nfiles; /* image files, moved to argv[1..1 + nfiles) */
+} caption_args;
 
-static int parse_long(const char *s, long lo, long hi, long *out)
+/* Parses argv into a. Returns -1 to go on, else the exit status (0 after
+ * --help, 2 after a usage error, both printed). */
+static int parse_args(int argc, char **argv, caption_args *a)
 {
-	char *end;
-	long v = strtol(s, &end, 10);
-	if (!*s || *end || v < lo || v > hi)
-		return -1;
-	*out = v;
-	return 0;
+	const cli_option opts[] = {
+		CLI_OPT_REQUIRED("model", &a->model, "CKPT", "checkpoint (.h5) to load (required)"),
+		CLI_OPT_STRING("shards", &a->shards, "DIR",
+			       "caption every image in DIR's shards; prints id<TAB>source<TAB>caption"),
+		CLI_OPT_LONG("batch", &a->batch, 1, 4096, "N", "images decoded together (default " CLI_STR(DEF_BATCH) ")"),
+		CLI_OPT_LONG("max-pixels", &a->max_pixels, 1, 1L << 40, "N",
+			     "refuse images larger than N pixels (default 40000000)"),
+		CLI_OPT_LONG("max-tokens", &a->max_tokens, 1, 4095, "N",
+			     "cap on words per caption (default: the model's max_text - 1)"),
+		CLI_OPT_END,
+	};
+	const cli_command cmd = {
+		.name = "caption",
+		.synopsis = "usage: nboost caption --model CKPT [options] IMAGE...\n"
+			    "       nboost caption --model CKPT --shards DIR [options]\n",
+		.about = "Captions PNG/JPEG images with a trained checkpoint (greedy, clean stream).\n"
+			 "Each image is center-cropped and resized to the model's input size.\n"
+			 "Prints one line per image: path<TAB>caption.\n",
+		.opts = opts,
+		.positional = "IMAGE",
+		.max_pos = -1,
+	};
+	int rc = cli_parse(&cmd, argc, argv, &a->nfiles);
+	if (rc >= 0)
+		return rc;
+	if (a->shards && a->nfiles)
+		return cli_usage_error(&cmd, "give either --shards or image files, not both");
+	if (!a->shards && !a->nfiles)
+		return cli_usage_error(&cmd, "missing IMAGE (or --shards DIR)");
+	return -1;
 }
 
 /* A loaded model with the buffers for one batch of greedy, clean captions. */
@@ -209,69 +223,21 @@ static int caption_files(captioner *c, char **files, int nfiles, long max_pixels
 
 int cmd_caption(int argc, char **argv)
 {
-	static const struct option opts[] = {
-		{"model", required_argument, NULL, 'm'},   {"batch", required_argument, NULL, 'b'},
-		{"max-pixels", required_argument, NULL, 'p'}, {"max-tokens", required_argument, NULL, 't'},
-		{"shards", required_argument, NULL, 's'},  {"help", no_argument, NULL, 'h'},
-		{NULL, 0, NULL, 0},
-	};
-	const char *model = NULL, *shards = NULL;
-	long batch = DEF_BATCH, max_pixels = DEF_MAX_PIXELS, max_tokens = 0;
-	int c;
-	optind = 1;
-	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
-		switch (c) {
-		case 'm':
-			model = optarg;
-			break;
-		case 'b':
-			if (parse_long(optarg, 1, 4096, &batch) < 0) {
-				fprintf(stderr, "nboost caption: --batch '%s' is not an integer in 1..4096\n\n", optarg);
-				usage(stderr);
-				return 2;
-			}
-			break;
-		case 'p':
-			if (parse_long(optarg, 1, 1L << 40, &max_pixels) < 0) {
-				fprintf(stderr, "nboost caption: --max-pixels '%s' is not a positive integer\n\n", optarg);
-				usage(stderr);
-				return 2;
-			}
-			break;
-		case 't':
-			if (parse_long(optarg, 1, 4095, &max_tokens) < 0) {
-				fprintf(stderr, "nboost caption: --max-tokens '%s' is not an integer in 1..4095\n\n", optarg);
-				usage(stderr);
-				return 2;
-			}
-			break;
-		case 's':
-			shards = optarg;
-			break;
-		case 'h':
-			usage(stdout);
-			return 0;
-		default:
-			usage(stderr);
-			return 2;
-		}
-	}
-	if (!model || (optind >= argc) == !shards) {
-		fprintf(stderr, "nboost caption: %s\n\n",
-			!model ? "--model is required"
-			       : shards ? "give either --shards or image files, not both" : "no images given");
-		usage(stderr);
-		return 2;
-	}
+	caption_args a = {.batch = DEF_BATCH, .max_pixels = DEF_MAX_PIXELS};
+	int rc = parse_args(argc, argv, &a);
+	if (rc >= 0)
+		return rc;
+	const char *model = a.model, *shards = a.shards;
+	long batch = a.batch, max_pixels = a.max_pixels, max_tokens = a.max_tokens;
 	captioner cap;
 	captioner_open(&cap, model, (int)batch, max_tokens);
 	int failed = 0;
 	if (shards)
 		caption_shards(&cap, shards);
 	else
-		failed = caption_files(&cap, argv + optind, argc - optind, max_pixels);
+		failed = caption_files(&cap, argv + 1, a.nfiles, max_pixels);
 	captioner_close(&cap);
 	if (failed)
-		fprintf(stderr, "nboost caption: %d of %d images failed\n", failed, argc - optind);
+		fprintf(stderr, "nboost caption: %d of %d images failed\n", failed, a.nfiles);
 	return failed ? 1 : 0;
 }

@@ -6,7 +6,6 @@
  * --write-gt writes the ground-truth captions as such a TSV. */
 #include <errno.h>
 #include <fcntl.h>
-#include <getopt.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -23,30 +22,11 @@
 #include "model/checkpoint.h"
 #include "model/vlm.h"
 #include "common/vocab.h"
+#include "cli/cli_args.h"
 #include "cli/commands.h"
 #include "store/shard_store.h"
 
 #define DEF_BATCH 64
-
-static void usage(FILE *f)
-{
-	fprintf(f,
-		"usage: nboost eval --shards DIR (--captions FILE | --model CKPT | --write-gt FILE) [options]\n\n"
-		"Scores captions against the ground truth (/objects) of the shards in DIR:\n"
-		"CHAIR_i, CHAIR_s, object recall, tuple P/R/F1, BLEU-4, CIDEr-D (docs/metrics.md).\n\n"
-		"options:\n"
-		"  --shards DIR          image or caption shards with /objects (required)\n"
-		"  --captions FILE       TSV of id<TAB>caption lines to score\n"
-		"  --model CKPT          decode every image with this checkpoint (greedy, clean) and score it\n"
-		"  --out-captions FILE   with --model: also write the decoded captions as TSV\n"
-		"  --batch N             with --model: images decoded together (default %d)\n"
-		"  --write-gt FILE       write the ground-truth captions as TSV\n"
-		"  --allow-missing       score only the captioned images and report the missing ones\n"
-		"                        (default: an image without a caption is an error)\n"
-		"  --json                also print the scores as one JSON line\n"
-		"  -h, --help            this help\n",
-		DEF_BATCH);
-}
 
 typedef struct {
 	uint64_t id;
@@ -297,57 +277,52 @@ static int score_model(const eval_opts *o)
 	return 0;
 }
 
-static int bad_usage(const char *msg, const char *arg)
+/* Parses argv into o. Returns -1 to go on, else the exit status (0 after
+ * --help, 2 after a usage error, both printed). */
+static int parse_args(int argc, char **argv, eval_opts *o)
 {
-	fprintf(stderr, "nboost eval: %s%s%s\n\n", msg, arg ? " " : "", arg ? arg : "");
-	usage(stderr);
-	return 2;
+	const cli_option opts[] = {
+		CLI_OPT_REQUIRED("shards", &o->shards, "DIR", "image or caption shards with /objects (required)"),
+		CLI_OPT_STRING("captions", &o->captions, "FILE", "TSV of id<TAB>caption lines to score"),
+		CLI_OPT_STRING("model", &o->model, "CKPT",
+			       "decode every image with this checkpoint (greedy, clean) and score it"),
+		CLI_OPT_STRING("out-captions", &o->out_captions, "FILE",
+			       "with --model: also write the decoded captions as TSV"),
+		CLI_OPT_LONG("batch", &o->batch, 1, 4096, "N",
+			     "with --model: images decoded together (default " CLI_STR(DEF_BATCH) ")"),
+		CLI_OPT_STRING("write-gt", &o->write_gt, "FILE", "write the ground-truth captions as TSV"),
+		CLI_OPT_FLAG("allow-missing", 0, &o->allow_missing,
+			     "score only the captioned images and report the missing ones\n"
+			     "(default: an image without a caption is an error)"),
+		CLI_OPT_FLAG("json", 0, &o->json, "also print the scores as one JSON line"),
+		CLI_OPT_END,
+	};
+	const cli_command cmd = {
+		.name = "eval",
+		.synopsis = "usage: nboost eval --shards DIR (--captions FILE | --model CKPT | --write-gt FILE) "
+			    "[options]\n",
+		.about = "Scores captions against the ground truth (/objects) of the shards in DIR:\n"
+			 "CHAIR_i, CHAIR_s, object recall, tuple P/R/F1, BLEU-4, CIDEr-D (docs/metrics.md).\n",
+		.opts = opts,
+	};
+	int npos, rc = cli_parse(&cmd, argc, argv, &npos);
+	if (rc >= 0)
+		return rc;
+	if (o->captions && o->model)
+		return cli_usage_error(&cmd, "--captions and --model exclude each other");
+	if (!o->captions && !o->model && !o->write_gt)
+		return cli_usage_error(&cmd, "nothing to do: give --captions, --model or --write-gt");
+	if (o->out_captions && !o->model)
+		return cli_usage_error(&cmd, "--out-captions needs --model");
+	return -1;
 }
 
 int cmd_eval(int argc, char **argv)
 {
-	static const struct option opts[] = {
-		{"shards", required_argument, NULL, 's'},  {"captions", required_argument, NULL, 'c'},
-		{"model", required_argument, NULL, 'm'},   {"out-captions", required_argument, NULL, 'o'},
-		{"batch", required_argument, NULL, 'b'},   {"write-gt", required_argument, NULL, 'g'},
-		{"allow-missing", no_argument, NULL, 'a'}, {"json", no_argument, NULL, 'j'},
-		{"help", no_argument, NULL, 'h'},          {NULL, 0, NULL, 0},
-	};
 	eval_opts o = {.batch = DEF_BATCH};
-	int c;
-	optind = 1;
-	opterr = 0;
-	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
-		switch (c) {
-		case 's': o.shards = optarg; break;
-		case 'c': o.captions = optarg; break;
-		case 'm': o.model = optarg; break;
-		case 'o': o.out_captions = optarg; break;
-		case 'g': o.write_gt = optarg; break;
-		case 'a': o.allow_missing = 1; break;
-		case 'j': o.json = 1; break;
-		case 'b': {
-			char *end;
-			errno = 0;
-			o.batch = strtol(optarg, &end, 10);
-			if (!*optarg || *end || errno || o.batch < 1 || o.batch > 4096)
-				return bad_usage("--batch is not an integer in 1..4096:", optarg);
-			break;
-		}
-		case 'h': usage(stdout); return 0;
-		default: return bad_usage("unknown or incomplete option", argv[optind - 1]);
-		}
-	}
-	if (optind < argc)
-		return bad_usage("unexpected argument", argv[optind]);
-	if (!o.shards)
-		return bad_usage("--shards DIR is required", NULL);
-	if (o.captions && o.model)
-		return bad_usage("--captions and --model exclude each other", NULL);
-	if (!o.captions && !o.model && !o.write_gt)
-		return bad_usage("nothing to do: give --captions, --model or --write-gt", NULL);
-	if (o.out_captions && !o.model)
-		return bad_usage("--out-captions needs --model", NULL);
+	int rc = parse_args(argc, argv, &o);
+	if (rc >= 0)
+		return rc;
 	if (o.model)
 		return score_model(&o);
 	gt_entry *gt;

@@ -14,6 +14,7 @@
 #include "common/nb_error.h"
 #include "common/scene.h"
 #include "common/vocab.h"
+#include "cli/cli_args.h"
 #include "cli/commands.h"
 #include "store/h5util.h"
 #include "store/shard_store.h"
@@ -24,27 +25,6 @@ typedef struct {
 	int json;
 	long nshow;
 } inspect_opts;
-
-static void usage(FILE *f)
-{
-	fprintf(f, "usage: nboost inspect FILE [--n N] [--json]\n\n"
-		   "Summarises an image shard, a caption shard or a checkpoint: schema, version,\n"
-		   "attributes, datasets with raw and stored sizes, and the first samples (id,\n"
-		   "source, caption, ground truth) or the parameter tensors.\n\n"
-		   "options:\n"
-		   "  --n N        samples to show, 0 for none (default 5)\n"
-		   "  --json       one JSON object on stdout instead of text (default: off)\n"
-		   "  -h, --help   this text\n");
-}
-
-static int bad_usage(const char *fmt, const char *arg)
-{
-	fprintf(stderr, "nboost inspect: ");
-	fprintf(stderr, fmt, arg);
-	fprintf(stderr, "\n\n");
-	usage(stderr);
-	return 2;
-}
 
 /* ---- JSON and value formatting ---- */
 
@@ -451,31 +431,24 @@ static int inspect_file(const char *path, const inspect_opts *o)
 int cmd_inspect(int argc, char **argv)
 {
 	inspect_opts o = {0, 5};
-	const char *path = NULL;
-	for (int i = 1; i < argc; i++) {
-		const char *a = argv[i];
-		if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
-			usage(stdout);
-			return 0;
-		} else if (!strcmp(a, "--json")) {
-			o.json = 1;
-		} else if (!strcmp(a, "--n") || !strncmp(a, "--n=", 4)) {
-			const char *v = a[3] == '=' ? a + 4 : (i + 1 < argc ? argv[++i] : NULL);
-			char *end = NULL;
-			errno = 0;
-			long n = v ? strtol(v, &end, 10) : -1;
-			if (!v || !*v || *end || errno || n < 0 || n > 1000000)
-				return bad_usage("--n needs a count from 0 to 1000000, not '%s'", v ? v : "");
-			o.nshow = n;
-		} else if (a[0] == '-' && a[1]) {
-			return bad_usage("unknown option '%s'", a);
-		} else if (path) {
-			return bad_usage("only one FILE may be given ('%s' is extra)", a);
-		} else {
-			path = a;
-		}
-	}
-	if (!path)
-		return bad_usage("no FILE given%s", "");
-	return inspect_file(path, &o);
+	const cli_option opts[] = {
+		CLI_OPT_LONG("n", &o.nshow, 0, 1000000, "N", "samples to show, 0 for none (default 5)"),
+		CLI_OPT_FLAG("json", 0, &o.json, "one JSON object on stdout instead of text (default: off)"),
+		CLI_OPT_END,
+	};
+	const cli_command cmd = {
+		.name = "inspect",
+		.synopsis = "usage: nboost inspect FILE [--n N] [--json]\n",
+		.about = "Summarises an image shard, a caption shard or a checkpoint: schema, version,\n"
+			 "attributes, datasets with raw and stored sizes, and the first samples (id,\n"
+			 "source, caption, ground truth) or the parameter tensors.\n",
+		.opts = opts,
+		.positional = "FILE",
+		.min_pos = 1,
+		.max_pos = 1,
+	};
+	int npos, rc = cli_parse(&cmd, argc, argv, &npos);
+	if (rc >= 0)
+		return rc;
+	return inspect_file(argv[1], &o);
 }

@@ -5,7 +5,6 @@
  * metrics.jsonl, progress line) is trainer/run_dir.h, and every rank
  * agrees on failures through pipeline/ranks.h. */
 #include <errno.h>
-#include <getopt.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -18,6 +17,7 @@
 #include "common/nb_io.h"
 #include "model/checkpoint.h"
 #include "pipeline/ranks.h"
+#include "cli/cli_args.h"
 #include "cli/commands.h"
 #include "common/jobfile.h"
 #include "trainer/train_job.h"
@@ -30,81 +30,61 @@ static volatile sig_atomic_t stop_requested;
 
 static void on_signal(int sig) { stop_requested = sig; }
 
-static void usage(FILE *f)
-{
-	fprintf(f,
-		"usage: nboost train JOB --labeled DIR [options] [--section.key=value...]\n"
-		"       mpirun -np N nboost train JOB --labeled DIR ...   (data parallel)\n"
-		"\n"
-		"Trains the captioner with AdamW and NoiseBoost on the caption shards in DIR.\n"
-		"The global batch (train.batch) is split across ranks; results do not depend on\n"
-		"the rank count beyond float rounding. SIGTERM, SIGINT or SIGUSR1 finish the\n"
-		"current step, write the checkpoint and exit 0; --resume continues.\n"
-		"\n"
-		"options:\n"
-		"  --labeled DIR     caption shards to train on (default: data.labeled of the job)\n"
-		"  --out RUNDIR      run directory: checkpoint.h5, metrics.jsonl, config.conf\n"
-		"                    (default: runs/train)\n"
-		"  --resume          continue from RUNDIR/checkpoint.h5 (bit-identical on the same\n"
-		"                    rank count)\n"
-		"  --steps N         total steps, as --train.steps=N (default: train.steps, 4000)\n"
-		"  --stop-at N       stop after step N as if signalled: checkpoint and exit 0\n"
-		"                    (default: off)\n"
-		"  --section.key=V   override any job-file key (schemas/job_file.md)\n"
-		"  -h, --help        this text\n"
-		"\n"
-		"threads: OMP_NUM_THREADS per rank when set; otherwise the ranks on a node split\n"
-		"its CPUs (their affinity masks) evenly, at least one thread each.\n");
-}
-
 typedef struct {
 	const char *job_path, *labeled, *out, *steps;
 	int resume;
 	long stop_at;
+	char steps_buf[24]; /* steps points here when --steps is given */
 } cli_opts;
 
-/* 0 ok, 2 usage error, 1 help printed. */
-static int parse_cli(int argc, char **argv, cli_opts *o)
+/* Parses argv into o, and the --section.key=value arguments into overrides
+ * (their keys checked). Returns -1 to go on, else the exit status (0 after
+ * --help, 2 after a usage error, both printed). */
+static int parse_cli(int argc, char **argv, cli_opts *o, jobfile *overrides)
 {
-	static const struct option longopts[] = {
-		{"labeled", required_argument, NULL, 'l'}, {"out", required_argument, NULL, 'o'},
-		{"resume", no_argument, NULL, 'r'},        {"steps", required_argument, NULL, 's'},
-		{"stop-at", required_argument, NULL, 'S'}, {"help", no_argument, NULL, 'h'},
-		{NULL, 0, NULL, 0},
-	};
+	long steps = -1;
 	memset(o, 0, sizeof *o);
 	o->out = "runs/train";
 	o->stop_at = -1;
-	optind = 1;
-	opterr = 0;
-	int ch;
-	while ((ch = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
-		switch (ch) {
-		case 'l': o->labeled = optarg; break;
-		case 'o': o->out = optarg; break;
-		case 'r': o->resume = 1; break;
-		case 's': o->steps = optarg; break;
-		case 'S': {
-			char *end;
-			o->stop_at = strtol(optarg, &end, 10);
-			if (*end || end == optarg || o->stop_at < 0) {
-				fprintf(stderr, "nboost train: --stop-at '%s' is not a step number\n", optarg);
-				return 2;
-			}
-			break;
-		}
-		case 'h': return 1;
-		default:
-			fprintf(stderr, "nboost train: unknown or incomplete option '%s'\n", argv[optind - 1]);
-			return 2;
-		}
+	const cli_option opts[] = {
+		CLI_OPT_STRING("labeled", &o->labeled, "DIR",
+			       "caption shards to train on (default: data.labeled of the job)"),
+		CLI_OPT_STRING("out", &o->out, "RUNDIR",
+			       "run directory: checkpoint.h5, metrics.jsonl, config.conf\n(default: runs/train)"),
+		CLI_OPT_FLAG("resume", 0, &o->resume,
+			     "continue from RUNDIR/checkpoint.h5 (bit-identical on the same\nrank count)"),
+		CLI_OPT_LONG("steps", &steps, 0, 100000000, "N",
+			     "total steps, as --train.steps=N (default: train.steps, 4000)"),
+		CLI_OPT_LONG("stop-at", &o->stop_at, 0, 100000000, "N",
+			     "stop after step N as if signalled: checkpoint and exit 0\n(default: off)"),
+		CLI_OPT_END,
+	};
+	const cli_command cmd = {
+		.name = "train",
+		.synopsis = "usage: nboost train JOB --labeled DIR [options] [--section.key=value...]\n"
+			    "       mpirun -np N nboost train JOB --labeled DIR ...   (data parallel)\n",
+		.about = "Trains the captioner with AdamW and NoiseBoost on the caption shards in DIR.\n"
+			 "The global batch (train.batch) is split across ranks; results do not depend on\n"
+			 "the rank count beyond float rounding. SIGTERM, SIGINT or SIGUSR1 finish the\n"
+			 "current step, write the checkpoint and exit 0; --resume continues.\n",
+		.opts = opts,
+		.footer = "threads: OMP_NUM_THREADS per rank when set; otherwise the ranks on a node split\n"
+			  "its CPUs (their affinity masks) evenly, at least one thread each.\n",
+		.positional = "JOB",
+		.min_pos = 1,
+		.max_pos = 1,
+		.overrides = overrides,
+		.check_keys = train_job_check_keys,
+	};
+	int npos, rc = cli_parse(&cmd, argc, argv, &npos);
+	if (rc >= 0)
+		return rc;
+	o->job_path = argv[1];
+	if (steps >= 0) {
+		snprintf(o->steps_buf, sizeof o->steps_buf, "%ld", steps);
+		o->steps = o->steps_buf;
 	}
-	if (optind != argc - 1) {
-		fprintf(stderr, "nboost train: %s\n", optind >= argc ? "missing JOB file" : "more than one JOB file");
-		return 2;
-	}
-	o->job_path = argv[optind];
-	return 0;
+	return -1;
 }
 
 static void catch_signals(void)
@@ -235,19 +215,12 @@ static void print_end(trainer *t, const train_job *s, const run_dir *rd, int sto
 
 int cmd_train(int argc, char **argv)
 {
-	/* Overrides first: they are the --section.key=value arguments. */
 	jobfile *overrides = jobfile_new();
-	if (jobfile_apply_overrides(overrides, &argc, argv) < 0) {
-		fprintf(stderr, "nboost train: %s\n", nb_errmsg());
-		usage(stderr);
-		return 2;
-	}
 	cli_opts o;
-	int prc = parse_cli(argc, argv, &o);
-	if (prc) {
-		usage(prc == 1 ? stdout : stderr);
+	int rc = parse_cli(argc, argv, &o, overrides);
+	if (rc >= 0) {
 		jobfile_free(overrides);
-		return prc == 1 ? 0 : 2;
+		return rc;
 	}
 	int rank = 0, size = 1;
 	ranks_start(&argc, &argv, &rank, &size);

@@ -209,23 +209,34 @@ jobfile *jobfile_load(const char *path)
 	return j;
 }
 
+int jobfile_is_override(const char *arg)
+{
+	if (strncmp(arg, "--", 2) != 0 || arg[2] == '.')
+		return 0;
+	const char *eq = strchr(arg, '='), *dot = strchr(arg, '.');
+	return dot && (!eq || dot < eq);
+}
+
+int jobfile_apply_override(jobfile *j, const char *arg)
+{
+	const char *eq = strchr(arg, '=');
+	if (!eq)
+		return nb_error("override '%s' needs a value: --section.key=value", arg);
+	char key[300];
+	size_t kn = (size_t)(eq - (arg + 2));
+	if (kn >= sizeof key)
+		return nb_error("override '%s': key too long", arg);
+	memcpy(key, arg + 2, kn);
+	key[kn] = '\0';
+	return jobfile_set(j, key, eq + 1, "command line");
+}
+
 int jobfile_apply_overrides(jobfile *j, int *argc, char **argv)
 {
 	int out = 1;
 	for (int i = 1; i < *argc; i++) {
-		const char *a = argv[i];
-		const char *eq = strchr(a, '=');
-		const char *dot = strchr(a, '.');
-		if (strncmp(a, "--", 2) == 0 && dot && (!eq || dot < eq) && a[2] != '.') {
-			if (!eq)
-				return nb_error("override '%s' needs a value: --section.key=value", a);
-			char key[300];
-			size_t kn = (size_t)(eq - (a + 2));
-			if (kn >= sizeof key)
-				return nb_error("override '%s': key too long", a);
-			memcpy(key, a + 2, kn);
-			key[kn] = '\0';
-			if (jobfile_set(j, key, eq + 1, "command line") < 0)
+		if (jobfile_is_override(argv[i])) {
+			if (jobfile_apply_override(j, argv[i]) < 0)
 				return -1;
 			continue;
 		}
@@ -320,29 +331,81 @@ static int edit_distance(const char *a, const char *b)
 	return d[n][m];
 }
 
+/* Known entry q covers key k: equal, or q is "section.*" and k is in it. */
+static int known_covers(const char *q, const char *k)
+{
+	size_t n = strlen(q);
+	if (n >= 2 && !strcmp(q + n - 2, ".*"))
+		return !strncmp(q, k, n - 1);
+	return !strcmp(q, k);
+}
+
+/* The section of a key or a "section.*" entry, as a NUL-terminated copy. */
+static void section_of(const char *key, char *out, size_t n)
+{
+	const char *dot = strchr(key, '.');
+	snprintf(out, n, "%.*s", dot ? (int)(dot - key) : (int)strlen(key), key);
+}
+
+/* The nearest name (one or two edits away) among the known keys, or with
+ * sections set, among their sections (copied to buf); NULL if none. */
+static const char *nearest(const char *name, const char *const *known, int sections, char *buf, size_t n)
+{
+	const char *best = NULL;
+	int bestd = 3;
+	char qsec[128];
+	for (const char *const *q = known; *q; q++) {
+		int d;
+		if (sections) {
+			section_of(*q, qsec, sizeof qsec);
+			d = edit_distance(qsec, name);
+		} else {
+			d = strchr(*q, '*') ? 99 : edit_distance(*q, name);
+		}
+		if (d < bestd) {
+			bestd = d;
+			best = *q;
+			if (sections) {
+				snprintf(buf, n, "%s", qsec);
+				best = buf;
+			}
+		}
+	}
+	return best;
+}
+
+static int has_section(const char *const *known, const char *sec)
+{
+	char qsec[128];
+	for (const char *const *q = known; *q; q++) {
+		section_of(*q, qsec, sizeof qsec);
+		if (!strcmp(qsec, sec))
+			return 1;
+	}
+	return 0;
+}
+
 int jobfile_check_known(const jobfile *j, const char *const *known)
 {
 	for (int i = 0; i < j->n; i++) {
-		const char *k = j->e[i].key;
+		const char *k = j->e[i].key, *origin = j->e[i].origin;
 		int ok = 0;
-		const char *best = NULL;
-		int bestd = 3;
-		for (const char *const *q = known; *q; q++) {
-			if (!strcmp(*q, k)) {
-				ok = 1;
-				break;
-			}
-			int d = edit_distance(*q, k);
-			if (d < bestd) {
-				bestd = d;
-				best = *q;
-			}
-		}
-		if (!ok) {
-			if (best)
-				return nb_error("%s: unknown key '%s' (did you mean '%s'?)", j->e[i].origin, k, best);
-			return nb_error("%s: unknown key '%s' (see schemas/job_file.md)", j->e[i].origin, k);
-		}
+		for (const char *const *q = known; *q && !ok; q++)
+			ok = known_covers(*q, k);
+		if (ok)
+			continue;
+		char sec[128], buf[128];
+		section_of(k, sec, sizeof sec);
+		const char *best = nearest(k, known, 0, buf, sizeof buf);
+		if (best)
+			return nb_error("%s: unknown key '%s' (did you mean '%s'?)", origin, k, best);
+		if (has_section(known, sec))
+			return nb_error("%s: unknown key '%s' (see schemas/job_file.md)", origin, k);
+		best = nearest(sec, known, 1, buf, sizeof buf);
+		if (best)
+			return nb_error("%s: unknown key '%s': no section [%s] (did you mean [%s]?)", origin, k, sec,
+					best);
+		return nb_error("%s: unknown key '%s': no section [%s] (see schemas/job_file.md)", origin, k, sec);
 	}
 	return 0;
 }

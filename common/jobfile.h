@@ -17,9 +17,15 @@ void jobfile_free(jobfile *j);
 
 /* Sets section.key (replacing an earlier value). 0 or nb_error. */
 int jobfile_set(jobfile *j, const char *key, const char *value, const char *origin);
-/* Removes every "--section.key=value" argument from argv (a dotted key is
- * what tells it apart from the command's own options) and applies it.
- * Updates *argc. 0 or nb_error for a malformed override. */
+/* 1 when the command-line argument is an override "--section.key[=value]"
+ * (a dot in the name before any '=' tells it apart from the command's own
+ * options), else 0. */
+int jobfile_is_override(const char *arg);
+/* Applies one override "--section.key=value" with origin "command line".
+ * 0 or nb_error (no value, invalid key). */
+int jobfile_apply_override(jobfile *j, const char *arg);
+/* Removes every override argument from argv and applies it. Updates *argc.
+ * 0 or nb_error for a malformed override. */
 int jobfile_apply_overrides(jobfile *j, int *argc, char **argv);
 
 /* NULL if unset. */
@@ -32,8 +38,10 @@ int jobfile_double(const jobfile *j, const char *key, double def, double lo, dou
 int jobfile_bool(const jobfile *j, const char *key, int def, int *out);
 /* String: the default when unset; *out points into j (or is def). */
 const char *jobfile_str(const jobfile *j, const char *key, const char *def);
-/* Errors on the first key not in `known` (NULL-terminated), naming where it
- * was set, with a "did you mean" when a known key is one edit away. */
+/* Errors on the first key not in `known` (NULL-terminated; an entry
+ * "section.*" admits every key of that section), naming where it was set,
+ * with a "did you mean" when a known key is up to two edits away, or when
+ * the key's section is unknown, a known section is. */
 int jobfile_check_known(const jobfile *j, const char *const *known);
 
 int jobfile_count(const jobfile *j);

@@ -93,7 +93,7 @@ tail -1 "$T/out" | grep -q '"n":300,"missing":0,"chair_i":0,"chair_s":0,"recall"
 expect 0 "" "$NBOOST" eval --help
 grep -q -- "--allow-missing" "$T/out" && ok || bad "--help lacks --allow-missing"
 expect 2 "usage:" "$NBOOST" eval --shards "$S" --bogus
-expect 2 "--shards DIR is required" "$NBOOST" eval --captions "$T/gt.tsv"
+expect 2 "missing --shards DIR" "$NBOOST" eval --captions "$T/gt.tsv"
 expect 2 "nothing to do" "$NBOOST" eval --shards "$S"
 expect 2 "--batch" "$NBOOST" eval --shards "$S" --model x.h5 --batch 0
 expect 2 "exclude each other" "$NBOOST" eval --shards "$S" --model x.h5 --captions "$T/gt.tsv"

@@ -274,7 +274,7 @@ check_sh "query strings kept: 8 records, 6 ok, 2 duplicate" \
 check_sh "--help exits 0" '[ $? -eq 0 ]'
 check_sh "--help lists every option" '(for o in --out --shard-size --size --resize --concurrency --per-host --connect-timeout --timeout --max-bytes --max-pixels --retries --retry-failed --allow-file; do grep -q -- "$o" "$T/help" || exit 1; done)'
 "$NBOOST" ingest "$T/list.tsv" --out "$T/x" --resize stretch 2> "$T/e"
-check_sh "bad --resize exits 2" '[ $? -eq 2 ] && grep -q "invalid --resize" "$T/e"'
+check_sh "bad --resize exits 2" '[ $? -eq 2 ] && grep -q "\-\-resize: '"'"'stretch'"'"' is not center_crop or pad" "$T/e"'
 "$NBOOST" ingest "$T/list.tsv" --out "$T/x" --concurrency 0 2> "$T/e"
 check_sh "bad --concurrency exits 2" '[ $? -eq 2 ]'
 "$NBOOST" ingest "$T/list.tsv" 2> "$T/e"

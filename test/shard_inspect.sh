@@ -105,6 +105,6 @@ check_sh "bad option: rc $rc" '[ $rc -eq 2 ] && grep -q "unknown option '"'"'--b
 run "$NB" inspect "$dir/images.h5" --n -3
 check_sh "negative --n: rc $rc" '[ $rc -eq 2 ]'
 run "$NB" inspect
-check_sh "no file: rc $rc" '[ $rc -eq 2 ] && grep -q "no FILE given" <<<"$err"'
+check_sh "no file: rc $rc" '[ $rc -eq 2 ] && grep -q "missing FILE" <<<"$err"'
 
 finish

@@ -168,11 +168,11 @@ check "--force removes the old shards" test "$(find "$T/one" -name '*.h5' | wc -
 check "--force: new corpus differs" bash -c "! cmp -s '$T/one/labeled/shard-000000.h5' '$T/four/labeled/shard-000000.h5'"
 
 # ---- bad arguments ----
-expect_fail 2 "invalid --labeled '-5'" "$NBOOST" synth --out "$T/x" --labeled -5
-expect_fail 2 "invalid --test 'many'" "$NBOOST" synth --out "$T/x" --test many
+expect_fail 2 "--labeled: '-5' is not a non-negative integer" "$NBOOST" synth --out "$T/x" --labeled -5
+expect_fail 2 "--test: 'many' is not a non-negative integer" "$NBOOST" synth --out "$T/x" --test many
 expect_fail 2 "missing --out" "$NBOOST" synth --labeled 5
-expect_fail 2 "invalid --size '8'" "$NBOOST" synth --out "$T/x" --size 8
-expect_fail 2 "invalid --shard-size '0'" "$NBOOST" synth --out "$T/x" --shard-size 0
+expect_fail 2 "--size: 8 is out of range [16, 512]" "$NBOOST" synth --out "$T/x" --size 8
+expect_fail 2 "--shard-size: 0 is out of range [1, 1000000]" "$NBOOST" synth --out "$T/x" --shard-size 0
 expect_fail 2 "unknown option '--colour'" "$NBOOST" synth --out "$T/x" --colour red
 expect_fail 2 "option '--seed' needs a value" "$NBOOST" synth --out "$T/x" --seed
 expect_fail 1 "cannot create directory '/proc/nboost-synth-test'" "$NBOOST" synth --out /proc/nboost-synth-test/out --labeled 1

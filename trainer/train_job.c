@@ -22,35 +22,26 @@ static const char *const frozen_keys[] = {
 	"train.warmup", "train.clip", "train.seed", "noise.sigma", NULL,
 };
 
-static const char *const my_keys[] = {
+/* Every key a job file may hold: the keys read here, the [data] keys and
+ * the sections reserved for nboost run (schemas/job_file.md), whose keys
+ * that command checks. A key of any other section is an error, so a typo
+ * in a section name (--nosie.sigma=0) is not silently ignored. */
+static const char *const known_keys[] = {
 	"model.image_size", "model.patch", "model.enc_dim", "model.enc_layers", "model.enc_heads",
 	"model.dec_dim", "model.dec_layers", "model.dec_heads", "model.mlp_ratio", "model.max_text",
 	"train.steps", "train.batch", "train.lr", "train.weight_decay", "train.beta1", "train.beta2", "train.eps",
 	"train.warmup", "train.clip", "train.seed", "train.checkpoint_every", "train.log_every",
-	"train.watch_every", "noise.sigma", "data.labeled", NULL,
+	"train.watch_every", "noise.sigma", "data.labeled", "data.unlabeled", "data.test",
+	"corpus.*", "run.*", "teacher.*", "filter.*", "student.*", NULL,
 };
 
-/* Sections this command checks strictly; others belong to other commands
- * (nboost run: [run], [teacher], [filter], [student]...) and pass through. */
+/* The sections read here; the others are copied through as given. */
 static int is_my_section(const char *key)
 {
 	return !strncmp(key, "model.", 6) || !strncmp(key, "train.", 6) || !strncmp(key, "noise.", 6);
 }
 
-static int check_keys(const jobfile *j)
-{
-	int n = jobfile_count(j), k = 0;
-	const char **known = nb_xcalloc((size_t)n + sizeof my_keys / sizeof my_keys[0] + 1, sizeof(char *));
-	for (int i = 0; my_keys[i]; i++)
-		known[k++] = my_keys[i];
-	for (int i = 0; i < n; i++)
-		if (!is_my_section(jobfile_key_at(j, i)))
-			known[k++] = jobfile_key_at(j, i);
-	known[k] = NULL;
-	int rc = jobfile_check_known(j, known);
-	free(known);
-	return rc;
-}
+int train_job_check_keys(const jobfile *j) { return jobfile_check_known(j, known_keys); }
 
 static int get_model_int(const jobfile *j, const char *key, int def, long lo, long hi, int *out)
 {
@@ -63,7 +54,7 @@ static int get_model_int(const jobfile *j, const char *key, int def, long lo, lo
 
 int train_job_read(const jobfile *j, train_job *s)
 {
-	if (check_keys(j) < 0)
+	if (train_job_check_keys(j) < 0)
 		return -1;
 	train_config *c = &s->tc;
 	*c = train_config_default();

@@ -17,9 +17,14 @@ typedef struct {
 } train_job;
 
 /* Reads and range-checks every key (defaults from train_config_default());
- * an unknown key in [model]/[train]/[noise] is an error naming it. 0 or
+ * an unknown key (train_job_check_keys) is an error naming it. 0 or
  * nb_error naming the job file, the key and the cause. */
 int train_job_read(const jobfile *j, train_job *s);
+
+/* The known-key check of train_job_read alone (for command-line overrides,
+ * before the job file is read): an unknown key, or a key of an unknown
+ * section, is an error with a "did you mean". 0 or nb_error. */
+int train_job_check_keys(const jobfile *j);
 
 /* The configuration in force as job-file text: every training key with its
  * value (defaults included, numbers in their shortest exact form), then the
