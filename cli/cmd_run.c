@@ -6,28 +6,46 @@
 
 #include "common/jobfile.h"
 #include "common/nb_error.h"
+#include "cli/cli_args.h"
 #include "cli/commands.h"
 #include "pipeline/ranks.h"
 #include "pipeline/run.h"
+#include "trainer/train_job.h"
 
-static void usage(FILE *f)
+/* Parses argv into *job_path, *out and the --section.key=value overrides
+ * (their keys checked). Returns -1 to go on, else the exit status (0 after
+ * --help, 2 after a usage error, both printed). */
+static int parse_args(int argc, char **argv, const char **job_path, const char **out, jobfile *overrides)
 {
-	fprintf(f,
-		"usage: mpirun -np N nboost run JOB [--out RUNDIR] [--section.key=value...]\n"
-		"\n"
-		"Mines the unlabeled shards of corpus.unlabeled for pseudo-labels and trains a\n"
-		"student on them plus corpus.labeled. The world is split into 1 master,\n"
-		"run.teachers teachers (1 clean + teacher.K noisy captions per image),\n"
-		"run.filters filters (the consistency vote, one pseudo shard per unit) and\n"
-		"run.students students (data-parallel NoiseBoost training); the counts must add\n"
-		"up to N. The same command on the same RUNDIR resumes. SIGTERM, SIGINT and\n"
-		"SIGUSR1 finish in-flight units, checkpoint the students and exit 0.\n"
-		"\n"
-		"options:\n"
-		"  --out RUNDIR      run directory: journal.jsonl, events.jsonl, config.conf,\n"
-		"                    round-R/{pseudo/,student.h5,labels.json} (default: runs/run)\n"
-		"  --section.key=V   override any job-file key (schemas/job_file.md)\n"
-		"  -h, --help        this text\n");
+	const cli_option opts[] = {
+		CLI_OPT_STRING("out", out, "RUNDIR",
+			       "run directory: journal.jsonl, events.jsonl, config.conf,\n"
+			       "round-R/{pseudo/,student.h5,labels.json} (default: runs/run)"),
+		CLI_OPT_END,
+	};
+	const cli_command cmd = {
+		.name = "run",
+		.synopsis = "usage: mpirun -np N nboost run JOB [--out RUNDIR] [--section.key=value...]\n",
+		.about = "Mines the unlabeled shards of corpus.unlabeled for pseudo-labels and trains a\n"
+			 "student on them plus corpus.labeled. The world is split into 1 master,\n"
+			 "run.teachers teachers (1 clean + teacher.K noisy captions per image),\n"
+			 "run.filters filters (the consistency vote, one pseudo shard per unit) and\n"
+			 "run.students students (data-parallel NoiseBoost training); the counts must add\n"
+			 "up to N. The same command on the same RUNDIR resumes. SIGTERM, SIGINT and\n"
+			 "SIGUSR1 finish in-flight units, checkpoint the students and exit 0.\n",
+		.opts = opts,
+		.positional = "JOB",
+		.min_pos = 1,
+		.max_pos = 1,
+		.overrides = overrides,
+		/* sections and the training keys; the run's own keys are checked
+		 * by run_job_read */
+		.check_keys = train_job_check_keys,
+	};
+	int npos, rc = cli_parse(&cmd, argc, argv, &npos);
+	if (rc < 0)
+		*job_path = argv[1];
+	return rc;
 }
 
 static void on_signal(int sig) { run_request_stop(sig); }
@@ -36,32 +54,10 @@ int cmd_run(int argc, char **argv)
 {
 	const char *out = "runs/run", *job_path = NULL;
 	jobfile *overrides = jobfile_new();
-	if (jobfile_apply_overrides(overrides, &argc, argv) < 0) {
-		fprintf(stderr, "nboost run: %s\n", nb_errmsg());
-		return 2;
-	}
-	for (int i = 1; i < argc; i++) {
-		if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
-			usage(stdout);
-			return 0;
-		} else if (!strcmp(argv[i], "--out") && i + 1 < argc) {
-			out = argv[++i];
-		} else if (!strncmp(argv[i], "--out=", 6)) {
-			out = argv[i] + 6;
-		} else if (argv[i][0] == '-') {
-			fprintf(stderr, "nboost run: unknown option '%s'\n", argv[i]);
-			return 2;
-		} else if (job_path) {
-			fprintf(stderr, "nboost run: more than one JOB file\n");
-			return 2;
-		} else {
-			job_path = argv[i];
-		}
-	}
-	if (!job_path) {
-		fprintf(stderr, "nboost run: missing JOB file\n");
-		usage(stderr);
-		return 2;
+	int prc = parse_args(argc, argv, &job_path, &out, overrides);
+	if (prc >= 0) {
+		jobfile_free(overrides);
+		return prc;
 	}
 	int rank, size;
 	ranks_start(&argc, &argv, &rank, &size);

@@ -19,7 +19,7 @@ usage_error() {
 	if ! grep -qF -- "nboost $cmd: $needle" "$T/err.txt"; then
 		bad "'$what': stderr lacks 'nboost $cmd: $needle': $(head -c 400 "$T/err.txt")"; return
 	fi
-	if ! grep -qF "usage: nboost $cmd" "$T/err.txt"; then bad "'$what': no usage on stderr"; return; fi
+	if ! grep -q "^usage: .*nboost $cmd" "$T/err.txt"; then bad "'$what': no usage on stderr"; return; fi
 	if [ -s "$T/out.txt" ]; then bad "'$what': wrote to stdout"; return; fi
 	ok
 }
@@ -63,6 +63,18 @@ for cmd in synth ingest train eval caption inspect export; do
 	usage_error "$cmd" "${INT_OPT[$cmd]}: '12x' is not" "${base[@]}" "${INT_OPT[$cmd]}=12x"
 	usage_error "$cmd" "${INT_OPT[$cmd]}: 99999999999 is out of range [" "${base[@]}" "${INT_OPT[$cmd]}" 99999999999
 done
+
+# run has no number option; the rest as above
+"$NBOOST" run --help >"$T/help.txt" 2>"$T/help.err"
+check "run --help exits 0" test $? -eq 0
+check "run --help prints the usage" grep -q "^usage: mpirun -np N nboost run" "$T/help.txt"
+check "run --help lists --section.key=V" grep -qF -- "--section.key=V" "$T/help.txt"
+usage_error run "unknown option '--bogus'" jobs/run-tiny.conf --bogus
+usage_error run "option '--out' needs a value" jobs/run-tiny.conf --out
+usage_error run "missing JOB" --out "$T/never"
+usage_error run "unexpected argument 'jobs/tiny.conf'" jobs/run-tiny.conf jobs/tiny.conf
+usage_error run "command line: unknown key 'nosie.sigma' (did you mean 'noise.sigma'?)" \
+	jobs/run-tiny.conf --nosie.sigma=0
 
 # ---- positional arguments ----
 usage_error synth "unexpected argument 'extra'" --out "$T/never" extra
