@@ -4,7 +4,6 @@
  * per line, labeler/captions_tsv.h) or from a checkpoint that decodes every
  * image greedily.
  * --write-gt writes the ground-truth captions as such a TSV. */
-#include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
 #include <stdio.h>

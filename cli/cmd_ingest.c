@@ -1,7 +1,5 @@
 /* nboost ingest: URL list -> image shards (corpus/ingest/ingest.h). */
-#include <errno.h>
 #include <math.h>
-#include <stdarg.h>
 #include <stdint.h>
 #include <mpi.h>
 #include <stdio.h>

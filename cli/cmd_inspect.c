@@ -3,7 +3,6 @@
  * walked generically, so the command keeps up with whatever the trainer
  * writes. */
 #include <errno.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>

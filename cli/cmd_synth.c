@@ -1,10 +1,8 @@
 /* nboost synth: renders the synthetic scene corpus into shards (MPI).
  * Rank 0 prepares the directories and checks corpus.json, every rank writes
  * its shards, rank 0 merges the manifest and prints the summary. */
-#include <errno.h>
 #include <inttypes.h>
 #include <mpi.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>

@@ -4,7 +4,6 @@
  * trainer/train_job.h, the run directory (checkpoint, config.conf,
  * metrics.jsonl, progress line) is trainer/run_dir.h, and every rank
  * agrees on failures through pipeline/ranks.h. */
-#include <errno.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
