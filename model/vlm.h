@@ -1,4 +1,4 @@
-/* The LLaVA-shaped captioner (docs/design.md §6): ViT encoder over 8x8 patches,
+/* The LLaVA-shaped captioner (docs/model.md): ViT encoder over 8x8 patches,
  * Linear-GELU-Linear projector, causal decoder over [visual ; caption] tokens,
  * cross-entropy on caption tokens only.
  *
@@ -28,7 +28,7 @@ typedef struct {
 	int max_text;                /* text positions: bos + up to max_text-1 words (41) */
 } vlm_config;
 
-/* The reference configuration of docs/design.md §6. */
+/* The reference configuration of docs/model.md. */
 vlm_config vlm_config_default(void);
 /* 0, or nb_error naming the bad field. */
 int vlm_config_check(const vlm_config *c);

@@ -2,8 +2,9 @@
  * naming a url column (and optionally caption/text and key/id columns; CSV
  * fields may be quoted, with "" for a quote and embedded newlines), JSONL
  * with one object per line ({"url": ..., "caption": ...}), or a bare list of
- * URLs, one a line. The format comes from the extension (.tsv .csv .jsonl
- * .json .txt) and, failing that, from the content.
+ * URLs, one a line. The format comes from the extension (.tsv, .csv, and
+ * .jsonl/.json/.ndjson) and, for any other name (.txt included), from the
+ * content.
  *
  * A malformed record does not stop parsing: it becomes an entry with bad set
  * (status bad_line), so every input record keeps its place and its status.
