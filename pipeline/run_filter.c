@@ -1,6 +1,8 @@
 /* A filter rank: judges each unit's captions with the consistency filter,
  * writes the accepted ones into one pseudo-label shard per unit (committed
- * atomically), and reports the unit to the master. */
+ * atomically into RUNDIR/round-R/staging/), and reports the unit to the
+ * master, who journals it and only then moves the shard into pseudo/, where
+ * the students look (run_master.c, publish_shard). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -66,7 +68,8 @@ static void write_unit(const run_ctx *c, const caps_view *v, done_msg *d)
 	size_t n = (size_t)v->h.n, k1 = (size_t)v->h.K1, mt = (size_t)v->h.maxtok;
 	size_t img = (size_t)v->h.S * (size_t)v->h.S * 3;
 	char dir[4096], path[4200];
-	run_pseudo_dir(c, v->h.round, dir, sizeof dir);
+	run_round_dir(c, v->h.round, dir, sizeof dir);
+	snprintf(dir + strlen(dir), sizeof dir - strlen(dir), "/staging");
 	run_unit_shard_name(v->h.unit, d->shard, sizeof d->shard);
 	snprintf(path, sizeof path, "%s/%s", dir, d->shard);
 	shard_meta meta = {.kind = SHARD_CAPTIONS, .height = v->h.S, .width = v->h.S, .round = v->h.round,

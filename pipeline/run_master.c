@@ -1,6 +1,8 @@
 /* The master rank: prepares the run (checks, journal, units), then per
  * round hands units to teachers on request, records what the filters
  * finished, drives the students, prints progress and handles stops. */
+#include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -31,6 +33,8 @@ typedef struct {
 	label_counts sum;
 	int64_t images_now;          /* images finished in this session, for the rate */
 	int idle;                    /* teachers done with the round (TAG_IDLE) */
+	int64_t measured;            /* done units whose label_counts are in sum */
+	int counts_fd;               /* round-R/units.jsonl, appending */
 	double t0;
 } round_state;
 
@@ -75,7 +79,6 @@ static void build_units(master *m, round_state *rs, int round)
 			rs->state[u] = U_DONE;
 			rs->done++;
 		}
-	journal_round_totals(m->jr, round, &rs->sum.accepted, NULL, &rs->sum.seen);
 	rs->t0 = nb_now();
 }
 
@@ -165,17 +168,153 @@ static void student_cmd_send(int cmd, int round, const char *path, const run_ctx
 	MPI_Send(&s, sizeof s, MPI_BYTE, c->first_student, TAG_STUDENT_CMD, MPI_COMM_WORLD);
 }
 
+/* The label_counts of each finished unit (the reasons and the truth
+ * counters, which the journal does not keep): RUNDIR/round-R/units.jsonl,
+ * one {"unit":U,"counts":"n n ..."} line per unit, written and fdatasync'ed
+ * before the unit's journal record. So a resumed round's labels.json sums
+ * every unit, not only those labeled since the restart. */
+enum { NCOUNTS = sizeof(label_counts) / sizeof(int64_t) };
+
+static void counts_path(const run_ctx *c, int round, char *out, size_t n)
+{
+	run_round_dir(c, round, out, n);
+	size_t k = strlen(out);
+	snprintf(out + k, n - k, "/units.jsonl");
+}
+
+static int parse_counts(const char *s, label_counts *c)
+{
+	int64_t *v = (int64_t *)(void *)c;
+	for (int i = 0; i < NCOUNTS; i++) {
+		char *end;
+		v[i] = strtoll(s, &end, 10);
+		if (end == s)
+			return -1;
+		s = end;
+	}
+	return *s ? -1 : 0;
+}
+
+/* Sums the counts of the round's done units into rs->sum (the journal's
+ * totals of seen and accepted stand), cuts a torn last line off, and opens
+ * the file for appending. */
+static void counts_open(master *m, round_state *rs, int round)
+{
+	char path[4200];
+	counts_path(m->c, round, path, sizeof path);
+	size_t len = 0, keep = 0;
+	char *data = nb_read_file(path, &len);
+	if (!data && errno != ENOENT)
+		master_die("cannot read the unit counts");
+	label_counts *per = nb_xcalloc((size_t)rs->nunits + 1, sizeof *per);
+	uint8_t *have = nb_xcalloc((size_t)rs->nunits + 1, 1);
+	jsonl_obj o = {0};
+	for (char *nl; data && (nl = memchr(data + keep, '\n', len - keep)); keep = (size_t)(nl + 1 - data)) {
+		const jsonl_field *u, *cs;
+		label_counts c; /* a line that does not parse (a torn one) is skipped */
+		if (jsonl_parse(&o, data + keep, (size_t)(nl - data) - keep) == 0 && (u = jsonl_get(&o, "unit")) &&
+		    u->type == JSONL_INT && u->i >= 0 && u->i < rs->nunits && (cs = jsonl_get(&o, "counts")) &&
+		    cs->type == JSONL_STR && parse_counts(cs->s, &c) == 0) {
+			per[u->i] = c;
+			have[u->i] = 1;
+		}
+	}
+	jsonl_obj_free(&o);
+	for (int64_t u = 0; u < rs->nunits; u++)
+		if (rs->state[u] == U_DONE && have[u]) {
+			add_counts(&rs->sum, &per[u]);
+			rs->measured++;
+		}
+	journal_round_totals(m->jr, round, &rs->sum.accepted, NULL, &rs->sum.seen);
+	free(per), free(have), free(data);
+	rs->counts_fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0666);
+	if (rs->counts_fd < 0 || (keep < len && ftruncate(rs->counts_fd, (off_t)keep) < 0)) {
+		nb_error("cannot write '%s': %s", path, strerror(errno));
+		master_die("cannot open the unit counts");
+	}
+}
+
+static void counts_append(const master *m, const round_state *rs, int round, int64_t unit, const label_counts *c)
+{
+	const int64_t *v = (const int64_t *)(const void *)c;
+	nb_buf nums = {0}, line = {0};
+	for (int i = 0; i < NCOUNTS; i++)
+		nb_buf_addf(&nums, "%s%" PRId64, i ? " " : "", v[i]);
+	jsonl_begin(&line);
+	jsonl_int(&line, "unit", unit);
+	jsonl_str(&line, "counts", nums.data);
+	jsonl_end(&line);
+	if (write(rs->counts_fd, line.data, line.len) != (ssize_t)line.len || fdatasync(rs->counts_fd) < 0) {
+		char path[4200];
+		counts_path(m->c, round, path, sizeof path);
+		nb_error("cannot write '%s': %s", path, strerror(errno));
+		master_die("cannot record the unit counts");
+	}
+	free(nums.data), free(line.data);
+}
+
+/* A unit's shard as its filter commits it (staged) and as the students see
+ * it (final): the master moves it from one to the other only once the
+ * journal records it (publish_shard), so that no student ever trains on a
+ * shard that a crash could make the journal forget (the resumed student
+ * would then miss it: sweep_round deletes such orphans). */
+static void staging_dir(const run_ctx *c, int round, char *out, size_t n)
+{
+	run_round_dir(c, round, out, n);
+	size_t k = strlen(out);
+	snprintf(out + k, n - k, "/staging"); /* as in run_filter.c */
+}
+
+static void unit_paths(const run_ctx *c, int round, int64_t unit, char *staged, char *final, size_t n)
+{
+	char dir[4096], name[64];
+	run_unit_shard_name(unit, name, sizeof name);
+	staging_dir(c, round, dir, sizeof dir);
+	snprintf(staged, n, "%s/%s", dir, name);
+	run_pseudo_dir(c, round, dir, sizeof dir);
+	snprintf(final, n, "%s/%s", dir, name);
+}
+
+static int file_exists(const char *path)
+{
+	struct stat st;
+	return stat(path, &st) == 0 && S_ISREG(st.st_mode);
+}
+
+static void publish_shard(const master *m, int round, int64_t unit)
+{
+	char staged[4200], final[4200];
+	unit_paths(m->c, round, unit, staged, final, sizeof staged);
+	if (rename(staged, final) < 0) {
+		nb_error("cannot move '%s' to '%s': %s", staged, final, strerror(errno));
+		master_die("cannot publish a pseudo-label shard");
+	}
+	if (nb_fsync_parent(final) < 0)
+		master_die("cannot publish a pseudo-label shard");
+}
+
 static void on_unit_done(master *m, round_state *rs, int round)
 {
 	done_msg d;
 	MPI_Status st;
 	MPI_Recv(&d, sizeof d, MPI_BYTE, MPI_ANY_SOURCE, TAG_UNIT_DONE, MPI_COMM_WORLD, &st);
-	if (d.round != round || d.unit < 0 || d.unit >= rs->nunits || rs->state[d.unit] == U_DONE)
-		return; /* a duplicate of a unit handed out twice */
+	if (d.round != round || d.unit < 0 || d.unit >= rs->nunits)
+		return;
+	if (rs->state[d.unit] == U_DONE) {
+		/* a duplicate of a unit handed out twice: its second copy */
+		char staged[4200], final[4200];
+		unit_paths(m->c, round, d.unit, staged, final, sizeof staged);
+		if (d.shard[0])
+			unlink(staged);
+		return;
+	}
+	counts_append(m, rs, round, d.unit, &d.c);
 	int64_t rejected = d.c.seen - d.c.accepted;
 	if (journal_unit(m->jr, round, d.unit, d.shard, d.c.accepted, rejected, d.c.seen) < 0 ||
 	    (d.shard[0] && journal_shard(m->jr, round, d.shard) < 0))
 		master_die("cannot write the journal");
+	if (d.shard[0])
+		publish_shard(m, round, d.unit);
 	events_unit(m->ev, round, d.unit, d.shard, d.c.accepted, rejected, d.c.seen, nb_now() - rs->since[d.unit]);
 	if (d.shard[0])
 		events_shard(m->ev, round, d.shard, 1, d.c.accepted);
@@ -184,6 +323,7 @@ static void on_unit_done(master *m, round_state *rs, int round)
 	rs->state[d.unit] = U_DONE;
 	rs->done++;
 	rs->images_now += d.c.seen;
+	rs->measured++;
 	add_counts(&rs->sum, &d.c);
 	if (rs->done == rs->nunits) {
 		release_parked(m, rs, round);
@@ -305,8 +445,11 @@ int run_master_prepare(run_ctx *c)
 		return -1;
 	if (*c->job->teacher_model) {
 		ckpt_file *f = ckpt_open(c->job->teacher_model, NULL);
-		if (!f)
-			return -1;
+		if (!f) {
+			char msg[1024];
+			snprintf(msg, sizeof msg, "%s", nb_errmsg());
+			return nb_error("teacher.model: %s", msg);
+		}
 		int S = ckpt_config(f)->image_size;
 		ckpt_close(f);
 		if (S != c->job->train.tc.model.image_size)
@@ -403,22 +546,43 @@ static int round_teacher(master *m, int round, char *out, size_t n)
 	return 0;
 }
 
-/* Pseudo shards of this round's unfinished units are orphans of a crash
- * between commit and journal record: delete them, they are made again. */
+/* Before a round starts or resumes. A shard of a journaled unit still in
+ * staging/ was committed and journaled, and the crash came before
+ * publish_shard moved it: move it now. A shard of an unfinished unit (in
+ * staging/, or in pseudo/ from an older nboost) is an orphan of a crash
+ * between its commit and its journal record: delete it, the unit is labeled
+ * again, identically. */
 static void sweep_round(master *m, int round, const round_state *rs)
 {
-	char dir[4096], name[64], path[4200];
+	char dir[4096], staging[4200], staged[4200], final[4200], name[64];
 	run_pseudo_dir(m->c, round, dir, sizeof dir);
-	if (nb_mkdir_p(dir) < 0)
+	staging_dir(m->c, round, staging, sizeof staging);
+	if (nb_mkdir_p(dir) < 0 || nb_mkdir_p(staging) < 0)
 		master_die("cannot create the round directory");
 	shard_sweep_tmp(dir);
+	shard_sweep_tmp(staging);
 	for (int64_t u = 0; u < rs->nunits; u++) {
-		if (rs->state[u] == U_DONE)
-			continue;
+		unit_paths(m->c, round, u, staged, final, sizeof staged);
 		run_unit_shard_name(u, name, sizeof name);
-		snprintf(path, sizeof path, "%s/%s", dir, name);
-		if (unlink(path) == 0)
-			fprintf(stderr, "run: removed '%s' (written but not journaled before a crash)\n", path);
+		if (rs->state[u] == U_DONE) {
+			if (!journal_shard_known(m->jr, round, name))
+				continue; /* nothing accepted, no shard */
+			if (file_exists(final)) {
+				unlink(staged);
+			} else if (file_exists(staged)) {
+				publish_shard(m, round, u);
+				fprintf(stderr, "run: published '%s' (journaled, not yet moved before a crash)\n", final);
+			} else {
+				nb_error("the journal records the pseudo-label shard '%s' of unit %" PRId64
+					 ", but the file is gone", final, u);
+				master_die("cannot resume");
+			}
+			continue;
+		}
+		if (unlink(staged) == 0)
+			fprintf(stderr, "run: removed '%s' (written but not journaled before a crash)\n", staged);
+		if (unlink(final) == 0)
+			fprintf(stderr, "run: removed '%s' (written but not journaled before a crash)\n", final);
 	}
 }
 
@@ -431,6 +595,13 @@ static void write_round_summary(master *m, int round, const round_state *rs, dou
 	for (int r = 1; r < CONS_NREASONS; r++)
 		nb_buf_addf(&b, ", \"rejected_%s\": %" PRId64, consistency_reason_name((consistency_reason)r), s->rejected[r]);
 	nb_buf_addf(&b, ", \"wall_s\": %.3f", wall);
+	if (rs->measured < rs->nunits) {
+		/* units journaled by an nboost without round-R/units.jsonl */
+		nb_buf_addf(&b, ", \"measured_units\": %" PRId64, rs->measured);
+		nb_warn("round %d: the rejection reasons and ground-truth scores in labels.json cover %" PRId64
+			" of %" PRId64 " units (round-%d/units.jsonl lacks the others)", round, rs->measured,
+			rs->nunits, round);
+	}
 	const truth_counts *t[2] = {&s->raw, &s->acc};
 	const char *name[2] = {"raw", "filtered"};
 	for (int k = 0; k < 2; k++) {
@@ -456,6 +627,7 @@ static void write_round_summary(master *m, int round, const round_state *rs, dou
 
 static void free_round(round_state *rs)
 {
+	close(rs->counts_fd);
 	free(rs->units), free(rs->state), free(rs->since), free(rs->parked);
 }
 
@@ -465,6 +637,7 @@ static int run_round(master *m, int round)
 	round_state rs = {0};
 	build_units(m, &rs, round);
 	sweep_round(m, round, &rs);
+	counts_open(m, &rs, round);
 	if (round_teacher(m, round, m->teacher, sizeof m->teacher)) {
 		free_round(&rs);
 		return 1;
@@ -504,6 +677,10 @@ static int run_round(master *m, int round)
 			     nb_now() - t0);
 		if (journal_round(m->jr, round) < 0)
 			master_die("cannot write the journal");
+		char staging[4200];
+		staging_dir(m->c, round, staging, sizeof staging);
+		shard_sweep_tmp(staging); /* a crashed writer's, if its pid was still taken at the start */
+		rmdir(staging);           /* empty now; if not (a leftover), harmless */
 	} else {
 		/* Teachers still waiting for replies get "no more work". */
 		release_parked(m, &rs, round);
