@@ -36,7 +36,7 @@
 #define FLUSH_BYTES ((size_t)1 << 20) /* output is written in pieces of about this size */
 #define LLAVA_PROMPT "<image>\nDescribe the image in detail."
 
-typedef enum { FMT_JSONL, FMT_LLAVA } export_format;
+typedef enum { FMT_JSONL, FMT_LLAVA, FMT_MANIFEST } export_format;
 
 typedef struct {
 	export_format format;
@@ -302,6 +302,32 @@ static void llava_record(nb_buf *b, uint64_t id, const char *image, const char *
 	nb_buf_adds(b, "}]}");
 }
 
+/* --format manifest: the shards themselves, one "path<TAB>samples<TAB>
+ * origin<TAB>round" line each after a header, e.g. to merge the slices of a
+ * labeling job array (jobs/label-array.sbatch) without copying labels. */
+static int write_manifest(const export_opts *o, const shard_set *set, uint64_t total)
+{
+	nb_buf b = {0};
+	nb_buf_adds(&b, "shard\tsamples\torigin\tround\n");
+	for (size_t i = 0; i < set->n; i++) {
+		shard_reader *r = shard_open(set->v[i].path);
+		if (!r)
+			export_die("%s", nb_errmsg());
+		const shard_meta *m = shard_reader_meta(r);
+		nb_buf_addf(&b, "%s\t%zu\t%s\t%d\n", set->v[i].path, shard_count(r), m->origin, m->round);
+		shard_close(r);
+	}
+	if (nb_write_file_atomic(o->out, b.data, b.len) < 0)
+		export_die("%s", nb_errmsg());
+	fprintf(stderr, "nboost export: a manifest of %zu shard%s (%" PRIu64 " samples) to %s\n", set->n,
+		set->n == 1 ? "" : "s", total, o->out);
+	free(b.data);
+	for (size_t i = 0; i < set->n; i++)
+		free(set->v[i].path);
+	free(set->v);
+	return 0;
+}
+
 static int export_run(const export_opts *o, int nsrc, char **src, const cli_command *cmd)
 {
 	shard_set set = {0};
@@ -311,6 +337,8 @@ static int export_run(const export_opts *o, int nsrc, char **src, const cli_comm
 		return cli_usage_error(cmd, "%s applies to run directories only, and no SOURCE is one",
 				       o->round >= 0 ? "--round" : "--with-labeled");
 	uint64_t total = check_shards(&set);
+	if (o->format == FMT_MANIFEST)
+		return write_manifest(o, &set, total);
 
 	char out_dir[PATH_LEN], img_name[PATH_LEN], img_dir[PATH_LEN * 2 + 2];
 	llava_names(o->out, out_dir, img_name);
@@ -416,7 +444,7 @@ int cmd_export(int argc, char **argv)
 	export_opts o = {FMT_JSONL, NULL, 0.0, -1, 0};
 	const char *format = NULL;
 	const cli_option opts[] = {
-		CLI_OPT_REQUIRED("format", &format, "FMT", "llava or jsonl (required)"),
+		CLI_OPT_REQUIRED("format", &format, "FMT", "llava, jsonl or manifest (the shards, one TSV line each)\n(required)"),
 		CLI_OPT_REQUIRED("out", &o.out, "FILE",
 				 "output file (required); llava also writes its images into\n"
 				 "FILE's folder, as <FILE's name without extension>_images/<id>.png"),
@@ -432,7 +460,7 @@ int cmd_export(int argc, char **argv)
 	};
 	const cli_command cmd = {
 		.name = "export",
-		.synopsis = "usage: nboost export SOURCE... --format llava|jsonl --out FILE [--min-score S]\n"
+		.synopsis = "usage: nboost export SOURCE... --format llava|jsonl|manifest --out FILE [--min-score S]\n"
 			    "                     [--round R] [--with-labeled]\n",
 		.about = "Writes the samples of caption shards for PyTorch trainers. A SOURCE is a run\n"
 			 "directory of `nboost run` (the pseudo-labels of its last complete round), a\n"
@@ -453,7 +481,9 @@ int cmd_export(int argc, char **argv)
 		o.format = FMT_JSONL;
 	else if (!strcmp(format, "llava"))
 		o.format = FMT_LLAVA;
+	else if (!strcmp(format, "manifest"))
+		o.format = FMT_MANIFEST;
 	else
-		return cli_usage_error(&cmd, "--format: '%s' is not llava or jsonl", format);
+		return cli_usage_error(&cmd, "--format: '%s' is not llava, jsonl or manifest", format);
 	return export_run(&o, npos, argv + 1, &cmd);
 }

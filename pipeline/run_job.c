@@ -6,6 +6,7 @@
 
 #include "common/nb_error.h"
 #include "common/nb_io.h"
+#include "common/nb_num.h"
 
 /* Keys of the run's own sections. [model], [train], [noise] and
  * data.labeled are checked by train_job_read. */
@@ -15,7 +16,7 @@ static const char *const run_keys[] = {
 	"run.in_flight",    "run.stall_timeout", "run.progress_every", "teacher.model",
 	"teacher.K",        "teacher.sigma",    "teacher.batch",     "filter.vote",
 	"filter.mode",      "filter.min_score", "student.start",     "student.init",
-	NULL,
+	"run.slice",        NULL,
 };
 static const char *const run_sections[] = {"corpus.", "run.", "teacher.", "filter.", "student.", NULL};
 
@@ -64,7 +65,7 @@ static int read_ints(const jobfile *j, run_job *r)
 		const char *key;
 		long def, lo, hi;
 	} spec[] = {
-		{"run.teachers", 1, 1, 100000}, {"run.filters", 1, 1, 100000}, {"run.students", 1, 1, 100000},
+		{"run.teachers", 1, 1, 100000}, {"run.filters", 1, 1, 100000}, {"run.students", 1, 0, 100000},
 		{"run.rounds", 1, 1, 1000},     {"run.unit", 64, 1, 1 << 20},  {"run.in_flight", 2, 1, 64},
 		{"teacher.K", 4, 0, 64},
 	};
@@ -79,6 +80,24 @@ static int read_ints(const jobfile *j, run_job *r)
 		return -1;
 	r->batch = (int)batch;
 	r->filter.vote = (int)vote;
+	return 0;
+}
+
+/* run.slice = "I/N": this run labels the units u with u mod N = I (a job
+ * array splits a corpus without a manifest step). */
+static int read_slice(const jobfile *j, run_job *r)
+{
+	const char *v = jobfile_str(j, "run.slice", "0/1");
+	const char *slash = strchr(v, '/');
+	char num[32];
+	long i, n;
+	if (!slash || (size_t)(slash - v) >= sizeof num)
+		return nb_error("%s: run.slice = '%s' is not I/N (for example 3/8)", jobfile_origin(j, "run.slice"), v);
+	snprintf(num, sizeof num, "%.*s", (int)(slash - v), v);
+	if (nb_parse_long(slash + 1, 1, 1L << 30, "run.slice N", &n) < 0 ||
+	    nb_parse_long(num, 0, n - 1, "run.slice I", &i) < 0)
+		return nb_error("%s: run.slice = '%s': %s", jobfile_origin(j, "run.slice"), v, nb_errmsg());
+	r->slice = (int)i, r->nslices = (int)n;
 	return 0;
 }
 
@@ -119,7 +138,12 @@ int run_job_read(const jobfile *j, run_job *r)
 	r->filter.mode = mode ? CONS_SUBSET : CONS_WHOLE;
 	r->start = start ? STUDENT_AFTER_LABELING : STUDENT_STREAMING;
 	r->init = init ? STUDENT_FROM_TEACHER : STUDENT_SCRATCH;
-	if (!*r->labeled)
+	if (read_slice(j, r) < 0)
+		return -1;
+	if (r->students == 0 && (!*r->teacher_model || r->rounds != 1))
+		return nb_error("%s: run.students = 0 (labeling only) needs teacher.model and run.rounds = 1",
+				jobfile_origin(j, "run.students") ? jobfile_origin(j, "run.students") : "job file");
+	if (!*r->labeled && r->students > 0)
 		return nb_error("job file: corpus.labeled is not set (a directory of caption shards)");
 	if (!*r->unlabeled)
 		return nb_error("job file: corpus.unlabeled is not set (a directory of image or caption shards)");
@@ -131,6 +155,15 @@ int run_job_check_split(const run_job *r, int world)
 	int need = 1 + r->teachers + r->filters + r->students;
 	if (need == world)
 		return 0;
+	if (r->students == 0) {
+		if (world < 3)
+			return nb_error("nboost run (labeling only) needs at least 3 ranks (1 master, 1 teacher, "
+					"1 filter), the world has %d", world);
+		int f = 1 + (world - 3) / 8;
+		return nb_error("run.teachers=%d + run.filters=%d + 1 master = %d ranks (labeling only), but the world "
+				"has %d; for %d ranks try --run.teachers=%d --run.filters=%d", r->teachers, r->filters,
+				need, world, world, world - 1 - f, f);
+	}
 	if (world < 4)
 		return nb_error("nboost run needs at least 4 ranks (1 master, 1 teacher, 1 filter, 1 student), "
 				"the world has %d; run it under mpirun -np 4 or more", world);
@@ -178,7 +211,8 @@ char *run_job_frozen_text(const jobfile *j, const run_job *r)
 	add_training_keys(&b, j, r);
 	nb_buf_addf(&b, "corpus.labeled = %s\ncorpus.unlabeled = %s\ncorpus.test = %s\n", r->labeled,
 		    r->unlabeled, r->test);
-	nb_buf_addf(&b, "run.rounds = %d\nrun.unit = %d\n", r->rounds, r->unit);
+	nb_buf_addf(&b, "run.rounds = %d\nrun.unit = %d\nrun.slice = %d/%d\n", r->rounds, r->unit, r->slice,
+		    r->nslices);
 	nb_buf_addf(&b, "teacher.model = %s\nteacher.K = %d\nteacher.sigma = %.17g\n", r->teacher_model, r->K,
 		    r->sigma);
 	nb_buf_addf(&b, "filter.vote = %d\nfilter.mode = %s\nfilter.min_score = %.17g\n", r->filter.vote,

@@ -18,7 +18,9 @@ typedef struct {
 	/* [corpus]: directories of shards; point into the jobfile */
 	const char *labeled, *unlabeled, *test;
 	/* [run] */
-	int teachers, filters, students;   /* rank counts; the master is the rank left over */
+	int teachers, filters, students;   /* rank counts; the master is the rank left over;
+					    * students = 0: label only (teacher.model, one round) */
+	int slice, nslices;                /* run.slice = I/N: label the units u with u mod N = I */
 	int rounds;                        /* Noisy Student rounds (1) */
 	int unit;                          /* images per work unit (64) */
 	int in_flight;                     /* units per teacher at once (2) */

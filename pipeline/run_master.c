@@ -19,20 +19,17 @@
 #include "pipeline/journal.h"
 #include "pipeline/run.h"
 #include "pipeline/run_internal.h"
+#include "pipeline/scheduler.h"
 #include "store/shard_store.h"
-
-enum { U_PENDING = 0, U_ASSIGNED, U_DONE };
 
 typedef struct {
 	unit_msg *units;
 	int64_t nunits;
-	uint8_t *state;
-	double *since;               /* when a unit was handed out */
-	int *parked, nparked;        /* teachers waiting for a unit (world ranks) */
-	int64_t done, assigned;
+	sched *s;                    /* units pending, assigned (since when), done; parked teachers */
 	label_counts sum;
 	int64_t images_now;          /* images finished in this session, for the rate */
 	int idle;                    /* teachers done with the round (TAG_IDLE) */
+	int64_t skipped;             /* units of other slices (run.slice), counted as done */
 	int64_t measured;            /* done units whose label_counts are in sum */
 	int counts_fd;               /* round-R/units.jsonl, appending */
 	double t0;
@@ -71,13 +68,14 @@ static void build_units(master *m, round_state *rs, int round)
 			rs->units[rs->nunits++] = u;
 		}
 	}
-	rs->state = nb_xcalloc((size_t)rs->nunits + 1, 1);
-	rs->since = nb_xcalloc((size_t)rs->nunits + 1, sizeof(double));
-	rs->parked = nb_xcalloc((size_t)c->job->teachers * (size_t)c->job->in_flight + 1, sizeof(int));
+	rs->s = sched_new(rs->nunits, c->job->stall_timeout);
 	for (int64_t u = 0; u < rs->nunits; u++)
-		if (journal_unit_done(m->jr, round, u)) {
-			rs->state[u] = U_DONE;
-			rs->done++;
+		if (u % c->job->nslices != c->job->slice) {
+			/* another slice's (run.slice): done as far as this run goes */
+			sched_done(rs->s, u);
+			rs->skipped++;
+		} else if (journal_unit_done(m->jr, round, u)) {
+			sched_done(rs->s, u);
 		}
 	rs->t0 = nb_now();
 }
@@ -88,28 +86,15 @@ static void send_nowork(int teacher, int round)
 	MPI_Send(&r, 1, MPI_INT32_T, teacher, TAG_NOWORK, MPI_COMM_WORLD);
 }
 
-/* A pending unit for this teacher, a stalled one taken back, or -1. */
-static int64_t pick_unit(const master *m, round_state *rs)
-{
-	double now = nb_now();
-	for (int64_t u = 0; u < rs->nunits; u++)
-		if (rs->state[u] == U_PENDING)
-			return u;
-	for (int64_t u = 0; u < rs->nunits; u++)
-		if (rs->state[u] == U_ASSIGNED && now - rs->since[u] > m->c->job->stall_timeout) {
-			fprintf(stderr, "run: unit %" PRId64 " stalled for %.0f s, handing it to another teacher\n", u,
-				now - rs->since[u]);
-			return u;
-		}
-	return -1;
-}
-
+/* Hands unit u (sched_next's choice) to a teacher; says so when it had
+ * stalled with another one. */
 static void give_unit(round_state *rs, int64_t u, int teacher)
 {
-	if (rs->state[u] != U_ASSIGNED)
-		rs->assigned++;
-	rs->state[u] = U_ASSIGNED;
-	rs->since[u] = nb_now();
+	double now = nb_now();
+	if (sched_state(rs->s, u) == SCHED_ASSIGNED)
+		fprintf(stderr, "run: unit %" PRId64 " stalled for %.0f s, handing it to another teacher\n", u,
+			now - sched_since(rs->s, u));
+	sched_assign(rs->s, u, now);
 	MPI_Send(&rs->units[u], sizeof rs->units[u], MPI_BYTE, teacher, TAG_UNIT, MPI_COMM_WORLD);
 }
 
@@ -117,33 +102,28 @@ static void on_request(master *m, round_state *rs, int teacher, int round)
 {
 	int32_t r;
 	MPI_Recv(&r, 1, MPI_INT32_T, teacher, TAG_REQ, MPI_COMM_WORLD, MPI_STATUS_IGNORE);
-	if (m->stopping || rs->done == rs->nunits || r != round) {
+	if (m->stopping || sched_finished(rs->s) || r != round) {
 		send_nowork(teacher, round);
 		return;
 	}
-	int64_t u = pick_unit(m, rs);
+	int64_t u = sched_next(rs->s, nb_now());
 	if (u >= 0)
 		give_unit(rs, u, teacher);
 	else
-		rs->parked[rs->nparked++] = teacher;
+		sched_park(rs->s, teacher);
 }
 
 /* Parked teachers get a unit when one is free, "no more work" when the
  * round is labeled or the run is stopping, else keep waiting. */
 static void release_parked(master *m, round_state *rs, int round)
 {
-	int keep = 0;
-	for (int i = 0; i < rs->nparked; i++) {
-		int t = rs->parked[i];
-		int64_t u = m->stopping || rs->done == rs->nunits ? -2 : pick_unit(m, rs);
-		if (u == -2)
+	int64_t u;
+	for (int t; (t = sched_release(rs->s, nb_now(), m->stopping, &u)) >= 0;) {
+		if (u < 0)
 			send_nowork(t, round);
-		else if (u >= 0)
-			give_unit(rs, u, t);
 		else
-			rs->parked[keep++] = t;
+			give_unit(rs, u, t);
 	}
-	rs->nparked = keep;
 }
 
 static void on_idle(round_state *rs, int teacher)
@@ -221,7 +201,7 @@ static void counts_open(master *m, round_state *rs, int round)
 	}
 	jsonl_obj_free(&o);
 	for (int64_t u = 0; u < rs->nunits; u++)
-		if (rs->state[u] == U_DONE && have[u]) {
+		if (sched_state(rs->s, u) == SCHED_DONE && have[u]) {
 			add_counts(&rs->sum, &per[u]);
 			rs->measured++;
 		}
@@ -300,7 +280,7 @@ static void on_unit_done(master *m, round_state *rs, int round)
 	MPI_Recv(&d, sizeof d, MPI_BYTE, MPI_ANY_SOURCE, TAG_UNIT_DONE, MPI_COMM_WORLD, &st);
 	if (d.round != round || d.unit < 0 || d.unit >= rs->nunits)
 		return;
-	if (rs->state[d.unit] == U_DONE) {
+	if (sched_state(rs->s, d.unit) == SCHED_DONE) {
 		/* a duplicate of a unit handed out twice: its second copy */
 		char staged[4200], final[4200];
 		unit_paths(m->c, round, d.unit, staged, final, sizeof staged);
@@ -315,17 +295,15 @@ static void on_unit_done(master *m, round_state *rs, int round)
 		master_die("cannot write the journal");
 	if (d.shard[0])
 		publish_shard(m, round, d.unit);
-	events_unit(m->ev, round, d.unit, d.shard, d.c.accepted, rejected, d.c.seen, nb_now() - rs->since[d.unit]);
+	events_unit(m->ev, round, d.unit, d.shard, d.c.accepted, rejected, d.c.seen,
+		    nb_now() - sched_since(rs->s, d.unit));
 	if (d.shard[0])
 		events_shard(m->ev, round, d.shard, 1, d.c.accepted);
-	if (rs->state[d.unit] == U_ASSIGNED)
-		rs->assigned--;
-	rs->state[d.unit] = U_DONE;
-	rs->done++;
+	sched_done(rs->s, d.unit);
 	rs->images_now += d.c.seen;
 	rs->measured++;
 	add_counts(&rs->sum, &d.c);
-	if (rs->done == rs->nunits) {
+	if (sched_finished(rs->s)) {
 		release_parked(m, rs, round);
 		if (m->students_busy)
 			student_cmd_send(SCMD_LABELED, round, NULL, m->c);
@@ -341,17 +319,32 @@ static void print_progress(master *m, const round_state *rs, int round, int forc
 	double el = now - rs->t0, rate = el > 0 ? (double)rs->images_now / el : 0;
 	int64_t left = 0;
 	for (int64_t u = 0; u < rs->nunits; u++)
-		if (rs->state[u] != U_DONE)
+		if (sched_state(rs->s, u) != SCHED_DONE)
 			left += rs->units[u].count;
 	char eta[32];
 	nb_fmt_duration(eta, sizeof eta, rate > 0 ? (double)left / rate : -1);
 	double acc = rs->sum.seen ? 100.0 * (double)rs->sum.accepted / (double)rs->sum.seen : 0;
 	fprintf(stderr, "run: round %d  units %" PRId64 "/%" PRId64 "  %.1f img/s  accepted %.1f%%  ETA %s", round,
-		rs->done, rs->nunits, rate, acc, rs->done == rs->nunits ? "0s" : eta);
+		sched_ndone(rs->s) - rs->skipped, rs->nunits - rs->skipped, rate, acc, sched_finished(rs->s) ? "0s" : eta);
 	if (m->last.kind)
 		fprintf(stderr, "  | students step %" PRId64 "/%" PRId64 "  loss %.4f", m->last.step, m->last.total,
 			m->last.loss);
 	fputc('\n', stderr);
+}
+
+/* A path as the journal keeps it (schemas/journal.md): relative to RUNDIR
+ * when it is inside it, so that a run directory can move or be named
+ * another way on resume; otherwise absolute. */
+static const char *journal_path(const run_ctx *c, const char *path, char *out, size_t n)
+{
+	size_t k = strlen(c->rundir);
+	while (k > 1 && c->rundir[k - 1] == '/')
+		k--;
+	if (!strncmp(path, c->rundir, k) && path[k] == '/')
+		snprintf(out, n, "%s", path + k + 1);
+	else if (path[0] == '/' || !realpath(path, out))
+		snprintf(out, n, "%s", path);
+	return out;
 }
 
 /* Handles one student report; returns 1 when the students finished or
@@ -365,7 +358,8 @@ static int on_student_report(master *m)
 		return 0;
 	}
 	if (r.kind == SREP_CHECKPOINT || r.kind == SREP_DONE || r.kind == SREP_STOPPED) {
-		if (journal_checkpoint(m->jr, r.round, r.step, r.path) < 0)
+		char rel[4200];
+		if (journal_checkpoint(m->jr, r.round, r.step, journal_path(m->c, r.path, rel, sizeof rel)) < 0)
 			master_die("cannot write the journal");
 		events_checkpoint(m->ev, r.round, r.step, r.path);
 	}
@@ -402,10 +396,10 @@ static int check_corpus(const run_ctx *c)
 {
 	int S = c->job->train.tc.model.image_size;
 	char **paths = NULL;
-	int n = shard_list(c->job->labeled, &paths);
+	int n = c->job->students > 0 ? shard_list(c->job->labeled, &paths) : 0;
 	if (n < 0)
 		return -1;
-	if (n == 0)
+	if (n == 0 && c->job->students > 0)
 		return nb_error("the labeled corpus '%s' holds no shards (corpus.labeled)", c->job->labeled);
 	int rc = 0;
 	for (int i = 0; i < n && rc == 0; i++) {
@@ -425,7 +419,8 @@ static int check_corpus(const run_ctx *c)
 				      m->vocab_digest, vocab_digest());
 		shard_close(r);
 	}
-	shard_list_free(paths, n);
+	if (n > 0)
+		shard_list_free(paths, n);
 	for (int i = 0; i < c->nunlabeled && rc == 0; i++) {
 		shard_reader *r = shard_open(c->unlabeled[i]);
 		if (!r)
@@ -482,7 +477,8 @@ static void send_teacher(master *m, int round, const char *path)
 			 cfg->image_size, m->c->job->train.tc.model.image_size);
 		master_die("teacher does not match the corpus");
 	}
-	if (journal_teacher(m->jr, round, path, digest) < 0)
+	char rel[4200];
+	if (journal_teacher(m->jr, round, journal_path(m->c, path, rel, sizeof rel), digest) < 0)
 		master_die("cannot write the journal");
 	model_hdr h = {round, {cfg->image_size, cfg->patch, cfg->enc_dim, cfg->enc_layers, cfg->enc_heads,
 			       cfg->dec_dim, cfg->dec_layers, cfg->dec_heads, cfg->mlp_ratio, cfg->vocab, cfg->max_text},
@@ -525,7 +521,10 @@ static int round_teacher(master *m, int round, char *out, size_t n)
 	const run_ctx *c = m->c;
 	const char *known = journal_teacher_of(m->jr, round, NULL);
 	if (known) {
-		snprintf(out, n, "%s", known);
+		if (known[0] == '/')
+			snprintf(out, n, "%s", known);
+		else
+			snprintf(out, n, "%s/%s", c->rundir, known);
 		return 0;
 	}
 	if (round > 0) {
@@ -564,7 +563,7 @@ static void sweep_round(master *m, int round, const round_state *rs)
 	for (int64_t u = 0; u < rs->nunits; u++) {
 		unit_paths(m->c, round, u, staged, final, sizeof staged);
 		run_unit_shard_name(u, name, sizeof name);
-		if (rs->state[u] == U_DONE) {
+		if (sched_state(rs->s, u) == SCHED_DONE) {
 			if (!journal_shard_known(m->jr, round, name))
 				continue; /* nothing accepted, no shard */
 			if (file_exists(final)) {
@@ -591,11 +590,11 @@ static void write_round_summary(master *m, int round, const round_state *rs, dou
 	const label_counts *s = &rs->sum;
 	nb_buf b = {0};
 	nb_buf_addf(&b, "{\"round\": %d, \"units\": %" PRId64 ", \"seen\": %" PRId64 ", \"accepted\": %" PRId64,
-		    round, rs->nunits, s->seen, s->accepted);
+		    round, rs->nunits - rs->skipped, s->seen, s->accepted);
 	for (int r = 1; r < CONS_NREASONS; r++)
 		nb_buf_addf(&b, ", \"rejected_%s\": %" PRId64, consistency_reason_name((consistency_reason)r), s->rejected[r]);
 	nb_buf_addf(&b, ", \"wall_s\": %.3f", wall);
-	if (rs->measured < rs->nunits) {
+	if (rs->measured < rs->nunits - rs->skipped) {
 		/* units journaled by an nboost without round-R/units.jsonl */
 		nb_buf_addf(&b, ", \"measured_units\": %" PRId64, rs->measured);
 		nb_warn("round %d: the rejection reasons and ground-truth scores in labels.json cover %" PRId64
@@ -628,7 +627,8 @@ static void write_round_summary(master *m, int round, const round_state *rs, dou
 static void free_round(round_state *rs)
 {
 	close(rs->counts_fd);
-	free(rs->units), free(rs->state), free(rs->since), free(rs->parked);
+	free(rs->units);
+	sched_free(rs->s);
 }
 
 /* One round: returns 1 when stopped. */
@@ -643,13 +643,15 @@ static int run_round(master *m, int round)
 		return 1;
 	}
 	send_teacher(m, round, m->teacher);
-	m->students_busy = 1;
 	m->last.kind = 0;
-	student_cmd_send(SCMD_ROUND, round, m->teacher, m->c);
-	if (rs.done == rs.nunits)
-		student_cmd_send(SCMD_LABELED, round, NULL, m->c);
+	if (m->c->job->students > 0) {
+		m->students_busy = 1;
+		student_cmd_send(SCMD_ROUND, round, m->teacher, m->c);
+		if (sched_finished(rs.s))
+			student_cmd_send(SCMD_LABELED, round, NULL, m->c);
+	}
 	double t0 = nb_now();
-	while (rs.done < rs.nunits || m->students_busy || rs.idle < m->c->job->teachers) {
+	while (!sched_finished(rs.s) || m->students_busy || rs.idle < m->c->job->teachers) {
 		MPI_Status st;
 		if (run_wait(MPI_ANY_SOURCE, MPI_ANY_TAG, 0.25, &st)) {
 			if (st.MPI_TAG == TAG_REQ)
@@ -666,14 +668,14 @@ static int run_round(master *m, int round)
 		check_stop(m);
 		release_parked(m, &rs, round);
 		print_progress(m, &rs, round, 0);
-		if (m->stopping && rs.assigned == 0 && !m->students_busy && rs.idle == m->c->job->teachers)
+		if (m->stopping && sched_nassigned(rs.s) == 0 && !m->students_busy && rs.idle == m->c->job->teachers)
 			break;
 	}
 	print_progress(m, &rs, round, 1);
 	int stopped = m->stopping;
 	if (!stopped) {
 		write_round_summary(m, round, &rs, nb_now() - t0);
-		events_round(m->ev, round, rs.nunits, rs.sum.accepted, rs.sum.seen - rs.sum.accepted, rs.sum.seen,
+		events_round(m->ev, round, rs.nunits - rs.skipped, rs.sum.accepted, rs.sum.seen - rs.sum.accepted, rs.sum.seen,
 			     nb_now() - t0);
 		if (journal_round(m->jr, round) < 0)
 			master_die("cannot write the journal");
@@ -696,7 +698,7 @@ static void stop_workers(const run_ctx *c, int stopped)
 	int32_t x = 0;
 	for (int r = c->first_teacher; r < c->first_student; r++)
 		MPI_Send(&x, 1, MPI_INT32_T, r, TAG_STOP, MPI_COMM_WORLD);
-	if (!stopped)
+	if (!stopped && c->job->students > 0)
 		student_cmd_send(SCMD_FINISH, 0, NULL, c);
 }
 
@@ -715,7 +717,9 @@ int run_master(run_ctx *c)
 	if (stopped)
 		fprintf(stderr, "run: stopped; rerun the same command to resume\n");
 	else
-		fprintf(stderr, "run: done: %d round(s); the student is %s/round-%d/student.h5\n", c->job->rounds,
+		fprintf(stderr, c->job->students ? "run: done: %d round(s); the student is %s/round-%d/student.h5\n"
+						  : "run: done: %d round(s) of labeling; the pseudo-labels are in "
+						    "%s/round-%d/pseudo\n", c->job->rounds,
 			c->rundir, c->job->rounds - 1);
 	events_close(m.ev);
 	journal_close(m.jr);

@@ -185,7 +185,7 @@ U=$(ls "$D"/unlabeled/*.h5 | head -1)
 expect_fail 1 "'$U' is an image shard" "$NBOOST" export "$U" --format jsonl --out "$T/o/u.jsonl"
 expect_fail 1 "is an image shard" "$NBOOST" export "$D/labeled" "$D/unlabeled" --format llava --out "$T/o/u.json"
 check "no output after an image shard" test ! -e "$T/o/u.jsonl" -a ! -e "$T/o/u.json"
-expect_fail 2 "--format: 'bad' is not llava or jsonl" "$NBOOST" export "$D/labeled" --format bad --out "$T/o/x"
+expect_fail 2 "--format: 'bad' is not llava, jsonl or manifest" "$NBOOST" export "$D/labeled" --format bad --out "$T/o/x"
 expect_fail 2 "missing --format" "$NBOOST" export "$D/labeled" --out "$T/o/x"
 expect_fail 2 "missing --out" "$NBOOST" export "$D/labeled" --format jsonl
 expect_fail 2 "missing SOURCE" "$NBOOST" export --format jsonl --out "$T/o/x"

@@ -16,14 +16,16 @@ cd "$NB_SRC"
 "$NBOOST" synth --out "$T/d" --labeled 128 --unlabeled 96 --test 16 --size 16 --shard-size 48 -q
 JOB=(jobs/run-tiny.conf --corpus.labeled="$T/d/labeled" --corpus.unlabeled="$T/d/unlabeled")
 
-# The pseudo-label set of a run: ids, tokens and scores of every shard.
+# The pseudo-label set of one or more run directories: ids, tokens and
+# scores of every shard, by round and unit.
 pseudo_digest() {
-	$PY - "$1" <<'PY'
+	$PY - "$@" <<'PY'
 import glob, hashlib, sys, h5py
 h = hashlib.sha256()
-for p in sorted(glob.glob(sys.argv[1] + "/round-*/pseudo/unit-*.h5")):
+paths = [p for d in sys.argv[1:] for p in glob.glob(d + "/round-*/pseudo/unit-*.h5")]
+for key, p in sorted((tuple(p.rsplit("/", 3)[-3::2]), p) for p in paths):
     with h5py.File(p, "r") as f:
-        h.update(p.rsplit("/", 3)[-3].encode() + p.rsplit("/", 1)[-1].encode())
+        h.update("/".join(key).encode())
         for k in ("ids", "tokens", "offsets", "score"):
             h.update(f[k][...].tobytes())
 print(h.hexdigest())
@@ -81,4 +83,20 @@ if [ -n "$jid" ] && [ -n "$ready" ]; then
 else
 	kill "$waiter" 2>/dev/null
 fi
+
+# ---- 3. labeling only, as a job array of 2 slices, then the merge job ----
+TEACH=--teacher.model="$T/ref/round-0/teacher.h5"
+SBATCH_OPTS=(--ntasks=3 --overcommit --output="$T/label-%A_%a.out" --array=0-1)
+arr=$(sbatch --parsable "${SBATCH_OPTS[@]}" jobs/label-array.sbatch "${JOB[0]}" "$T/lab" "${JOB[@]:1}" "$TEACH")
+arr=${arr%%;*}
+SBATCH_OPTS=(--ntasks=1 --output="$T/merge-%j.out" --dependency=afterok:"$arr")
+slurm_submit_wait jobs/label-array.sbatch --merge "$T/lab"
+rc=$?
+check "the merge job after the array exits 0" test "$rc" -eq 0
+check "each slice labeled only its units" sh -c "ls '$T/lab/slice-0/round-0/pseudo' | grep -qv '[13579].h5' && ! ls '$T/lab/slice-0/round-0/pseudo' | grep -q '[13579].h5'"
+check "no student in a labeling-only run" test ! -e "$T/lab/slice-0/round-0/student.h5"
+check "the manifest lists every shard of both slices" \
+	test "$(tail -n +2 "$T/lab/manifest.tsv" | wc -l)" -eq "$(ls "$T/lab"/slice-*/round-0/pseudo/*.h5 | wc -l)"
+check "the slices together hold the pseudo-labels of the whole corpus (the mpirun run's)" \
+	test "$(pseudo_digest "$T/lab/slice-0" "$T/lab/slice-1")" = "$(pseudo_digest "$T/ref")"
 finish

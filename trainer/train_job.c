@@ -126,7 +126,7 @@ char *train_job_effective_config(const jobfile *j, const train_job *s)
 	const train_config *c = &s->tc;
 	const vlm_config *m = &c->model;
 	nb_buf out = {0};
-	nb_buf_addf(&out, "# effective configuration written by nboost train\n[model]\n");
+	nb_buf_addf(&out, "# effective configuration written by nboost\n[model]\n");
 	nb_buf_addf(&out, "image_size = %d\npatch = %d\nenc_dim = %d\nenc_layers = %d\nenc_heads = %d\n",
 		    m->image_size, m->patch, m->enc_dim, m->enc_layers, m->enc_heads);
 	nb_buf_addf(&out, "dec_dim = %d\ndec_layers = %d\ndec_heads = %d\nmlp_ratio = %d\nmax_text = %d\n",
