@@ -328,6 +328,64 @@ static int write_manifest(const export_opts *o, const shard_set *set, uint64_t t
 	return 0;
 }
 
+/* What export_run's sample loop carries from shard to shard. */
+typedef struct {
+	const export_opts *o;
+	const shard_set *set;
+	FILE *f;
+	const char *out_dir, *img_name;
+	nb_buf b;                    /* output not yet flushed */
+	id_map ids;                  /* llava: ids seen, for the duplicate check */
+	uint64_t written, low, empty;
+} export_state;
+
+/* Writes the i-th shard's samples (those with a caption and the score). */
+static void write_shard_samples(export_state *st, size_t i)
+{
+	const char *p = st->set->v[i].path;
+	shard_reader *r = shard_open(p);
+	if (!r)
+		export_die("%s", nb_errmsg());
+	const shard_meta *m = shard_reader_meta(r);
+	shard_sample smp;
+	int rc;
+	while ((rc = shard_next(r, &smp)) == 1) {
+		char caption[SHARD_MAX_TOKENS * 16];
+		vocab_decode(smp.tokens, smp.ntokens, caption, sizeof caption);
+		if (!*caption) {
+			if (!st->empty++)
+				nb_warn("skipping an empty caption: id %" PRIu64 " in '%s' (a data error; "
+					"further ones are only counted)", smp.id, p);
+			continue;
+		}
+		/* NaN fails the comparison: no score is no evidence. */
+		if (!(smp.score >= st->o->min_score)) {
+			st->low++;
+			continue;
+		}
+		if (st->o->format == FMT_JSONL) {
+			jsonl_record(&st->b, m, &smp, caption, p);
+		} else {
+			size_t prev = id_seen(&st->ids, smp.id, i);
+			if (prev)
+				export_die("id %" PRIu64 " is in '%s' and in '%s': its image name would be "
+					   "taken twice", smp.id, st->set->v[prev - 1].path, p);
+			char png[PATH_LEN * 3], rel[PATH_LEN + 32];
+			snprintf(rel, sizeof rel, "%s/%" PRIu64 ".png", st->img_name, smp.id);
+			snprintf(png, sizeof png, "%s/%s", st->out_dir, rel);
+			if (image_write_png(png, smp.image, m->width, m->height) < 0)
+				export_die("%s", nb_errmsg());
+			llava_record(&st->b, smp.id, rel, caption, st->written == 0);
+		}
+		st->written++;
+		if (st->b.len >= FLUSH_BYTES)
+			flush_out(st->f, &st->b);
+	}
+	if (rc < 0)
+		export_die("%s", nb_errmsg());
+	shard_close(r);
+}
+
 static int export_run(const export_opts *o, int nsrc, char **src, const cli_command *cmd)
 {
 	shard_set set = {0};
@@ -356,55 +414,14 @@ static int export_run(const export_opts *o, int nsrc, char **src, const cli_comm
 		export_die("cannot write '%s': %s", o->out, strerror(e));
 	}
 
-	nb_buf b = {0};
-	id_map ids = {0};
-	uint64_t written = 0, low = 0, empty = 0;
+	export_state st = {.o = o, .set = &set, .f = f, .out_dir = out_dir, .img_name = img_name};
 	if (o->format == FMT_LLAVA)
-		nb_buf_adds(&b, "[");
-	for (size_t i = 0; i < set.n; i++) {
-		const char *p = set.v[i].path;
-		shard_reader *r = shard_open(p);
-		if (!r)
-			export_die("%s", nb_errmsg());
-		const shard_meta *m = shard_reader_meta(r);
-		shard_sample smp;
-		int rc;
-		while ((rc = shard_next(r, &smp)) == 1) {
-			char caption[SHARD_MAX_TOKENS * 16];
-			vocab_decode(smp.tokens, smp.ntokens, caption, sizeof caption);
-			if (!*caption) {
-				if (!empty++)
-					nb_warn("skipping an empty caption: id %" PRIu64 " in '%s' (a data error; "
-						"further ones are only counted)", smp.id, p);
-				continue;
-			}
-			/* NaN fails the comparison: no score is no evidence. */
-			if (!(smp.score >= o->min_score)) {
-				low++;
-				continue;
-			}
-			if (o->format == FMT_JSONL) {
-				jsonl_record(&b, m, &smp, caption, p);
-			} else {
-				size_t prev = id_seen(&ids, smp.id, i);
-				if (prev)
-					export_die("id %" PRIu64 " is in '%s' and in '%s': its image name would be "
-						   "taken twice", smp.id, set.v[prev - 1].path, p);
-				char png[PATH_LEN * 3], rel[PATH_LEN + 32];
-				snprintf(rel, sizeof rel, "%s/%" PRIu64 ".png", img_name, smp.id);
-				snprintf(png, sizeof png, "%s/%s", out_dir, rel);
-				if (image_write_png(png, smp.image, m->width, m->height) < 0)
-					export_die("%s", nb_errmsg());
-				llava_record(&b, smp.id, rel, caption, written == 0);
-			}
-			written++;
-			if (b.len >= FLUSH_BYTES)
-				flush_out(f, &b);
-		}
-		if (rc < 0)
-			export_die("%s", nb_errmsg());
-		shard_close(r);
-	}
+		nb_buf_adds(&st.b, "[");
+	for (size_t i = 0; i < set.n; i++)
+		write_shard_samples(&st, i);
+	nb_buf b = st.b;
+	id_map ids = st.ids;
+	uint64_t written = st.written, low = st.low, empty = st.empty;
 	if (!written) {
 		fclose(f);
 		export_die("no samples to export (%" PRIu64 " in %zu shard%s; %" PRIu64 " below --min-score, %" PRIu64
