@@ -2,48 +2,24 @@
  * directory of shards, with the metrics of labeler/metrics.h
  * (docs/metrics.md). The captions come from a TSV file ("id<TAB>caption"
  * per line, labeler/captions_tsv.h) or from a checkpoint that decodes every
- * image greedily.
+ * image greedily (labeler/evaluate.h).
  * --write-gt writes the ground-truth captions as such a TSV. */
-#include <fcntl.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
-#include <unistd.h>
 
 #include "common/nb_error.h"
 #include "common/nb_io.h"
 #include "common/scene.h"
-#include "model/decode.h"
 #include "labeler/captions_tsv.h"
+#include "labeler/evaluate.h"
 #include "labeler/metrics.h"
 #include "model/checkpoint.h"
 #include "model/vlm.h"
 #include "common/vocab.h"
 #include "cli/cli_args.h"
 #include "cli/commands.h"
-#include "store/shard_store.h"
-
-#define DEF_BATCH 64
-
-typedef struct {
-	uint64_t id;
-	uint8_t cells[SCENE_CELLS];
-	long caption;                /* index into the captions TSV rows, -1 if none */
-} gt_entry;
-
-static int cmp_gt(const void *a, const void *b)
-{
-	uint64_t x = ((const gt_entry *)a)->id, y = ((const gt_entry *)b)->id;
-	return (x > y) - (x < y);
-}
-
-static gt_entry *find_gt(gt_entry *gt, long n, uint64_t id)
-{
-	gt_entry key = {.id = id};
-	return bsearch(&key, gt, (size_t)n, sizeof(gt_entry), cmp_gt);
-}
 
 typedef struct {
 	const char *shards, *captions, *model, *out_captions, *write_gt;
@@ -51,103 +27,39 @@ typedef struct {
 	int json, allow_missing;
 } eval_opts;
 
-/* Model mode state, fed one sample at a time. */
+/* Model mode: what on_caption keeps of each decoded image. */
 typedef struct {
-	vlm_model *m;
-	decoder *d;
-	decode_opts o;
-	int size, batch, n;
-	uint8_t *images;
-	uint64_t *keys;
-	uint8_t (*cells)[SCENE_CELLS];
-	uint16_t *tokens;
-	int *lens;
-	metrics_acc *acc;
-	nb_buf out;
+	nb_buf out;                  /* --out-captions: id<TAB>caption lines */
 	int want_out;
-} model_run;
+	evaluate_truth *gt;          /* --write-gt: the ground truth, in decoding order */
+	long ngt, gt_cap;
+	int want_gt;
+} model_out;
 
-static int model_flush(model_run *mr)
+static int on_caption(void *ctx, uint64_t id, const uint16_t *tokens, int n, const uint8_t cells[SCENE_CELLS])
 {
-	if (mr->n == 0)
-		return 0;
-	if (decode_greedy(mr->d, mr->images, mr->keys, mr->n, &mr->o, mr->tokens, mr->lens) < 0)
-		return -1;
-	for (int i = 0; i < mr->n; i++) {
-		const uint16_t *t = mr->tokens + (size_t)i * (size_t)mr->o.max_tokens;
-		metrics_add_tokens(mr->acc, t, mr->lens[i], mr->cells[i]);
-		if (mr->want_out) {
-			char line[64], text[1024];
-			int l = snprintf(line, sizeof line, "%" PRIu64 "\t", mr->keys[i]);
-			nb_buf_add(&mr->out, line, (size_t)l);
-			int tl = vocab_decode(t, mr->lens[i], text, (int)sizeof text);
-			nb_buf_add(&mr->out, text, (size_t)tl);
-			nb_buf_add(&mr->out, "\n", 1);
-		}
+	model_out *mo = ctx;
+	if (mo->want_out) {
+		char line[64], text[1024];
+		int l = snprintf(line, sizeof line, "%" PRIu64 "\t", id);
+		nb_buf_add(&mo->out, line, (size_t)l);
+		int tl = vocab_decode(tokens, n, text, (int)sizeof text);
+		nb_buf_add(&mo->out, text, (size_t)tl);
+		nb_buf_add(&mo->out, "\n", 1);
 	}
-	mr->n = 0;
+	if (mo->want_gt) {
+		NB_GROW(mo->gt, mo->gt_cap, mo->ngt + 1, 1024);
+		mo->gt[mo->ngt].id = id;
+		memcpy(mo->gt[mo->ngt].cells, cells, SCENE_CELLS);
+		mo->ngt++;
+	}
 	return 0;
 }
 
-/* Reads every shard's ground truth (and, in model mode, decodes its images). */
-static long load_shards(const eval_opts *o, gt_entry **out, model_run *mr)
+static int cmp_truth(const void *a, const void *b)
 {
-	char **paths;
-	int np = shard_list(o->shards, &paths);
-	if (np < 0)
-		nb_die("%s", nb_errmsg());
-	if (np == 0)
-		nb_die("no shards in '%s'", o->shards);
-	long n = 0, cap = 0;
-	gt_entry *gt = NULL;
-	time_t last = time(NULL);
-	for (int p = 0; p < np; p++) {
-		shard_reader *r = shard_open(paths[p]);
-		if (!r)
-			nb_die("%s", nb_errmsg());
-		const shard_meta *meta = shard_reader_meta(r);
-		if (!meta->has_objects)
-			nb_die("shard '%s': no /objects ground truth to score against", paths[p]);
-		if (mr && (meta->height != mr->size || meta->width != mr->size))
-			nb_die("shard '%s': images are %dx%d but the model takes %dx%d", paths[p], meta->height,
-			       meta->width, mr->size, mr->size);
-		shard_sample s;
-		int rc;
-		while ((rc = shard_next(r, &s)) == 1) {
-			if (n == cap) {
-				cap = cap * 2 + 1024;
-				gt = nb_xrealloc(gt, (size_t)cap * sizeof(gt_entry));
-			}
-			gt[n].id = s.id;
-			memcpy(gt[n].cells, s.objects, SCENE_CELLS);
-			gt[n].caption = -1;
-			n++;
-			if (mr) {
-				size_t isz = (size_t)mr->size * (size_t)mr->size * 3;
-				memcpy(mr->images + (size_t)mr->n * isz, s.image, isz);
-				mr->keys[mr->n] = s.id;
-				memcpy(mr->cells[mr->n], s.objects, SCENE_CELLS);
-				if (++mr->n == mr->batch && model_flush(mr) < 0)
-					nb_die("cannot decode shard '%s': %s", paths[p], nb_errmsg());
-			}
-			if (time(NULL) - last >= 2) {
-				last = time(NULL);
-				fprintf(stderr, "eval: %ld images read (shard %d of %d)\n", n, p + 1, np);
-			}
-		}
-		if (rc < 0)
-			nb_die("%s", nb_errmsg());
-		shard_close(r);
-	}
-	if (mr && model_flush(mr) < 0)
-		nb_die("cannot decode: %s", nb_errmsg());
-	shard_list_free(paths, np);
-	qsort(gt, (size_t)n, sizeof(gt_entry), cmp_gt);
-	for (long i = 1; i < n; i++)
-		if (gt[i].id == gt[i - 1].id)
-			nb_die("shards in '%s': image id %" PRIu64 " appears twice", o->shards, gt[i].id);
-	*out = gt;
-	return n;
+	uint64_t x = ((const evaluate_truth *)a)->id, y = ((const evaluate_truth *)b)->id;
+	return (x > y) - (x < y);
 }
 
 static void print_scores(const metrics_result *r, long missing, int json)
@@ -174,7 +86,7 @@ static void print_scores(const metrics_result *r, long missing, int json)
 		       r->mentions, r->hallucinated, r->gt_objects);
 }
 
-static void write_gt(const char *path, const gt_entry *gt, long n)
+static void write_gt(const char *path, const evaluate_truth *gt, long n)
 {
 	nb_buf b = {0};
 	nb_buf_add(&b, "", 0);
@@ -193,30 +105,33 @@ static void write_gt(const char *path, const gt_entry *gt, long n)
 	free(b.data);
 }
 
-static int score_tsv(const eval_opts *o, gt_entry *gt, long ngt)
+static int score_tsv(const eval_opts *o, evaluate_truth *gt, long ngt)
 {
 	captions_tsv tsv;
 	if (captions_tsv_read(o->captions, &tsv) < 0)
 		nb_die("%s", nb_errmsg());
 	const captions_tsv_row *rows = tsv.rows;
+	long *caption = nb_xmalloc(((size_t)ngt + 1) * sizeof(long)); /* row of each gt entry, -1 if none */
+	for (long i = 0; i < ngt; i++)
+		caption[i] = -1;
 	for (long i = 0; i < tsv.n; i++) {
-		gt_entry *g = find_gt(gt, ngt, rows[i].id);
+		evaluate_truth *g = evaluate_find_truth(gt, ngt, rows[i].id);
 		if (!g)
 			nb_die("captions '%s' line %ld: id %" PRIu64 " is not in the ground truth of '%s'", o->captions,
 			       rows[i].line, rows[i].id, o->shards);
-		g->caption = i;
+		caption[g - gt] = i;
 	}
 	long missing = 0;
 	uint64_t first_missing = 0;
 	metrics_acc *acc = metrics_new();
 	for (long i = 0; i < ngt; i++) {
-		if (gt[i].caption < 0) {
+		if (caption[i] < 0) {
 			if (!missing)
 				first_missing = gt[i].id;
 			missing++;
 			continue;
 		}
-		metrics_add(acc, rows[gt[i].caption].text, gt[i].cells);
+		metrics_add(acc, rows[caption[i]].text, gt[i].cells);
 	}
 	if (missing && !o->allow_missing)
 		nb_die("captions '%s': %ld of %ld ground-truth images have no caption (first: id %" PRIu64
@@ -228,51 +143,34 @@ static int score_tsv(const eval_opts *o, gt_entry *gt, long ngt)
 	metrics_finish(acc, &r);
 	print_scores(&r, missing, o->json);
 	metrics_free(acc);
+	free(caption);
 	captions_tsv_free(&tsv);
 	return 0;
 }
 
+/* Decodes every image with the checkpoint (labeler/evaluate.h) and scores
+ * the captions. */
 static int score_model(const eval_opts *o)
 {
-	model_run mr = {0};
-	mr.m = ckpt_load_model(o->model, (int)o->batch);
-	if (!mr.m)
+	vlm_model *m = ckpt_load_model(o->model, (int)o->batch);
+	if (!m)
 		nb_die("%s", nb_errmsg());
-	const vlm_config *cfg = vlm_get_config(mr.m);
-	mr.batch = (int)o->batch;
-	mr.size = cfg->image_size;
-	mr.d = decoder_create(mr.m, mr.batch, 0);
-	if (!mr.d)
-		nb_die("%s", nb_errmsg());
-	mr.o.K = 0;
-	mr.o.max_tokens = cfg->max_text - 1;
-	mr.images = nb_xmalloc((size_t)mr.batch * (size_t)mr.size * (size_t)mr.size * 3);
-	mr.keys = nb_xmalloc((size_t)mr.batch * sizeof(uint64_t));
-	mr.cells = nb_xmalloc((size_t)mr.batch * sizeof(*mr.cells));
-	mr.tokens = nb_xmalloc((size_t)mr.batch * (size_t)mr.o.max_tokens * sizeof(uint16_t));
-	mr.lens = nb_xmalloc((size_t)mr.batch * sizeof(int));
-	mr.acc = metrics_new();
-	mr.want_out = o->out_captions != NULL;
-	nb_buf_add(&mr.out, "", 0);
-	gt_entry *gt;
-	long n = load_shards(o, &gt, &mr);
-	if (o->write_gt)
-		write_gt(o->write_gt, gt, n);
-	if (mr.want_out && nb_write_file_atomic(o->out_captions, mr.out.data, mr.out.len) < 0)
-		nb_die("%s", nb_errmsg());
+	model_out mo = {.want_out = o->out_captions != NULL, .want_gt = o->write_gt != NULL};
+	nb_buf_add(&mo.out, "", 0);
+	evaluate_opts eo = {.batch = (int)o->batch, .progress = "eval", .on_caption = on_caption, .ctx = &mo};
 	metrics_result r;
-	metrics_finish(mr.acc, &r);
+	if (evaluate_shards(m, o->shards, &eo, &r) < 0)
+		nb_die("%s", nb_errmsg());
+	if (o->write_gt) {
+		qsort(mo.gt, (size_t)mo.ngt, sizeof *mo.gt, cmp_truth);
+		write_gt(o->write_gt, mo.gt, mo.ngt);
+	}
+	if (mo.want_out && nb_write_file_atomic(o->out_captions, mo.out.data, mo.out.len) < 0)
+		nb_die("%s", nb_errmsg());
 	print_scores(&r, 0, o->json);
-	metrics_free(mr.acc);
-	free(mr.out.data);
-	free(mr.images);
-	free(mr.keys);
-	free(mr.cells);
-	free(mr.tokens);
-	free(mr.lens);
-	free(gt);
-	decoder_free(mr.d);
-	vlm_free(mr.m);
+	free(mo.out.data);
+	free(mo.gt);
+	vlm_free(m);
 	return 0;
 }
 
@@ -288,7 +186,7 @@ static int parse_args(int argc, char **argv, eval_opts *o)
 		CLI_OPT_STRING("out-captions", &o->out_captions, "FILE",
 			       "with --model: also write the decoded captions as TSV"),
 		CLI_OPT_LONG("batch", &o->batch, 1, 4096, "N",
-			     "with --model: images decoded together (default " CLI_STR(DEF_BATCH) ")"),
+			     "with --model: images decoded together (default " CLI_STR(EVALUATE_BATCH) ")"),
 		CLI_OPT_STRING("write-gt", &o->write_gt, "FILE", "write the ground-truth captions as TSV"),
 		CLI_OPT_FLAG("allow-missing", 0, &o->allow_missing,
 			     "score only the captioned images and report the missing ones\n"
@@ -318,14 +216,16 @@ static int parse_args(int argc, char **argv, eval_opts *o)
 
 int cmd_eval(int argc, char **argv)
 {
-	eval_opts o = {.batch = DEF_BATCH};
+	eval_opts o = {.batch = EVALUATE_BATCH};
 	int rc = parse_args(argc, argv, &o);
 	if (rc >= 0)
 		return rc;
 	if (o.model)
 		return score_model(&o);
-	gt_entry *gt;
-	long n = load_shards(&o, &gt, NULL);
+	evaluate_truth *gt;
+	long n;
+	if (evaluate_read_truth(o.shards, "eval", &gt, &n) < 0)
+		nb_die("%s", nb_errmsg());
 	if (o.write_gt)
 		write_gt(o.write_gt, gt, n);
 	if (o.captions)
