@@ -546,6 +546,12 @@ cp "$D/unlabeled/shard-000000.h5" "$T/corrupt/" && truncate -s 5000 "$T/corrupt/
 cp "$D/unlabeled/shard-000000.h5" "$T/imgonly/"
 "$NBOOST" synth --out "$T/D24" --labeled 8 --unlabeled 8 --test 0 --size 24 -q
 echo "not a checkpoint" >"$T/junk.h5"
+# A labeled shard whose token ids follow another vocabulary.
+mkdir -p "$T/othervocab"
+cp "$D/labeled/shard-000000.h5" "$T/othervocab/"
+$PY -c "import h5py, numpy as np, sys
+with h5py.File(sys.argv[1], 'r+') as f:
+    f.attrs.modify('vocab_digest', np.bytes_('0123456789abcdef'))" "$T/othervocab/shard-000000.h5"
 fails small 3 "needs at least 4 ranks" "${J[@]}" --out "$T/e-small"
 fails split 4 "for 4 ranks try --run.teachers=1 --run.filters=1 --run.students=1" "${J[@]}" --run.teachers=2 --out "$T/e-split"
 fails empty 4 "the unlabeled corpus '$T/empty' holds no shards" "${J[@]}" --corpus.unlabeled="$T/empty" --out "$T/e-empty"
@@ -556,6 +562,9 @@ fails size 4 "holds 24x24 images but [model] image_size is 16" "${J[@]}" --corpu
 fails usize 4 "holds 24x24 images but [model] image_size is 16" "${J[@]}" --corpus.unlabeled="$T/D24/unlabeled" --out "$T/e-usize"
 fails notckpt 4 "teacher.model: cannot load checkpoint '$T/junk.h5': not an HDF5 file" "${J[@]}" --teacher.model="$T/junk.h5" --out "$T/e-ckpt"
 fails typo 4 "unknown key 'run.teachrs' (did you mean 'run.teachers'?)" "${J[@]}" --run.teachrs=1 --out "$T/e-typo"
+fails vocab 4 "was written with vocabulary 0123456789abcdef" "${J[@]}" --corpus.labeled="$T/othervocab" --out "$T/e-vocab"
+fails value 4 "filter.mode = 'both' must be 'whole' or 'subset'" "${J[@]}" --filter.mode=both --out "$T/e-value"
+fails vote 4 "filter.vote" "${J[@]}" --filter.vote=9 --out "$T/e-vote"
 fails frozen 4 "belongs to a different job configuration" "${J[@]}" --teacher.K=2 --out "$T/r1"
 fails_wait
 check "5: the refused resume left the finished run alone" test "$(tail -n 1 "$T/r1/journal.jsonl")" = '{"ev":"done"}'
