@@ -129,6 +129,9 @@ int run_pipeline(const run_job *job, const jobfile *jf, const char *rundir)
 	MPI_Comm_split(MPI_COMM_WORLD, c.role == ROLE_STUDENT ? 1 : MPI_UNDEFINED, c.rank, &c.students);
 	set_threads(&c);
 	share_shard_list(&c);
+	/* Before run_master_prepare writes the journal, whose config digest
+	 * covers corpus.test: a rerun with the path corrected would be refused. */
+	ranks_agree(c.rank != 0 || run_check_test_corpus(&c) == 0, "checking corpus.test");
 	ranks_agree(c.rank != 0 || run_master_prepare(&c) == 0, "preparing the run");
 	int rc = RUN_DONE;
 	switch (c.role) {

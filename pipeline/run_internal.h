@@ -123,6 +123,18 @@ void run_unit_shard_name(int64_t unit, char *out, size_t n);
 /* Noise seed of a round's teacher (keys the K draws with image id and k). */
 uint64_t run_teacher_seed(const run_ctx *c, int round);
 
+/* corpus.test (pipeline/run_test.c). Before the run starts, on the
+ * master: the test shards are there, carry ground truth (/objects) and
+ * have [model]'s image size; nothing to check without corpus.test or
+ * without students. 0, or nb_error starting "corpus.test: ". */
+int run_check_test_corpus(const run_ctx *c);
+/* On the student leader, once a round's student is trained: scores the
+ * checkpoint ckpt on corpus.test (labeler/evaluate.h), writes
+ * RUNDIR/round-R/test.json and prints the scores on stderr. stop(arg) is
+ * asked a few times a second; when it returns 1 the scoring ends early.
+ * 0 when scored, 1 when stopped, -1 + nb_error. */
+int run_test_student(const run_ctx *c, int round, const char *ckpt, int (*stop)(void *), void *arg);
+
 int run_master(run_ctx *c);
 void run_teacher(run_ctx *c);
 void run_filter(run_ctx *c);
