@@ -209,8 +209,8 @@ char *run_job_frozen_text(const jobfile *j, const run_job *r)
 {
 	nb_buf b = {0};
 	add_training_keys(&b, j, r);
-	nb_buf_addf(&b, "corpus.labeled = %s\ncorpus.unlabeled = %s\ncorpus.test = %s\n", r->labeled,
-		    r->unlabeled, r->test);
+	/* corpus.test is not here: it is only scored, it changes no result. */
+	nb_buf_addf(&b, "corpus.labeled = %s\ncorpus.unlabeled = %s\n", r->labeled, r->unlabeled);
 	nb_buf_addf(&b, "run.rounds = %d\nrun.unit = %d\nrun.slice = %d/%d\n", r->rounds, r->unit, r->slice,
 		    r->nslices);
 	nb_buf_addf(&b, "teacher.model = %s\nteacher.K = %d\nteacher.sigma = %.17g\n", r->teacher_model, r->K,
