@@ -589,6 +589,10 @@ static void kill_child(const char *dir, int ackfd)
 	int64_t acked = journal_records(j);
 	if (write(ackfd, &acked, sizeof acked) != sizeof acked)
 		_exit(4);
+	if (journal_run_done(j)) { /* the previous writer finished, then was killed */
+		journal_close(j);
+		_exit(0);
+	}
 	for (int64_t g = 0; g < KILL_UNITS / 4; g++) {
 		char shard[32];
 		snprintf(shard, sizeof shard, "s%03" PRId64 ".h5", g);
@@ -612,8 +616,21 @@ static void kill_child(const char *dir, int ackfd)
 		if (write(ackfd, &acked, sizeof acked) != sizeof acked)
 			_exit(4);
 	}
-	if (journal_round(j, 0) < 0 || journal_done(j) < 0)
+	/* The last two records are acknowledged too: a writer killed after
+	 * them (valgrind's timing reaches this) left two records the parent
+	 * had not been told of, and the check below failed. */
+	if (!journal_round_complete(j, 0)) {
+		if (journal_round(j, 0) < 0)
+			_exit(3);
+		acked = journal_records(j);
+		if (write(ackfd, &acked, sizeof acked) != sizeof acked)
+			_exit(4);
+	}
+	if (journal_done(j) < 0)
 		_exit(3);
+	acked = journal_records(j);
+	if (write(ackfd, &acked, sizeof acked) != sizeof acked)
+		_exit(4);
 	journal_close(j);
 	_exit(0);
 }
