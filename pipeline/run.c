@@ -20,6 +20,14 @@ volatile sig_atomic_t run_stop_signal;
 
 void run_request_stop(int sig) { run_stop_signal = sig; }
 
+/* The first RUN_WAIT_SPIN_S of a wait probe without sleeping: a reply that
+ * comes within that time (a teacher's next unit, the next request or report
+ * to the master) is taken at once instead of after a sleep's wake-up (a
+ * nanosleep of 50 us takes 100 us or more), which held the master to about
+ * 5,000 units/s with 2 teachers (bench/bench_scheduler.c,
+ * docs/performance.md). A long wait costs one spin per call, then sleeps. */
+#define RUN_WAIT_SPIN_S 200e-6
+
 int run_wait(int src, int tag, double timeout_s, MPI_Status *st)
 {
 	long sleep_ns = 50000;
@@ -30,13 +38,13 @@ int run_wait(int src, int tag, double timeout_s, MPI_Status *st)
 		MPI_Iprobe(src, tag, MPI_COMM_WORLD, &flag, st);
 		if (flag)
 			return 1;
-		if (timeout_s >= 0) {
-			struct timespec t;
-			clock_gettime(CLOCK_MONOTONIC, &t);
-			double el = (double)(t.tv_sec - t0.tv_sec) + 1e-9 * (double)(t.tv_nsec - t0.tv_nsec);
-			if (el >= timeout_s)
-				return 0;
-		}
+		struct timespec t;
+		clock_gettime(CLOCK_MONOTONIC, &t);
+		double el = (double)(t.tv_sec - t0.tv_sec) + 1e-9 * (double)(t.tv_nsec - t0.tv_nsec);
+		if (timeout_s >= 0 && el >= timeout_s)
+			return 0;
+		if (el < RUN_WAIT_SPIN_S)
+			continue;
 		struct timespec d = {0, sleep_ns};
 		nanosleep(&d, NULL);
 		if (sleep_ns < 5000000)

@@ -110,9 +110,10 @@ typedef struct {
 int run_master_prepare(run_ctx *c);
 
 /* Waits for a message from src (or MPI_ANY_SOURCE) with tag (or
- * MPI_ANY_TAG) without spinning a core: probes, then sleeps with a backoff
- * from 50 us to 5 ms. With timeout_s >= 0 returns 0 when nothing came in
- * time; 1 when a message is there (*st filled). */
+ * MPI_ANY_TAG) without spinning a core: probes without pause for the first
+ * 200 us, then sleeps with a backoff from 50 us to 5 ms. With timeout_s >= 0
+ * returns 0 when nothing came in time (timeout 0: one probe); 1 when a
+ * message is there (*st filled). */
 int run_wait(int src, int tag, double timeout_s, MPI_Status *st);
 
 /* The round directory and the pseudo-label directory of a round. */
