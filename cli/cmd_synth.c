@@ -23,11 +23,14 @@ static int parse_args(int argc, char **argv, synth_opts *o, int *quiet)
 	long size = o->size, shard_size = o->shard_size;
 	const cli_option opts[] = {
 		CLI_OPT_REQUIRED("out", &o->out, "DIR",
-				 "output directory (required): DIR/{labeled,unlabeled,test}/,\nDIR/corpus.json"),
+				 "output directory (required): DIR/{labeled,unlabeled,test}/,\nDIR/corpus.json (and DIR/test-*/ with --hard-tests)"),
 		CLI_OPT_U64("labeled", &o->count[SYNTH_LABELED], 0, MAX_COUNT, "N", "labeled scenes (default 4000)"),
 		CLI_OPT_U64("unlabeled", &o->count[SYNTH_UNLABELED], 0, MAX_COUNT, "N",
 			    "unlabeled scenes (default 4000)"),
 		CLI_OPT_U64("test", &o->count[SYNTH_TEST], 0, MAX_COUNT, "N", "test scenes (default 1000)"),
+		CLI_OPT_U64("hard-tests", &o->count[SYNTH_HARD_FIRST], 0, MAX_COUNT, "N",
+			    "scenes in each hard test split (test-counter-*, test-shift-*,\n"
+			    "test-dense: docs/scene-grammar.md) (default 0: none)"),
 		CLI_OPT_U64("seed", &o->seed, 0, UINT64_MAX, "S", "corpus seed (default 1)"),
 		CLI_OPT_LONG("size", &size, SYNTH_MIN_SIZE, SYNTH_MAX_SIZE, "PX",
 			     "image side in pixels, " CLI_STR(SYNTH_MIN_SIZE) ".." CLI_STR(SYNTH_MAX_SIZE) " (default 48)"),
@@ -52,6 +55,8 @@ static int parse_args(int argc, char **argv, synth_opts *o, int *quiet)
 	};
 	int npos;
 	int rc = cli_parse(&cmd, argc, argv, &npos);
+	for (int s = SYNTH_HARD_FIRST + 1; s < SYNTH_SPLITS; s++)
+		o->count[s] = o->count[SYNTH_HARD_FIRST];
 	o->size = (int)size;
 	o->shard_size = (int)shard_size;
 	return rc;
@@ -60,9 +65,11 @@ static int parse_args(int argc, char **argv, synth_opts *o, int *quiet)
 static void print_summary(const synth_opts *o, const synth_stats *st, const uint64_t *bytes, double secs, int nranks)
 {
 	uint64_t rendered = 0;
-	printf("%-10s %10s %8s %14s %10s\n", "split", "scenes", "shards", "bytes", "skipped");
+	printf("%-22s %10s %8s %14s %10s\n", "split", "scenes", "shards", "bytes", "skipped");
 	for (int s = 0; s < SYNTH_SPLITS; s++) {
-		printf("%-10s %10" PRIu64 " %8" PRIu64 " %14" PRIu64 " %10" PRIu64 "\n", synth_split_names[s],
+		if (!synth_split_used(o, s))
+			continue;
+		printf("%-22s %10" PRIu64 " %8" PRIu64 " %14" PRIu64 " %10" PRIu64 "\n", synth_split_names[s],
 		       o->count[s], synth_nshards(o, s), bytes[s], st->skipped[s]);
 		rendered += st->rendered[s];
 	}

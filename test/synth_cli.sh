@@ -7,7 +7,8 @@ set -u
 : "${NBOOST:?run through ctest}" "${MPIEXEC:?}" "${HDF5_PLUGIN_PATH:?}"
 source "$(dirname "$0")/lib.sh"
 
-ARGS=(--labeled 150 --unlabeled 70 --test 40 --shard-size 32 --seed 5)
+ARGS=(--labeled 150 --unlabeled 70 --test 40 --hard-tests 5 --shard-size 32 --seed 5)
+HARD="test-counter-uniform test-counter-offtheme test-shift-blur-1 test-shift-blur-2 test-shift-blur-3 test-shift-contrast-1 test-shift-contrast-2 test-shift-contrast-3 test-shift-noise-1 test-shift-noise-2 test-shift-noise-3 test-shift-occlude-1 test-shift-occlude-2 test-shift-occlude-3 test-dense"
 
 # ---- 1 rank and 4 ranks ----
 "$NBOOST" synth --out "$T/one" --png "$T/one-png" "${ARGS[@]}" >"$T/one.txt" 2>"$T/one.err"
@@ -27,20 +28,22 @@ same_shard() {
 	h5dump "$1" 2>&1 | tail -n +2 >"$T/d1" && h5dump "$2" 2>&1 | tail -n +2 >"$T/d2" && cmp -s "$T/d1" "$T/d2"
 }
 nshards=0
-for s in labeled unlabeled test; do
+for s in labeled unlabeled test $HARD; do
 	for f in "$T/one/$s"/*.h5; do
 		nshards=$((nshards + 1))
 		check "$s/$(basename "$f") identical for 1 and 4 ranks" same_shard "$f" "$T/four/$s/$(basename "$f")"
 	done
 done
-check "shard count 5+3+2" test "$nshards" -eq 10
+check "shard count 5+3+2 + 15 hard test splits" test "$nshards" -eq 25
+check "summary lists the hard test splits" grep -qE '^test-shift-occlude-3 +5 +1 ' "$T/one.txt"
+check "corpus.json records the hard tests" grep -q '"hard_tests": 5,' "$T/one/corpus.json"
 check "4-rank run has the same shard files" test "$(cd "$T/one" && find . -name '*.h5' | sort)" = "$(cd "$T/four" && find . -name '*.h5' | sort)"
 check "manifest identical for 1 and 4 ranks" cmp -s "$T/one-png/manifest.tsv" "$T/four-png/manifest.tsv"
 check "PNGs identical for 1 and 4 ranks" diff -rq --exclude=manifest.tsv --exclude=.parts "$T/one-png" "$T/four-png"
 check "corpus.json identical" cmp -s "$T/one/corpus.json" "$T/four/corpus.json"
 check "corpus.json complete" grep -q '"complete": true' "$T/one/corpus.json"
 check "corpus.json records the seed" grep -q '"seed": 5,' "$T/one/corpus.json"
-check "manifest has one line per scene" test "$(wc -l <"$T/one-png/manifest.tsv")" -eq 260
+check "manifest has one line per scene" test "$(wc -l <"$T/one-png/manifest.tsv")" -eq 335
 
 # ---- contents: ids, sources, objects vs captions, PNG == shard image ----
 $PY - "$T/one" "$T/one-png" >"$T/py.txt" 2>&1 <<'EOF'
@@ -158,8 +161,17 @@ check "damaged shard is reported" grep -qF "rewriting '$T/one/test/shard-000001.
 check "damaged shard is rewritten" same_shard "$T/one/test/shard-000001.h5" "$T/four/test/shard-000001.h5"
 check "only the damaged shard is rendered" grep -q 'rendered 8 scenes' "$T/re.txt"
 
+# ---- a corpus written before the hard test splits (no "hard_tests") resumes ----
+"$NBOOST" synth --out "$T/old" --labeled 10 --unlabeled 0 --test 5 --seed 5 -q
+grep -v '"hard_tests"' "$T/old/corpus.json" >"$T/old.json" && mv "$T/old.json" "$T/old/corpus.json"
+"$NBOOST" synth --out "$T/old" --labeled 10 --unlabeled 0 --test 5 --seed 5 -q 2>"$T/err.txt"
+rc=$?
+check "a corpus.json without hard_tests resumes ($(cat "$T/err.txt"))" test $rc -eq 0
+check "no hard test directories without --hard-tests" test ! -e "$T/old/test-dense"
+expect_fail 1 "has hard_tests 0 but 4 was requested" "$NBOOST" synth --out "$T/old" --labeled 10 --unlabeled 0 --test 5 --seed 5 --hard-tests 4
+
 # ---- a different corpus in the same directory ----
-expect_fail 1 "refusing to mix corpora in '$T/one'" "$NBOOST" synth --out "$T/one" --labeled 150 --unlabeled 70 --test 40 --shard-size 32 --seed 6
+expect_fail 1 "refusing to mix corpora in '$T/one'" "$NBOOST" synth --out "$T/one" --labeled 150 --unlabeled 70 --test 40 --hard-tests 5 --shard-size 32 --seed 6
 grep -qF "has seed 5 but 6 was requested" "$T/err.txt" && ok || bad "mismatch message names the seed: $(cat "$T/err.txt")"
 "$NBOOST" synth --out "$T/one" --labeled 20 --unlabeled 0 --test 0 --seed 6 --force -q 2>"$T/err.txt"
 rc=$?
@@ -182,7 +194,7 @@ check "nothing created for bad arguments" test ! -e "$T/x"
 "$NBOOST" synth --help >"$T/help.txt"
 rc=$?
 check "--help exits 0" test $rc -eq 0
-for opt in --out --labeled --unlabeled --test --seed --size --shard-size --png --force; do
+for opt in --out --labeled --unlabeled --test --hard-tests --seed --size --shard-size --png --force; do
 	check "--help lists $opt" grep -q -- "$opt" "$T/help.txt"
 done
 check "--help states defaults" grep -q "default 4000" "$T/help.txt"

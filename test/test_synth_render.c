@@ -16,6 +16,7 @@
  * noise): another libm may legitimately change it, then re-pin. */
 #define PINNED_CAPTION "large green triangle top center . large green triangle bottom right ."
 #define PINNED_FNV 0x071d00e0791515ffull
+#define PINNED_HARD_FNV 0x7cf11eefad85fffeull
 
 static uint64_t fnv(const uint8_t *p, size_t n)
 {
@@ -350,6 +351,93 @@ static void test_determinism(void)
 	CHECK(synth_id(SYNTH_TEST, 5) == ((uint64_t)2 << 40 | 5));
 }
 
+static int split_index(const char *name)
+{
+	for (int s = 0; s < SYNTH_SPLITS; s++)
+		if (!strcmp(synth_split_names[s], name))
+			return s;
+	return -1;
+}
+
+static int in_theme(int theme, uint8_t code)
+{
+	for (int t = 0; t < 4; t++)
+		if (scene_theme_pairs[theme][t][0] == scene_obj_color(code) &&
+		    scene_theme_pairs[theme][t][1] == scene_obj_shape(code))
+			return 1;
+	return 0;
+}
+
+/* The hard test splits (docs/scene-grammar.md, "Hard test splits"). */
+static void test_hard_splits(int scenes)
+{
+	static uint8_t base[48 * 48 * 3], img[48 * 48 * 3], again[48 * 48 * 3];
+	int uni = split_index("test-counter-uniform"), off = split_index("test-counter-offtheme");
+	int dense = split_index("test-dense"), occ3 = split_index("test-shift-occlude-3");
+	CHECK(uni == SYNTH_HARD_FIRST && off > 0 && dense == SYNTH_SPLITS - 1 && occ3 > 0);
+	for (int s = 0; s < SYNTH_SPLITS; s++)
+		CHECK_MSG(!strcmp(synth_splits[s].name, synth_split_names[s]), "split %d: %s", s, synth_split_names[s]);
+	long objects = 0, own_theme = 0, hidden = 0, dense_hist[10] = {0};
+	for (int i = 0; i < scenes; i++) {
+		synth_scene t, sc;
+		synth_make(1, SYNTH_TEST, (uint64_t)i, 48, &t, base);
+		for (int s = SYNTH_HARD_FIRST; s < SYNTH_SPLITS; s++) {
+			const synth_split_def *d = &synth_splits[s];
+			synth_make(1, s, (uint64_t)i, 48, &sc, img);
+			synth_make(1, s, (uint64_t)i, 48, &sc, again);
+			CHECK(memcmp(img, again, sizeof img) == 0);
+			if (d->stream != SYNTH_TEST)
+				continue;
+			/* a shift split shows test's scene: the same objects, and
+			 * the same truth unless the bar hides an object */
+			CHECK(sc.nobj == t.nobj && sc.theme == t.theme);
+			CHECK_MSG(memcmp(img, base, sizeof img) != 0, "%s scene %d equals test's", d->name, i);
+			for (int c = 0; c < SCENE_CELLS; c++) {
+				if (d->occlude == 0.0f)
+					CHECK(sc.cells[c] == t.cells[c]);
+				else
+					CHECK(sc.cells[c] == t.cells[c] || sc.cells[c] == 0);
+				if (s == occ3 && t.cells[c] && !sc.cells[c])
+					hidden++;
+			}
+			if (d->occlude > 0.0f) {
+				/* the bar is flat gray where it lies */
+				CHECK(sc.bar);
+				int x = (int)ceilf(sc.bar_x0), y = (int)ceilf(sc.bar_y0);
+				CHECK(img[((size_t)y * 48 + (size_t)x) * 3] == SYNTH_BAR_GRAY);
+				float t_px = sc.bar_x1 - sc.bar_x0 < sc.bar_y1 - sc.bar_y0 ? sc.bar_x1 - sc.bar_x0
+											: sc.bar_y1 - sc.bar_y0;
+				CHECK(fabsf(t_px - d->occlude * 16.0f) < 1e-3f);
+			}
+		}
+		synth_make(1, uni, (uint64_t)i, 48, &sc, NULL);
+		for (int k = 0; k < sc.nobj; k++, objects++)
+			own_theme += in_theme(sc.theme, sc.obj[k].code);
+		synth_make(1, off, (uint64_t)i, 48, &sc, NULL);
+		for (int k = 0; k < sc.nobj; k++)
+			CHECK_MSG(!in_theme(sc.theme, sc.obj[k].code), "offtheme scene %d object %d is in its theme", i, k);
+		synth_make(1, dense, (uint64_t)i, 48, &sc, img);
+		CHECK(sc.nobj >= 7 && sc.nobj <= 9);
+		dense_hist[sc.nobj]++;
+		char cap[512];
+		CHECK(scene_caption(sc.cells, cap, sizeof cap) > 0);
+	}
+	/* uniform pairs: a scene's own theme holds 4 of 48 */
+	double f = (double)own_theme / (double)objects;
+	CHECK_MSG(fabs(f - 4.0 / 48) < 0.05, "uniform split: %.3f of objects in their theme", f);
+	CHECK(dense_hist[7] > 0 && dense_hist[8] > 0 && dense_hist[9] > 0);
+	CHECK_MSG(hidden > 0, "the widest bar never hid an object in %d scenes", scenes);
+	/* Pinned: a change here changes the hard splits (bump SYNTH_GRAMMAR_VERSION). */
+	uint64_t h = 0;
+	for (int s = SYNTH_HARD_FIRST; s < SYNTH_SPLITS; s++) {
+		synth_scene sc;
+		synth_make(1, s, 3, 48, &sc, img);
+		h = h * 31 + fnv(img, sizeof img) + fnv(sc.cells, SCENE_CELLS);
+	}
+	printf("hard splits, seed 1 scene 3: fnv %016llx\n", (unsigned long long)h);
+	CHECK(h == PINNED_HARD_FNV);
+}
+
 int main(void)
 {
 	/* valgrind runs ~50x slower: fewer scenes there, same assertions */
@@ -361,5 +449,6 @@ int main(void)
 	test_captions();
 	test_distribution();
 	test_determinism();
+	test_hard_splits(200 / div);
 	return test_summary("test_synth_render");
 }

@@ -33,7 +33,7 @@
 #include "store/shard_store.h"
 
 #define PATH_MAX_LEN 4096
-#define CAPTION_MAX 256
+#define CAPTION_MAX 512   /* test-dense: 9 statements of up to 38 bytes */
 
 static int path_join(char *buf, const char *a, const char *b)
 {
@@ -60,6 +60,11 @@ static int file_exists(const char *path)
 {
 	struct stat st;
 	return stat(path, &st) == 0;
+}
+
+int synth_split_used(const synth_opts *o, int split)
+{
+	return split < SYNTH_HARD_FIRST || o->count[split] > 0;
 }
 
 uint64_t synth_nshards(const synth_opts *o, int split)
@@ -91,14 +96,18 @@ static void corpus_json(const synth_opts *o, int complete, const uint64_t *bytes
 		    "{\n  \"format\": \"nboost.synth-corpus\",\n  \"grammar_version\": %d,\n"
 		    "  \"seed\": %" PRIu64 ",\n  \"size\": %d,\n  \"shard_size\": %d,\n"
 		    "  \"labeled\": %" PRIu64 ",\n  \"unlabeled\": %" PRIu64 ",\n  \"test\": %" PRIu64 ",\n"
-		    "  \"complete\": %s",
+		    "  \"hard_tests\": %" PRIu64 ",\n  \"complete\": %s",
 		    SYNTH_GRAMMAR_VERSION, o->seed, o->size, o->shard_size, o->count[0], o->count[1], o->count[2],
-		    complete ? "true" : "false");
-	if (bytes)
-		nb_buf_addf(b,
-			    ",\n  \"bytes\": {\"labeled\": %" PRIu64 ", \"unlabeled\": %" PRIu64
-			    ", \"test\": %" PRIu64 "}",
-			    bytes[0], bytes[1], bytes[2]);
+		    o->count[SYNTH_HARD_FIRST], complete ? "true" : "false");
+	if (bytes) {
+		nb_buf_adds(b, ",\n  \"bytes\": {");
+		for (int s = 0, first = 1; s < SYNTH_SPLITS; s++)
+			if (synth_split_used(o, s)) {
+				nb_buf_addf(b, "%s\"%s\": %" PRIu64, first ? "" : ", ", synth_split_names[s], bytes[s]);
+				first = 0;
+			}
+		nb_buf_adds(b, "}");
+	}
 	nb_buf_adds(b, "\n}\n");
 }
 
@@ -132,11 +141,14 @@ static int check_corpus_json(const synth_opts *o, const char *path, const char *
 	} keys[] = {
 		{"grammar_version", SYNTH_GRAMMAR_VERSION}, {"seed", o->seed}, {"size", (uint64_t)o->size},
 		{"shard_size", (uint64_t)o->shard_size}, {"labeled", o->count[0]}, {"unlabeled", o->count[1]},
-		{"test", o->count[2]},
+		{"test", o->count[2]}, {"hard_tests", o->count[SYNTH_HARD_FIRST]},
 	};
 	for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++) {
 		uint64_t have;
-		if (json_u64(text, keys[i].key, &have))
+		/* corpora written before the hard test splits have none */
+		if (!strcmp(keys[i].key, "hard_tests") && json_u64(text, keys[i].key, &have))
+			have = 0;
+		else if (json_u64(text, keys[i].key, &have))
 			return nb_error("cannot resume in '%s': '%s' has no valid \"%s\"; use --force to replace it",
 					o->out, path, keys[i].key);
 		if (have != keys[i].want)
@@ -206,6 +218,8 @@ int synth_prepare(const synth_opts *o)
 	if (nb_mkdir_p(o->out))
 		return -1;
 	for (int s = 0; s < SYNTH_SPLITS; s++) {
+		if (!synth_split_used(o, s))
+			continue;
 		if (path_join(path, o->out, synth_split_names[s]) || nb_mkdir_p(path))
 			return -1;
 		if (shard_sweep_tmp(path) < 0)
@@ -219,7 +233,8 @@ int synth_prepare(const synth_opts *o)
 		if (sweep_png_tmp(o->png))
 			return -1;
 		for (int s = 0; s < SYNTH_SPLITS; s++)
-			if (path_join(path, o->png, synth_split_names[s]) || nb_mkdir_p(path) || sweep_png_tmp(path))
+			if (synth_split_used(o, s) &&
+			    (path_join(path, o->png, synth_split_names[s]) || nb_mkdir_p(path) || sweep_png_tmp(path)))
 				return -1;
 	}
 
@@ -234,6 +249,8 @@ int synth_prepare(const synth_opts *o)
 	int have_shards = 0;
 	for (int s = 0; s < SYNTH_SPLITS; s++) {
 		char **paths = NULL;
+		if (!synth_split_used(o, s))
+			continue;
 		if (path_join(path, o->out, synth_split_names[s]))
 			return -1;
 		int n = shard_list(path, &paths);
@@ -257,7 +274,7 @@ int synth_prepare(const synth_opts *o)
 			return -1;
 	} else {
 		free(text);
-		for (int s = 0; s < SYNTH_SPLITS; s++)
+		for (int s = 0; s < SYNTH_SPLITS; s++) /* every split: a missing one is fine */
 			if (path_join(path, o->out, synth_split_names[s]) ||
 			    remove_matching(path, "shard-", ".h5", NULL))
 				return -1;

@@ -40,8 +40,37 @@
 #define SYNTH_BG_MAX 90.0f
 #define SYNTH_NOISE_STD 12.0f
 
-enum { SYNTH_LABELED = 0, SYNTH_UNLABELED = 1, SYNTH_TEST = 2, SYNTH_SPLITS = 3 };
+/* The splits. The first three are the training corpus; the others are the
+ * hard test splits of the hallucination study (docs/scene-grammar.md, "Hard
+ * test splits"), written only when asked for (synth --hard-tests N). */
+enum {
+	SYNTH_LABELED = 0, SYNTH_UNLABELED = 1, SYNTH_TEST = 2,
+	SYNTH_HARD_FIRST = 3,            /* test-counter-uniform */
+	SYNTH_SPLITS = 18
+};
 extern const char *const synth_split_names[SYNTH_SPLITS]; /* "labeled", ... */
+
+/* How the objects' (colour, shape) pairs are drawn. */
+enum { SYNTH_PRIOR_THEME = 0, SYNTH_PRIOR_UNIFORM = 1, SYNTH_PRIOR_OFF_THEME = 2 };
+
+/* What makes a split what it is. The training splits and `test` use the
+ * grammar as it is: theme prior, 2..6 objects, no degradation. */
+typedef struct {
+	const char *name;
+	int stream;          /* RNG split index of the scene descriptions: a
+			      * shift split reuses `test`'s, so its scenes are
+			      * test's scenes, degraded */
+	int prior;           /* SYNTH_PRIOR_* */
+	int min_obj, max_obj;
+	float blur;          /* Gaussian blur sigma, pixels (0 = none) */
+	float contrast;      /* object colour = bg + contrast * (colour - bg) (1 = grammar) */
+	float noise;         /* background noise std (SYNTH_NOISE_STD = grammar) */
+	float occlude;       /* gray bar thickness, in cell widths (0 = none) */
+	int strength;        /* 0 for the grammar, 1..3 within a shift family */
+} synth_split_def;
+extern const synth_split_def synth_splits[SYNTH_SPLITS];
+#define SYNTH_BAR_GRAY 128
+#define SYNTH_MIN_VISIBLE 0.5f   /* an occluded object less visible than this leaves the ground truth */
 
 typedef struct {
 	uint8_t code;        /* scene_obj_code(size, color, shape) */
@@ -55,19 +84,31 @@ typedef struct {
 typedef struct {
 	int size;                       /* image is size x size */
 	int theme;                      /* 0..SCENE_THEMES-1 */
-	int nobj;                       /* SCENE_MIN_OBJECTS..SCENE_MAX_OBJECTS */
-	synth_object obj[SCENE_MAX_OBJECTS]; /* sorted by cell (reading order) */
+	int nobj;                       /* SCENE_MIN_OBJECTS..SCENE_MAX_OBJECTS (test-dense: 7..9) */
+	synth_object obj[SCENE_CELLS];  /* sorted by cell (reading order) */
 	uint8_t cells[SCENE_CELLS];     /* ground truth, common/scene.h encoding */
 	float background;               /* gray level in [SYNTH_BG_MIN, SYNTH_BG_MAX] */
+	int bar;                        /* an occluding bar [bar_x0, bar_x1) x [bar_y0, bar_y1) */
+	float bar_x0, bar_y0, bar_x1, bar_y1;
 } synth_scene;
 
 /* Draws a scene description for a size x size image (size in
  * SYNTH_MIN_SIZE..SYNTH_MAX_SIZE, else NB_BUG). Consumes rng. */
 void synth_scene_sample(synth_scene *sc, nb_rng *rng, int size);
+/* The same under split def's prior and object count. */
+void synth_scene_sample_split(synth_scene *sc, nb_rng *rng, int size, const synth_split_def *def);
+
+/* Places def's occluding bar with draws from rng and removes from the
+ * ground truth (sc->cells) every object less than SYNTH_MIN_VISIBLE
+ * visible; sc->obj keeps them, since they are drawn (under the bar). */
+void synth_occlude(synth_scene *sc, nb_rng *rng, const synth_split_def *def);
 
 /* Renders sc into rgb (size*size*3 bytes, caller's buffer), drawing the
  * background noise from rng. Objects are drawn with anti-aliased edges. */
 void synth_render(const synth_scene *sc, nb_rng *rng, uint8_t *rgb);
+/* The same under split def's viewing conditions: noise, contrast, the bar
+ * (sc->bar), then blur. The RNG draws are those of synth_render. */
+void synth_render_split(const synth_scene *sc, nb_rng *rng, uint8_t *rgb, const synth_split_def *def);
 
 /* The stream of scene `index` of `split`, then sample + render. rgb may be
  * NULL to get the description only (the RNG is then left unused for noise). */
@@ -88,7 +129,8 @@ static inline uint64_t synth_id(int split, uint64_t index)
 typedef struct {
 	const char *out;                /* output directory */
 	const char *png;                /* PNG directory, or NULL */
-	uint64_t count[SYNTH_SPLITS];   /* scenes per split */
+	uint64_t count[SYNTH_SPLITS];   /* scenes per split (the hard test splits all
+					 * get the same count, 0 by default) */
 	uint64_t seed;
 	int size;                       /* pixels */
 	int shard_size;                 /* scenes per shard */
@@ -103,6 +145,10 @@ typedef struct {
 	int shards[SYNTH_SPLITS];          /* shards written */
 	int shards_skipped[SYNTH_SPLITS];
 } synth_stats;
+
+/* Whether split s has a directory: the three training splits always, the
+ * hard test splits when asked for. */
+int synth_split_used(const synth_opts *o, int split);
 
 /* Shards in split s of opts. */
 uint64_t synth_nshards(const synth_opts *o, int split);

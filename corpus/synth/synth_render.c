@@ -7,6 +7,8 @@
 #include "corpus/synth/synth.h"
 
 #include <math.h>
+#include <stdlib.h>
+#include <string.h>
 
 #include "common/nb_error.h"
 
@@ -63,7 +65,7 @@ static inline uint8_t clip_round(float v)
  * normals per accepted pair of uniforms, no trigonometry. The background is
  * most of the rendering time, and this is several times faster than the
  * double-precision Box-Muller of nb_rng_normal. */
-static void render_background(const synth_scene *sc, nb_rng *rng, uint8_t *rgb)
+static void render_background(const synth_scene *sc, nb_rng *rng, uint8_t *rgb, float noise_std)
 {
 	size_t n = (size_t)sc->size * (size_t)sc->size * 3, i = 0;
 	const float bg = sc->background;
@@ -75,7 +77,7 @@ static void render_background(const synth_scene *sc, nb_rng *rng, uint8_t *rgb)
 		float s = u * u + v * v;
 		if (s >= 1.0f || s == 0.0f)
 			continue;
-		float f = SYNTH_NOISE_STD * sqrtf(-2.0f * logf(s) / s);
+		float f = noise_std * sqrtf(-2.0f * logf(s) / s);
 		rgb[i++] = clip_round(bg + u * f);
 		if (i < n)
 			rgb[i++] = clip_round(bg + v * f);
@@ -95,8 +97,11 @@ static float coverage(int shape, float r, float dx, float dy)
 	return (float)in / (SUPERSAMPLE * SUPERSAMPLE);
 }
 
-static void render_object(const synth_object *o, int size, uint8_t *rgb)
+static void render_object(const synth_object *o, int size, uint8_t *rgb, float contrast, float bg)
 {
+	uint8_t col[3];
+	for (int ch = 0; ch < 3; ch++)
+		col[ch] = contrast == 1.0f ? o->rgb[ch] : clip_round(bg + contrast * ((float)o->rgb[ch] - bg));
 	int shape = scene_obj_shape(o->code);
 	float r = o->radius;
 	int x0 = (int)floorf(o->cx - r - 1.0f), x1 = (int)ceilf(o->cx + r + 1.0f);
@@ -118,23 +123,82 @@ static void render_object(const synth_object *o, int size, uint8_t *rgb)
 				continue;
 			uint8_t *px = rgb + ((size_t)y * (size_t)size + (size_t)x) * 3;
 			if (f < -EDGE_MARGIN) {
-				px[0] = o->rgb[0];
-				px[1] = o->rgb[1];
-				px[2] = o->rgb[2];
+				px[0] = col[0];
+				px[1] = col[1];
+				px[2] = col[2];
 				continue;
 			}
 			float a = coverage(shape, r, dx, dy);
 			if (a <= 0.0f)
 				continue;
 			for (int ch = 0; ch < 3; ch++)
-				px[ch] = clip_round((float)px[ch] + ((float)o->rgb[ch] - (float)px[ch]) * a);
+				px[ch] = clip_round((float)px[ch] + ((float)col[ch] - (float)px[ch]) * a);
 		}
 	}
 }
 
+/* Pixels whose centre is inside the bar become flat gray. */
+static void render_bar(const synth_scene *sc, uint8_t *rgb)
+{
+	for (int y = 0; y < sc->size; y++) {
+		float py = (float)y + 0.5f;
+		if (py < sc->bar_y0 || py >= sc->bar_y1)
+			continue;
+		for (int x = 0; x < sc->size; x++) {
+			float px = (float)x + 0.5f;
+			if (px >= sc->bar_x0 && px < sc->bar_x1)
+				memset(rgb + ((size_t)y * (size_t)sc->size + (size_t)x) * 3, SYNTH_BAR_GRAY, 3);
+		}
+	}
+}
+
+/* Separable Gaussian blur, kernel radius ceil(3 sigma), edges clamped. */
+static void blur(uint8_t *rgb, int size, float sigma)
+{
+	int r = (int)ceilf(3.0f * sigma);
+	float *k = nb_xmalloc((size_t)(2 * r + 1) * sizeof *k), sum = 0.0f;
+	for (int i = -r; i <= r; i++)
+		sum += k[i + r] = expf(-0.5f * (float)(i * i) / (sigma * sigma));
+	for (int i = 0; i <= 2 * r; i++)
+		k[i] /= sum;
+	size_t n = (size_t)size * (size_t)size * 3;
+	float *tmp = nb_xmalloc(n * sizeof *tmp);
+	for (int y = 0; y < size; y++)
+		for (int x = 0; x < size; x++)
+			for (int ch = 0; ch < 3; ch++) {
+				float v = 0.0f;
+				for (int i = -r; i <= r; i++) {
+					int xx = x + i < 0 ? 0 : x + i >= size ? size - 1 : x + i;
+					v += k[i + r] * (float)rgb[((size_t)y * (size_t)size + (size_t)xx) * 3 + (size_t)ch];
+				}
+				tmp[((size_t)y * (size_t)size + (size_t)x) * 3 + (size_t)ch] = v;
+			}
+	for (int y = 0; y < size; y++)
+		for (int x = 0; x < size; x++)
+			for (int ch = 0; ch < 3; ch++) {
+				float v = 0.0f;
+				for (int i = -r; i <= r; i++) {
+					int yy = y + i < 0 ? 0 : y + i >= size ? size - 1 : y + i;
+					v += k[i + r] * tmp[((size_t)yy * (size_t)size + (size_t)x) * 3 + (size_t)ch];
+				}
+				rgb[((size_t)y * (size_t)size + (size_t)x) * 3 + (size_t)ch] = clip_round(v);
+			}
+	free(tmp);
+	free(k);
+}
+
 void synth_render(const synth_scene *sc, nb_rng *rng, uint8_t *rgb)
 {
-	render_background(sc, rng, rgb);
+	synth_render_split(sc, rng, rgb, &synth_splits[SYNTH_LABELED]);
+}
+
+void synth_render_split(const synth_scene *sc, nb_rng *rng, uint8_t *rgb, const synth_split_def *def)
+{
+	render_background(sc, rng, rgb, def->noise);
 	for (int i = 0; i < sc->nobj; i++)
-		render_object(&sc->obj[i], sc->size, rgb);
+		render_object(&sc->obj[i], sc->size, rgb, def->contrast, sc->background);
+	if (sc->bar)
+		render_bar(sc, rgb);
+	if (def->blur > 0.0f)
+		blur(rgb, sc->size, def->blur);
 }

@@ -7,7 +7,39 @@
 
 #include "common/nb_error.h"
 
-const char *const synth_split_names[SYNTH_SPLITS] = {"labeled", "unlabeled", "test"};
+#define GRAMMAR(name, stream) {name, stream, SYNTH_PRIOR_THEME, SCENE_MIN_OBJECTS, SCENE_MAX_OBJECTS, 0, 1, SYNTH_NOISE_STD, 0, 0}
+#define SHIFT(name, blur, contrast, noise, occlude, k) \
+	{name, SYNTH_TEST, SYNTH_PRIOR_THEME, SCENE_MIN_OBJECTS, SCENE_MAX_OBJECTS, blur, contrast, noise, occlude, k}
+
+/* docs/scene-grammar.md, "Hard test splits", explains each strength. */
+const synth_split_def synth_splits[SYNTH_SPLITS] = {
+	GRAMMAR("labeled", SYNTH_LABELED),
+	GRAMMAR("unlabeled", SYNTH_UNLABELED),
+	GRAMMAR("test", SYNTH_TEST),
+	{"test-counter-uniform", 3, SYNTH_PRIOR_UNIFORM, SCENE_MIN_OBJECTS, SCENE_MAX_OBJECTS, 0, 1, SYNTH_NOISE_STD, 0, 0},
+	{"test-counter-offtheme", 4, SYNTH_PRIOR_OFF_THEME, SCENE_MIN_OBJECTS, SCENE_MAX_OBJECTS, 0, 1, SYNTH_NOISE_STD, 0, 0},
+	SHIFT("test-shift-blur-1", 0.75f, 1, SYNTH_NOISE_STD, 0, 1),
+	SHIFT("test-shift-blur-2", 1.5f, 1, SYNTH_NOISE_STD, 0, 2),
+	SHIFT("test-shift-blur-3", 2.25f, 1, SYNTH_NOISE_STD, 0, 3),
+	SHIFT("test-shift-contrast-1", 0, 0.5f, SYNTH_NOISE_STD, 0, 1),
+	SHIFT("test-shift-contrast-2", 0, 0.3f, SYNTH_NOISE_STD, 0, 2),
+	SHIFT("test-shift-contrast-3", 0, 0.15f, SYNTH_NOISE_STD, 0, 3),
+	SHIFT("test-shift-noise-1", 0, 1, 24.0f, 0, 1),
+	SHIFT("test-shift-noise-2", 0, 1, 40.0f, 0, 2),
+	SHIFT("test-shift-noise-3", 0, 1, 56.0f, 0, 3),
+	SHIFT("test-shift-occlude-1", 0, 1, SYNTH_NOISE_STD, 0.25f, 1),
+	SHIFT("test-shift-occlude-2", 0, 1, SYNTH_NOISE_STD, 0.5f, 2),
+	SHIFT("test-shift-occlude-3", 0, 1, SYNTH_NOISE_STD, 0.75f, 3),
+	{"test-dense", 17, SYNTH_PRIOR_THEME, 7, 9, 0, 1, SYNTH_NOISE_STD, 0, 0},
+};
+
+const char *const synth_split_names[SYNTH_SPLITS] = {
+	"labeled", "unlabeled", "test", "test-counter-uniform", "test-counter-offtheme",
+	"test-shift-blur-1", "test-shift-blur-2", "test-shift-blur-3",
+	"test-shift-contrast-1", "test-shift-contrast-2", "test-shift-contrast-3",
+	"test-shift-noise-1", "test-shift-noise-2", "test-shift-noise-3",
+	"test-shift-occlude-1", "test-shift-occlude-2", "test-shift-occlude-3", "test-dense",
+};
 
 static uint8_t scale_channel(uint8_t nominal, float brightness)
 {
@@ -37,33 +69,56 @@ static void pick_cells(nb_rng *rng, int k, int *out)
 			out[n++] = c;
 }
 
+/* One object's (colour, shape) under the split's prior. */
+static void draw_pair(nb_rng *rng, int prior, int theme, int *color, int *shape)
+{
+	const uint8_t *tp = NULL;
+	if (prior == SYNTH_PRIOR_THEME) {
+		if (nb_rng_uniform(rng) < 0.75f)
+			tp = scene_theme_pairs[theme][nb_rng_below(rng, 4)];
+	} else if (prior == SYNTH_PRIOR_OFF_THEME) {
+		/* one of the three other themes, then one of its pairs (the
+		 * themes' 16 pairs are distinct) */
+		int other = (theme + 1 + (int)nb_rng_below(rng, SCENE_THEMES - 1)) % SCENE_THEMES;
+		tp = scene_theme_pairs[other][nb_rng_below(rng, 4)];
+	}
+	if (tp) {
+		*color = tp[0];
+		*shape = tp[1];
+	} else {
+		int pair = (int)nb_rng_below(rng, SCENE_PAIRS);
+		*color = pair / SCENE_SHAPES;
+		*shape = pair % SCENE_SHAPES;
+	}
+}
+
 void synth_scene_sample(synth_scene *sc, nb_rng *rng, int size)
+{
+	synth_scene_sample_split(sc, rng, size, &synth_splits[SYNTH_LABELED]);
+}
+
+void synth_scene_sample_split(synth_scene *sc, nb_rng *rng, int size, const synth_split_def *def)
 {
 	if (size < SYNTH_MIN_SIZE || size > SYNTH_MAX_SIZE)
 		NB_BUG("synth_scene_sample: size %d out of range", size);
+	if (def->min_obj < 1 || def->max_obj > SCENE_CELLS || def->min_obj > def->max_obj)
+		NB_BUG("synth_scene_sample: split '%s' has %d..%d objects", def->name, def->min_obj, def->max_obj);
 	const float cellw = (float)size / SCENE_COLS;
 
 	sc->size = size;
+	sc->bar = 0;
 	sc->theme = (int)nb_rng_below(rng, SCENE_THEMES);
-	sc->nobj = SCENE_MIN_OBJECTS + (int)nb_rng_below(rng, SCENE_MAX_OBJECTS - SCENE_MIN_OBJECTS + 1);
+	sc->nobj = def->min_obj + (int)nb_rng_below(rng, (uint64_t)(def->max_obj - def->min_obj + 1));
 	for (int c = 0; c < SCENE_CELLS; c++)
 		sc->cells[c] = 0;
 
-	int cells[SCENE_MAX_OBJECTS];
+	int cells[SCENE_CELLS];
 	pick_cells(rng, sc->nobj, cells);
 
 	for (int i = 0; i < sc->nobj; i++) {
 		synth_object *o = &sc->obj[i];
 		int color, shape;
-		if (nb_rng_uniform(rng) < 0.75f) {
-			const uint8_t *pair = scene_theme_pairs[sc->theme][nb_rng_below(rng, 4)];
-			color = pair[0];
-			shape = pair[1];
-		} else {
-			int pair = (int)nb_rng_below(rng, SCENE_PAIRS);
-			color = pair / SCENE_SHAPES;
-			shape = pair % SCENE_SHAPES;
-		}
+		draw_pair(rng, def->prior, sc->theme, &color, &shape);
 		int sz = (int)nb_rng_below(rng, SCENE_SIZES);
 		float jx = (2.0f * nb_rng_uniform(rng) - 1.0f) * SYNTH_JITTER * cellw;
 		float jy = (2.0f * nb_rng_uniform(rng) - 1.0f) * SYNTH_JITTER * cellw;
@@ -82,11 +137,56 @@ void synth_scene_sample(synth_scene *sc, nb_rng *rng, int size)
 	sc->background = SYNTH_BG_MIN + (SYNTH_BG_MAX - SYNTH_BG_MIN) * nb_rng_uniform(rng);
 }
 
+/* Share of object o's pixels (centres) that the bar leaves visible. */
+static float visible_share(const synth_scene *sc, const synth_object *o)
+{
+	int x0 = (int)floorf(o->cx - o->radius), x1 = (int)ceilf(o->cx + o->radius);
+	int y0 = (int)floorf(o->cy - o->radius), y1 = (int)ceilf(o->cy + o->radius);
+	int in = 0, seen = 0;
+	for (int y = y0 < 0 ? 0 : y0; y < y1 && y < sc->size; y++)
+		for (int x = x0 < 0 ? 0 : x0; x < x1 && x < sc->size; x++) {
+			float px = (float)x + 0.5f, py = (float)y + 0.5f;
+			if (!synth_inside(o, px, py))
+				continue;
+			in++;
+			seen += !(px >= sc->bar_x0 && px < sc->bar_x1 && py >= sc->bar_y0 && py < sc->bar_y1);
+		}
+	return in ? (float)seen / (float)in : 0.0f;
+}
+
+void synth_occlude(synth_scene *sc, nb_rng *rng, const synth_split_def *def)
+{
+	if (def->occlude <= 0.0f)
+		return;
+	const float size = (float)sc->size, t = def->occlude * size / SCENE_COLS;
+	int vertical = (int)nb_rng_below(rng, 2);
+	float at = (size - t) * nb_rng_uniform(rng);
+	sc->bar = 1;
+	sc->bar_x0 = vertical ? at : 0.0f;
+	sc->bar_x1 = vertical ? at + t : size;
+	sc->bar_y0 = vertical ? 0.0f : at;
+	sc->bar_y1 = vertical ? size : at + t;
+	/* Hidden objects are still drawn (under the bar); only the ground
+	 * truth forgets them. */
+	for (int i = 0; i < sc->nobj; i++)
+		if (visible_share(sc, &sc->obj[i]) < SYNTH_MIN_VISIBLE)
+			sc->cells[sc->obj[i].cell] = 0;
+}
+
 void synth_make(uint64_t seed, int split, uint64_t index, int size, synth_scene *sc, uint8_t *rgb)
 {
+	if (split < 0 || split >= SYNTH_SPLITS)
+		NB_BUG("synth_make: split %d", split);
+	const synth_split_def *def = &synth_splits[split];
 	nb_rng rng;
-	nb_rng_seed(&rng, seed, (uint64_t)split, index);
-	synth_scene_sample(sc, &rng, size);
+	nb_rng_seed(&rng, seed, (uint64_t)def->stream, index);
+	synth_scene_sample_split(sc, &rng, size, def);
+	if (def->occlude > 0.0f) {
+		/* the bar has a stream of its own: the scene stays test's scene */
+		nb_rng bar;
+		nb_rng_seed(&bar, seed, (uint64_t)split, index);
+		synth_occlude(sc, &bar, def);
+	}
 	if (rgb)
-		synth_render(sc, &rng, rgb);
+		synth_render_split(sc, &rng, rgb, def);
 }
