@@ -4,6 +4,8 @@
  * per line, labeler/captions_tsv.h) or from a checkpoint that decodes every
  * image greedily (labeler/evaluate.h).
  * --write-gt writes the ground-truth captions as such a TSV. */
+#include <dirent.h>
+#include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -15,6 +17,7 @@
 #include "labeler/captions_tsv.h"
 #include "labeler/evaluate.h"
 #include "labeler/metrics.h"
+#include "labeler/pope.h"
 #include "model/checkpoint.h"
 #include "model/vlm.h"
 #include "common/vocab.h"
@@ -22,9 +25,9 @@
 #include "cli/commands.h"
 
 typedef struct {
-	const char *shards, *captions, *model, *out_captions, *write_gt;
+	const char *shards, *captions, *model, *out_captions, *write_gt, *corpus;
 	long batch;
-	int json, allow_missing;
+	int json, allow_missing, pope;
 } eval_opts;
 
 /* Model mode: what on_caption keeps of each decoded image. */
@@ -62,7 +65,44 @@ static int cmp_truth(const void *a, const void *b)
 	return (x > y) - (x < y);
 }
 
-static void print_scores(const metrics_result *r, long missing, int json)
+static void print_json(const char *split, const metrics_result *r, long missing, const pope_result *pp)
+{
+	printf("{");
+	if (split)
+		printf("\"split\":\"%s\",", split);
+	printf("\"n\":%ld,\"missing\":%ld,\"chair_i\":%.9g,\"chair_s\":%.9g,\"recall\":%.9g,"
+	       "\"tuple_precision\":%.9g,\"tuple_recall\":%.9g,\"tuple_f1\":%.9g,\"bleu1\":%.9g,\"bleu2\":%.9g,"
+	       "\"bleu3\":%.9g,\"bleu4\":%.9g,\"cider_d\":%.9g,\"statements\":%ld,\"malformed\":%ld,"
+	       "\"mentions\":%ld,\"hallucinated\":%ld,\"gt_objects\":%ld",
+	       r->captions, missing, r->chair_i, r->chair_s, r->recall, r->tuple_p, r->tuple_r, r->tuple_f1,
+	       r->bleu[0], r->bleu[1], r->bleu[2], r->bleu[3], r->cider_d, r->statements, r->malformed, r->mentions,
+	       r->hallucinated, r->gt_objects);
+	printf(",\"mentions_by_position\":[");
+	for (int k = 0; k < METRICS_POSITIONS; k++)
+		printf("%s%ld", k ? "," : "", r->pos_mentions[k]);
+	printf("],\"chair_i_by_position\":[");
+	for (int k = 0; k < METRICS_POSITIONS; k++)
+		printf("%s%.9g", k ? "," : "", r->pos_chair_i[k]);
+	printf("]");
+	if (pp)
+		printf(",\"pope_probes\":%ld,\"pope_accuracy\":%.9g,\"pope_precision\":%.9g,\"pope_recall\":%.9g,"
+		       "\"pope_f1\":%.9g,\"pope_yes_ratio\":%.9g",
+		       pp->probes, pp->accuracy, pp->precision, pp->recall, pp->f1, pp->yes_ratio);
+	printf("}\n");
+}
+
+static void print_pope(const pope_result *pp)
+{
+	printf("POPE probes          %ld  (%ld present, %ld absent, favoured by the prior)\n", pp->probes,
+	       pp->positives, pp->probes - pp->positives);
+	printf("POPE accuracy        %.4f\n", pp->accuracy);
+	printf("POPE precision       %.4f\n", pp->precision);
+	printf("POPE recall          %.4f\n", pp->recall);
+	printf("POPE F1              %.4f\n", pp->f1);
+	printf("POPE yes ratio       %.4f\n", pp->yes_ratio);
+}
+
+static void print_scores(const metrics_result *r, long missing)
 {
 	printf("n (images scored)    %ld\n", r->captions);
 	printf("missing captions     %ld\n", missing);
@@ -76,14 +116,11 @@ static void print_scores(const metrics_result *r, long missing, int json)
 	printf("BLEU-4               %.4f\n", r->bleu[3]);
 	printf("CIDEr-D              %.4f\n", r->cider_d);
 	printf("malformed statements %ld of %ld\n", r->malformed, r->statements);
-	if (json)
-		printf("{\"n\":%ld,\"missing\":%ld,\"chair_i\":%.9g,\"chair_s\":%.9g,\"recall\":%.9g,"
-		       "\"tuple_precision\":%.9g,\"tuple_recall\":%.9g,\"tuple_f1\":%.9g,\"bleu1\":%.9g,\"bleu2\":%.9g,"
-		       "\"bleu3\":%.9g,\"bleu4\":%.9g,\"cider_d\":%.9g,\"statements\":%ld,\"malformed\":%ld,"
-		       "\"mentions\":%ld,\"hallucinated\":%ld,\"gt_objects\":%ld}\n",
-		       r->captions, missing, r->chair_i, r->chair_s, r->recall, r->tuple_p, r->tuple_r, r->tuple_f1,
-		       r->bleu[0], r->bleu[1], r->bleu[2], r->bleu[3], r->cider_d, r->statements, r->malformed,
-		       r->mentions, r->hallucinated, r->gt_objects);
+	printf("CHAIR_i by position  ");
+	for (int k = 0; k < METRICS_POSITIONS; k++)
+		if (r->pos_mentions[k])
+			printf("%s%d:%.3f", k ? " " : "", k + 1, r->pos_chair_i[k]);
+	printf("\n");
 }
 
 static void write_gt(const char *path, const evaluate_truth *gt, long n)
@@ -141,25 +178,29 @@ static int score_tsv(const eval_opts *o, evaluate_truth *gt, long ngt)
 		nb_warn("captions '%s': %ld of %ld ground-truth images have no caption", o->captions, missing, ngt);
 	metrics_result r;
 	metrics_finish(acc, &r);
-	print_scores(&r, missing, o->json);
+	print_scores(&r, missing);
+	if (o->json)
+		print_json(NULL, &r, missing, NULL);
 	metrics_free(acc);
 	free(caption);
 	captions_tsv_free(&tsv);
 	return 0;
 }
 
-/* Decodes every image with the checkpoint (labeler/evaluate.h) and scores
- * the captions. */
-static int score_model(const eval_opts *o)
+/* Decodes every image of dir with m (labeler/evaluate.h), scores the
+ * captions and, with --pope, probes the images (labeler/pope.h). */
+static void score_dir(vlm_model *m, const eval_opts *o, const char *dir, const char *split)
 {
-	vlm_model *m = ckpt_load_model(o->model, (int)o->batch);
-	if (!m)
-		nb_die("%s", nb_errmsg());
 	model_out mo = {.want_out = o->out_captions != NULL, .want_gt = o->write_gt != NULL};
 	nb_buf_add(&mo.out, "", 0);
-	evaluate_opts eo = {.batch = (int)o->batch, .progress = "eval", .on_caption = on_caption, .ctx = &mo};
+	char prefix[128];
+	snprintf(prefix, sizeof prefix, "eval%s%s", split ? " " : "", split ? split : "");
+	evaluate_opts eo = {.batch = (int)o->batch, .progress = prefix, .on_caption = on_caption, .ctx = &mo};
 	metrics_result r;
-	if (evaluate_shards(m, o->shards, &eo, &r) < 0)
+	if (evaluate_shards(m, dir, &eo, &r) < 0)
+		nb_die("%s", nb_errmsg());
+	pope_result pp;
+	if (o->pope && pope_shards(m, dir, prefix, &pp) < 0)
 		nb_die("%s", nb_errmsg());
 	if (o->write_gt) {
 		qsort(mo.gt, (size_t)mo.ngt, sizeof *mo.gt, cmp_truth);
@@ -167,9 +208,63 @@ static int score_model(const eval_opts *o)
 	}
 	if (mo.want_out && nb_write_file_atomic(o->out_captions, mo.out.data, mo.out.len) < 0)
 		nb_die("%s", nb_errmsg());
-	print_scores(&r, 0, o->json);
+	if (split)
+		printf("== %s (%s)\n", split, dir);
+	print_scores(&r, 0);
+	if (o->pope)
+		print_pope(&pp);
+	if (o->json)
+		print_json(split, &r, 0, o->pope ? &pp : NULL);
+	fflush(stdout);
 	free(mo.out.data);
 	free(mo.gt);
+}
+
+static int by_name(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
+
+/* The test splits of a synth corpus: DIR/test, then DIR/test-* by name. */
+static int corpus_splits(const char *dir, char ***names)
+{
+	DIR *d = opendir(dir);
+	if (!d)
+		nb_die("cannot read corpus directory '%s': %s", dir, strerror(errno));
+	int n = 0, cap = 0;
+	*names = NULL;
+	struct dirent *e;
+	while ((e = readdir(d))) {
+		if (strcmp(e->d_name, "test") && strncmp(e->d_name, "test-", 5))
+			continue;
+		NB_GROW(*names, cap, n + 1, 16);
+		(*names)[n++] = nb_xstrdup(e->d_name);
+	}
+	closedir(d);
+	qsort(*names, (size_t)n, sizeof **names, by_name);
+	if (n == 0)
+		nb_die("corpus '%s' has no test split (test/ or test-*/)", dir);
+	return n;
+}
+
+static int score_model(const eval_opts *o)
+{
+	/* --pope decodes up to 2 * 6 * 9 sequences per image in one batch */
+	int batch = (int)o->batch < 128 && o->pope ? 128 : (int)o->batch;
+	vlm_model *m = ckpt_load_model(o->model, batch);
+	if (!m)
+		nb_die("%s", nb_errmsg());
+	if (!o->corpus) {
+		score_dir(m, o, o->shards, NULL);
+	} else {
+		char **names;
+		int n = corpus_splits(o->corpus, &names);
+		for (int i = 0; i < n; i++) {
+			char path[4096];
+			if (snprintf(path, sizeof path, "%s/%s", o->corpus, names[i]) >= (int)sizeof path)
+				nb_die("corpus path '%s/%s' is too long", o->corpus, names[i]);
+			score_dir(m, o, path, names[i]);
+			free(names[i]);
+		}
+		free(names);
+	}
 	vlm_free(m);
 	return 0;
 }
@@ -179,7 +274,11 @@ static int score_model(const eval_opts *o)
 static int parse_args(int argc, char **argv, eval_opts *o)
 {
 	const cli_option opts[] = {
-		CLI_OPT_REQUIRED("shards", &o->shards, "DIR", "image or caption shards with /objects (required)"),
+		CLI_OPT_STRING("shards", &o->shards, "DIR", "image or caption shards with /objects"),
+		CLI_OPT_STRING("corpus", &o->corpus, "DIR",
+			       "with --model, instead of --shards: score every test split of a\n"
+			       "synth corpus (DIR/test and DIR/test-*, e.g. from synth --hard-tests),\n"
+			       "one report each"),
 		CLI_OPT_STRING("captions", &o->captions, "FILE", "TSV of id<TAB>caption lines to score"),
 		CLI_OPT_STRING("model", &o->model, "CKPT",
 			       "decode every image with this checkpoint (greedy, clean) and score it"),
@@ -191,20 +290,32 @@ static int parse_args(int argc, char **argv, eval_opts *o)
 		CLI_OPT_FLAG("allow-missing", 0, &o->allow_missing,
 			     "score only the captioned images and report the missing ones\n"
 			     "(default: an image without a caption is an error)"),
-		CLI_OPT_FLAG("json", 0, &o->json, "also print the scores as one JSON line"),
+		CLI_OPT_FLAG("pope", 0, &o->pope,
+			     "with --model: also probe objects POPE-style: present ones against\n"
+			     "absent ones the prior favours (docs/metrics.md)"),
+		CLI_OPT_FLAG("json", 0, &o->json, "also print the scores as one JSON line (per split)"),
 		CLI_OPT_END,
 	};
 	const cli_command cmd = {
 		.name = "eval",
 		.synopsis = "usage: nboost eval --shards DIR (--captions FILE | --model CKPT | --write-gt FILE) "
-			    "[options]\n",
+			    "[options]\n"
+			    "       nboost eval --corpus DIR --model CKPT [--pope] [--json]\n",
 		.about = "Scores captions against the ground truth (/objects) of the shards in DIR:\n"
-			 "CHAIR_i, CHAIR_s, object recall, tuple P/R/F1, BLEU-4, CIDEr-D (docs/metrics.md).\n",
+			 "CHAIR_i, CHAIR_s, object recall, tuple P/R/F1, BLEU-4, CIDEr-D, CHAIR_i by\n"
+			 "statement position, and with --pope the POPE probe (docs/metrics.md).\n",
 		.opts = opts,
 	};
 	int npos, rc = cli_parse(&cmd, argc, argv, &npos);
 	if (rc >= 0)
 		return rc;
+	if (!o->shards == !o->corpus)
+		return cli_usage_error(&cmd, o->shards ? "--shards and --corpus exclude each other"
+						       : "missing --shards DIR (or --corpus DIR with --model)");
+	if (o->corpus && (!o->model || o->out_captions || o->write_gt))
+		return cli_usage_error(&cmd, "--corpus needs --model and excludes --out-captions and --write-gt");
+	if (o->pope && !o->model)
+		return cli_usage_error(&cmd, "--pope needs --model");
 	if (o->captions && o->model)
 		return cli_usage_error(&cmd, "--captions and --model exclude each other");
 	if (!o->captions && !o->model && !o->write_gt)

@@ -138,8 +138,11 @@ static void add_objects(metrics_acc *a, const caption_tuple *t, int nt, const ui
 		int pair = scene_obj_pair(code);
 		mentioned[pair] = 1;
 		r->mentions++;
+		int pos = i < METRICS_POSITIONS ? i : METRICS_POSITIONS - 1;
+		r->pos_mentions[pos]++;
 		if (!present[pair]) {
 			r->hallucinated++;
+			r->pos_hallucinated[pos]++;
 			hallucinating = 1;
 		}
 		r->cand_tuples++;
@@ -394,6 +397,8 @@ void metrics_finish(metrics_acc *a, metrics_result *res)
 {
 	metrics_result r = a->r;
 	r.chair_i = ratio(r.hallucinated, r.mentions);
+	for (int k = 0; k < METRICS_POSITIONS; k++)
+		r.pos_chair_i[k] = ratio(r.pos_hallucinated[k], r.pos_mentions[k]);
 	r.chair_s = ratio(r.hallucinating_captions, r.captions);
 	r.recall = ratio(r.gt_recalled, r.gt_objects);
 	r.tuple_p = ratio(r.tuple_matches, r.cand_tuples);

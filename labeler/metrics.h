@@ -17,6 +17,8 @@
 
 #include "common/scene.h"
 
+#define METRICS_POSITIONS 10      /* CHAIR_i by mention position: 1..9, then 10 and later */
+
 typedef struct {
 	long captions;               /* images added */
 	long statements, malformed;  /* caption_parse totals */
@@ -32,6 +34,10 @@ typedef struct {
 	double tuple_p, tuple_r, tuple_f1;
 	double bleu[4];              /* BLEU-1..4; bleu[3] is BLEU-4 */
 	double cider_d;
+	/* CHAIR_i of the k-th valid statement of each caption (k = 0 first;
+	 * the last bucket holds the 10th and later) */
+	long pos_mentions[METRICS_POSITIONS], pos_hallucinated[METRICS_POSITIONS];
+	double pos_chair_i[METRICS_POSITIONS];
 } metrics_result;
 
 typedef struct metrics_acc metrics_acc;

@@ -240,3 +240,106 @@ int decode_greedy(decoder *d, const uint8_t *images, const uint64_t *keys, int n
 	}
 	return 0;
 }
+
+/* log-softmax of R rows of d->x (after the blocks): final LayerNorm, head. */
+static void head_logprobs(decoder *d, int R, float *out)
+{
+	vlm_model *m = d->m;
+	const vlm_config *c = vlm_get_config(m);
+	const float *P = vlm_params(m);
+	int D = c->dec_dim, V = c->vocab;
+	layernorm_forward(d->ln, d->mean, d->rstd, d->x, P + m->dec_lnf_w, P + m->dec_lnf_b, R, D);
+	linear_forward(out, d->ln, P + m->head_w, P + m->head_b, R, D, V);
+	for (int r = 0; r < R; r++) {
+		float *z = out + (size_t)r * V, mx = z[0];
+		for (int v = 1; v < V; v++)
+			mx = z[v] > mx ? z[v] : mx;
+		double s = 0.0;
+		for (int v = 0; v < V; v++)
+			s += exp((double)(z[v] - mx));
+		float lse = mx + (float)log(s);
+		for (int v = 0; v < V; v++)
+			z[v] -= lse;
+	}
+}
+
+/* x row `row` = embedding of tok + the position of text position p. */
+static void embed_row(decoder *d, int row, uint16_t tok, int p)
+{
+	vlm_model *m = d->m;
+	int D = vlm_get_config(m)->dec_dim;
+	const float *P = vlm_params(m);
+	const float *e = P + m->tok_emb + (size_t)tok * D;
+	const float *q = P + m->dec_pos + (size_t)(m->nv + p) * D;
+	float *x = d->x + (size_t)row * D;
+	for (int j = 0; j < D; j++)
+		x[j] = e[j] + q[j];
+}
+
+int decode_branches(decoder *d, const uint8_t *image, const uint16_t *prefix, int np, const int *at,
+		    const uint16_t (*tok)[2], int nbranch, float *base, float *out)
+{
+	vlm_model *m = d->m;
+	const vlm_config *c = vlm_get_config(m);
+	int nv = m->nv, D = c->dec_dim, V = c->vocab;
+	if (nbranch < 0 || 1 + nbranch > d->max_streams)
+		return nb_error("cannot score %d branches: the decoder holds %d streams", nbranch, d->max_streams);
+	if (np < 0 || 1 + np + 2 > c->max_text)
+		return nb_error("cannot score a prefix of %d tokens: max_text is %d", np, c->max_text);
+	for (int b = 0; b < nbranch; b++)
+		if (at[b] < 0 || at[b] > np || tok[b][0] >= V || tok[b][1] >= V)
+			return nb_error("branch %d: position %d or tokens out of range", b, at[b]);
+	for (int i = 0; i < np; i++)
+		if (prefix[i] >= V)
+			return nb_error("prefix token %d at %d is not below vocab %d", prefix[i], i, V);
+	const float *P = vlm_params(m);
+	size_t vsz = (size_t)nv * D;
+	/* stream 0: visual tokens, then bos + prefix */
+	memcpy(d->x, vlm_encode(m, image, 1), sizeof(float) * vsz);
+	addpos_forward(d->x, d->x, P + m->dec_pos, 1, nv, D);
+	d->ids[0] = 0;
+	kv_forward(d, 1, nv, 0);
+	for (int i = 0; i <= np; i++)
+		embed_row(d, i, i ? prefix[i - 1] : VOCAB_BOS, i);
+	kv_forward(d, 1, np + 1, nv);
+	head_logprobs(d, np + 1, base);
+	/* branches, grouped by their position (kv_forward takes one p0) */
+	for (int j = 0; j <= np; j++) {
+		int R = 0;
+		for (int b = 0; b < nbranch; b++) {
+			if (at[b] != j)
+				continue;
+			int s = 1 + R;
+			d->ids[R] = s;
+			/* share stream 0's cache: positions 0 .. nv + j (bos + j tokens) */
+			for (int l = 0; l < c->dec_layers; l++) {
+				size_t lb = (size_t)l * d->max_streams * d->cache_stride;
+				size_t n = (size_t)(nv + j + 1) * D;
+				memcpy(d->kcache + lb + (size_t)s * d->cache_stride, d->kcache + lb, sizeof(float) * n);
+				memcpy(d->vcache + lb + (size_t)s * d->cache_stride, d->vcache + lb, sizeof(float) * n);
+			}
+			R++;
+		}
+		if (!R)
+			continue;
+		/* rows 2r, 2r+1: branch r's two tokens at text positions j+1, j+2 */
+		int r = 0;
+		for (int b = 0; b < nbranch; b++)
+			if (at[b] == j) {
+				embed_row(d, 2 * r, tok[b][0], j + 1);
+				embed_row(d, 2 * r + 1, tok[b][1], j + 2);
+				r++;
+			}
+		kv_forward(d, R, 2, nv + j + 1);
+		float *lp = nb_xmalloc(sizeof(float) * (size_t)R * 2 * V);
+		head_logprobs(d, R * 2, lp);
+		r = 0;
+		for (int b = 0; b < nbranch; b++)
+			if (at[b] == j) {
+				memcpy(out + (size_t)b * 2 * V, lp + (size_t)r * 2 * V, sizeof(float) * 2 * (size_t)V);
+				r++;
+			}
+		free(lp);
+	}
+	return 0;
+}

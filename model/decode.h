@@ -31,4 +31,18 @@ void decoder_free(decoder *d);
 int decode_greedy(decoder *d, const uint8_t *images, const uint64_t *keys, int n,
 		  const decode_opts *o, uint16_t *tokens, int *lens);
 
+/* Teacher-forced scoring with branches, for probing (labeler/pope.c).
+ * Stream 0 reads bos + prefix[0..np) over image (clean, one image of the
+ * model's size). Branch b then continues from the state after
+ * bos + prefix[0..at[b]) (0 <= at[b] <= np) with its two tokens tok[b][0],
+ * tok[b][1], sharing stream 0's cached prefix. Writes log-probabilities
+ * over the vocabulary (V = the model's vocab):
+ *   base[j*V ..]      next token after bos + prefix[0..j), for j = 0..np;
+ *   out[(b*2+0)*V ..] next token after the branch's first token,
+ *   out[(b*2+1)*V ..] after its second.
+ * Needs a decoder made with max_images >= 1 and 1 + K >= 1 + nbranch
+ * streams, and 1 + np + 2 <= max_text. 0 or nb_error. */
+int decode_branches(decoder *d, const uint8_t *image, const uint16_t *prefix, int np, const int *at,
+		    const uint16_t (*tok)[2], int nbranch, float *base, float *out);
+
 #endif

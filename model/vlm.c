@@ -561,3 +561,11 @@ double vlm_forward_loss(vlm_model *m, const vlm_batch *b, const vlm_noise *noise
 	return crossentropy_forward_backward(NULL, m->logits, b->targets, b->B * b->T, m->cfg.vocab, VOCAB_PAD,
 					     0.0f, ntokens);
 }
+
+const float *vlm_forward_logits(vlm_model *m, const vlm_batch *b, const vlm_noise *noise)
+{
+	if (check_batch(m, b, noise) < 0)
+		return NULL;
+	forward(m, b, noise);
+	return m->logits;
+}

@@ -90,5 +90,9 @@ double vlm_forward_backward(vlm_model *m, const vlm_batch *b, const vlm_noise *n
 /* Forward only: the same loss sum (and the same NaN on a bad batch), no
  * gradients touched. */
 double vlm_forward_loss(vlm_model *m, const vlm_batch *b, const vlm_noise *noise, long *ntokens);
+/* Forward only: the logits [B, T, V] of every text position, valid until
+ * the model is used again; targets are not needed. NULL + nb_errmsg() on a
+ * bad batch (the causes of vlm_forward_backward). */
+const float *vlm_forward_logits(vlm_model *m, const vlm_batch *b, const vlm_noise *noise);
 
 #endif

@@ -111,4 +111,28 @@ expect 1 "x-missing.h5" "$NBOOST" eval --shards "$S" --model "$T/x-missing.h5"
 [ -s "$T/m.out" ] && cmp -s <(tail -1 "$T/m.out") <(tail -1 "$T/m2.out") && ok || bad "--model and its TSV score differently"
 expect 1 "images are 48x48 but the model takes 16x16" "$NBOOST" eval --shards "$S" --model "$T/run/checkpoint.h5"
 
+# --corpus: every test split of a corpus, one report each; --pope adds the probe
+"$NBOOST" synth --out "$T/h16" --size 16 --labeled 0 --unlabeled 0 --test 6 --hard-tests 6 --shard-size 6 -q &&
+	ok || bad "synth --hard-tests failed"
+"$NBOOST" eval --corpus "$T/h16" --model "$T/run/checkpoint.h5" --pope --json >"$T/c.out" 2>"$T/c.err" &&
+	ok || bad "eval --corpus failed: $(tail -3 "$T/c.err")"
+[ "$(grep -c '^{"split":' "$T/c.out")" -eq 16 ] && ok || bad "eval --corpus: $(grep -c '^{"split":' "$T/c.out") JSON lines, expected 16"
+grep -q '^== test-shift-occlude-3 ' "$T/c.out" && grep -q '^POPE yes ratio' "$T/c.out" && ok || bad "eval --corpus report lacks a split or POPE"
+# the corpus report of a split equals eval --shards of that split
+"$NBOOST" eval --shards "$T/h16/test-dense" --model "$T/run/checkpoint.h5" --pope --json >"$T/d.out" 2>/dev/null
+cmp -s <(grep '"split":"test-dense"' "$T/c.out" | sed 's/^{"split":"test-dense",/{/') <(tail -1 "$T/d.out") &&
+	ok || bad "--corpus and --shards differ on test-dense"
+/usr/bin/python3 - "$T/c.out" <<'PY' && ok || bad "eval --corpus JSON fields"
+import json, sys
+rows = [json.loads(l) for l in open(sys.argv[1]) if l.startswith("{")]
+for r in rows:
+    assert r["n"] == 6, r
+    assert 0 <= r["pope_yes_ratio"] <= 1 and r["pope_probes"] > 0, r
+    assert len(r["chair_i_by_position"]) == 10 and sum(r["mentions_by_position"]) == r["mentions"], r
+PY
+expect 2 "--corpus needs --model" "$NBOOST" eval --corpus "$T/h16" --captions "$T/gt.tsv"
+expect 2 "--shards and --corpus exclude each other" "$NBOOST" eval --corpus "$T/h16" --shards "$S" --model x.h5
+expect 2 "--pope needs --model" "$NBOOST" eval --shards "$S" --captions "$T/gt.tsv" --pope
+expect 1 "has no test split" "$NBOOST" eval --corpus "$T/s16/labeled" --model "$T/run/checkpoint.h5"
+
 finish

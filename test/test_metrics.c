@@ -58,6 +58,32 @@ static void test_objects(void)
 	CHECK_NEAR(r.tuple_p, 0.4, 1e-12);             /* 2 / 5 */
 	CHECK_NEAR(r.tuple_r, 0.4, 1e-12);             /* 2 / 5 */
 	CHECK_NEAR(r.tuple_f1, 0.4, 1e-12);            /* 2PR/(P+R) with P = R */
+	/* by position among valid statements: image 1 gives positions 0, 1, 2
+	 * (the hallucinated ring is third), image 2 positions 0 and 1 */
+	CHECK(r.pos_mentions[0] == 2 && r.pos_mentions[1] == 2 && r.pos_mentions[2] == 1 && r.pos_mentions[3] == 0);
+	CHECK(r.pos_hallucinated[0] == 0 && r.pos_hallucinated[1] == 0 && r.pos_hallucinated[2] == 1);
+	CHECK_NEAR(r.pos_chair_i[2], 1.0, 1e-12);
+	CHECK_NEAR(r.pos_chair_i[0], 0.0, 1e-12);
+	CHECK_NEAR(r.pos_chair_i[5], 0.0, 1e-12);      /* no mentions: 0 */
+}
+
+/* The last position bucket holds the 10th statement and every later one. */
+static void test_positions_tail(void)
+{
+	uint8_t c[SCENE_CELLS] = {0};
+	c[0] = scene_obj_code(0, RED, CIRCLE);
+	char cap[1024] = "";
+	for (int k = 0; k < 12; k++) /* 12 statements; the 11th and 12th name an absent object */
+		strcat(cap, k < 10 ? "small red circle top left . " : "small blue ring top left . ");
+	metrics_acc *a = metrics_new();
+	metrics_add(a, cap, c);
+	metrics_result r;
+	metrics_finish(a, &r);
+	metrics_free(a);
+	CHECK(r.mentions == 12);
+	CHECK(r.pos_mentions[METRICS_POSITIONS - 1] == 3 && r.pos_hallucinated[METRICS_POSITIONS - 1] == 2);
+	CHECK(r.pos_mentions[8] == 1 && r.pos_hallucinated[8] == 0);
+	CHECK_NEAR(r.pos_chair_i[METRICS_POSITIONS - 1], 2.0 / 3, 1e-12);
 }
 
 static void test_object_edges(void)
@@ -301,6 +327,7 @@ static void test_self(void)
 int main(void)
 {
 	test_objects();
+	test_positions_tail();
 	test_object_edges();
 	test_bleu();
 	test_cider();
