@@ -1,6 +1,7 @@
 /* Training settings from job files (trainer/train_job.h): defaults, values,
  * range and unknown-key errors, pass-through of other sections, the
  * effective-config text as a fixed point, and the resume check. */
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -125,8 +126,39 @@ static void test_resume_check(void)
 	free(other);
 }
 
+/* noise.sigma_end: a linear anneal from sigma to sigma_end over the run. */
+static void test_noise_schedule(void)
+{
+	jobfile *j = NULL;
+	train_job s;
+	CHECK(read_text("[train]\nsteps = 11\n[noise]\nsigma = 0.5\nsigma_end = 0\n", &s, &j) == 0);
+	CHECK(fabsf(train_sigma_at(&s.tc, 0) - 0.5f) < 1e-7f);
+	CHECK(fabsf(train_sigma_at(&s.tc, 5) - 0.25f) < 1e-7f);
+	CHECK(fabsf(train_sigma_at(&s.tc, 10) - 0.0f) < 1e-7f);
+	CHECK(fabsf(train_sigma_at(&s.tc, 20) - 0.0f) < 1e-7f); /* past the end: the end level */
+	char *text = train_job_effective_config(j, &s);
+	CHECK(test_contains(text, "[noise]\nsigma = 0.5\nsigma_end = 0\n"));
+	jobfile_free(j);
+	/* constant: no sigma_end in the text, the level at every step */
+	CHECK(read_text("[noise]\nsigma = 0.3\n", &s, &j) == 0);
+	CHECK(train_sigma_at(&s.tc, 0) == 0.3f && train_sigma_at(&s.tc, 3999) == 0.3f);
+	char *flat = train_job_effective_config(j, &s);
+	CHECK(!test_contains(flat, "sigma_end"));
+	jobfile_free(j);
+	/* the schedule is frozen on resume, constant against constant is fine */
+	CHECK(train_job_check_resume("c.h5", flat, flat) == 0);
+	CHECK(train_job_check_resume("c.h5", text, flat) == -1);
+	CHECK(test_contains(nb_errmsg(), "noise.sigma_end = 0 (checkpoint) vs unset (now)"));
+	free(text);
+	free(flat);
+	CHECK(read_text("[noise]\nsigma_end = -0.5\n", &s, &j) == -1);
+	CHECK(test_contains(nb_errmsg(), "noise.sigma_end"));
+	jobfile_free(j);
+}
+
 int main(void)
 {
+	test_noise_schedule();
 	test_defaults_and_values();
 	test_errors();
 	test_effective_config();

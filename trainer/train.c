@@ -29,9 +29,19 @@ train_config train_config_default(void)
 	train_config c = {
 		.model = vlm_config_default(),
 		.steps = 4000, .batch = 64, .lr = 1e-3, .warmup = 200, .clip = 1.0,
-		.adam = adamw_defaults(), .seed = 1, .sigma = 0.3f,
+		.adam = adamw_defaults(), .seed = 1, .sigma = 0.3f, .sigma_end = -1.0f,
 	};
 	return c;
+}
+
+float train_sigma_at(const train_config *c, long step)
+{
+	if (c->sigma_end < 0.0f || c->steps <= 1)
+		return c->sigma;
+	double f = (double)step / (double)(c->steps - 1);
+	if (f > 1.0)
+		f = 1.0;
+	return (float)((double)c->sigma + ((double)c->sigma_end - (double)c->sigma) * f);
 }
 
 /* Collective: 0 when ok on every rank. A rank that did not fail itself gets
@@ -205,7 +215,7 @@ int trainer_step(trainer *t, train_stats *st)
 		nb_error("batch at step %ld has no target tokens", t->step);
 		return -1;
 	}
-	vlm_noise noise = {.sigma = c->sigma, .seed = c->seed, .stream = (uint64_t)t->step};
+	vlm_noise noise = {.sigma = train_sigma_at(c, t->step), .seed = c->seed, .stream = (uint64_t)t->step};
 	double loss = 0.0;
 	int ok = 1;
 	size_t n = vlm_nparams(t->m);

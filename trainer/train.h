@@ -41,10 +41,15 @@ typedef struct {
 	adamw_hparams adam;          /* betas 0.9/0.999, eps 1e-8, weight decay 0.05 */
 	uint64_t seed;               /* init, data order and noise (1) */
 	float sigma;                 /* NoiseBoost noise level, 0 = off (0.3) */
+	float sigma_end;             /* < 0: constant sigma (-1); else annealed linearly
+				      * from sigma at step 0 to sigma_end at the last step */
 } train_config;
 
 /* The reference configuration (docs/model.md). */
 train_config train_config_default(void);
+
+/* The noise level of update `step` (0-based) under c's schedule. */
+float train_sigma_at(const train_config *c, long step);
 
 typedef struct trainer trainer;
 

@@ -19,7 +19,7 @@ static const char *const frozen_keys[] = {
 	"model.image_size", "model.patch", "model.enc_dim", "model.enc_layers", "model.enc_heads",
 	"model.dec_dim", "model.dec_layers", "model.dec_heads", "model.mlp_ratio", "model.max_text",
 	"train.batch", "train.lr", "train.weight_decay", "train.beta1", "train.beta2", "train.eps",
-	"train.warmup", "train.clip", "train.seed", "noise.sigma", NULL,
+	"train.warmup", "train.clip", "train.seed", "noise.sigma", "noise.sigma_end", NULL,
 };
 
 /* Every key a job file may hold: the keys read here, the [data] keys and
@@ -31,7 +31,7 @@ static const char *const known_keys[] = {
 	"model.dec_dim", "model.dec_layers", "model.dec_heads", "model.mlp_ratio", "model.max_text",
 	"train.steps", "train.batch", "train.lr", "train.weight_decay", "train.beta1", "train.beta2", "train.eps",
 	"train.warmup", "train.clip", "train.seed", "train.checkpoint_every", "train.log_every",
-	"train.watch_every", "noise.sigma", "data.labeled", "data.unlabeled", "data.test",
+	"train.watch_every", "noise.sigma", "noise.sigma_end", "data.labeled", "data.unlabeled", "data.test",
 	"corpus.*", "run.*", "teacher.*", "filter.*", "student.*", NULL,
 };
 
@@ -73,7 +73,7 @@ int train_job_read(const jobfile *j, train_job *s)
 	if (vlm_config_check(m) < 0)
 		return -1;
 	long batch, seed;
-	double sigma;
+	double sigma, sigma_end;
 	if (jobfile_int(j, "train.steps", c->steps, 0, 100000000, &c->steps) < 0 ||
 	    jobfile_int(j, "train.batch", c->batch, 1, 1 << 20, &batch) < 0 ||
 	    jobfile_double(j, "train.lr", c->lr, 0.0, 10.0, &c->lr) < 0 ||
@@ -87,8 +87,13 @@ int train_job_read(const jobfile *j, train_job *s)
 	    jobfile_int(j, "train.checkpoint_every", 500, 0, 100000000, &s->checkpoint_every) < 0 ||
 	    jobfile_int(j, "train.log_every", 10, 1, 100000000, &s->log_every) < 0 ||
 	    jobfile_int(j, "train.watch_every", 0, 0, 100000000, &s->watch_every) < 0 ||
-	    jobfile_double(j, "noise.sigma", c->sigma, 0.0, 100.0, &sigma) < 0)
+	    jobfile_double(j, "noise.sigma", c->sigma, 0.0, 100.0, &sigma) < 0 ||
+	    jobfile_double(j, "noise.sigma_end", -1.0, -1.0, 100.0, &sigma_end) < 0)
 		return -1;
+	if (sigma_end < 0.0 && sigma_end != -1.0)
+		return nb_error("noise.sigma_end = %g (%s): give a level in [0, 100], or -1 (or nothing) for a "
+				"constant sigma", sigma_end, jobfile_origin(j, "noise.sigma_end"));
+	c->sigma_end = (float)sigma_end;
 	c->batch = (int)batch;
 	c->seed = (uint64_t)seed;
 	c->sigma = (float)sigma;
@@ -141,6 +146,8 @@ char *train_job_effective_config(const jobfile *j, const train_job *s)
 	nb_buf_addf(&out, "checkpoint_every = %ld\nlog_every = %ld\nwatch_every = %ld\n", s->checkpoint_every,
 		    s->log_every, s->watch_every);
 	nb_buf_addf(&out, "\n[noise]\nsigma = %s\n", exactf(n1, sizeof n1, c->sigma));
+	if (c->sigma_end >= 0.0f) /* written only when set: constant-noise texts stay as before */
+		nb_buf_addf(&out, "sigma_end = %s\n", exactf(n1, sizeof n1, c->sigma_end));
 	nb_buf_addf(&out, "\n[data]\nlabeled = %s\n", s->labeled ? s->labeled : "");
 	int n = jobfile_count(j);
 	for (int i = 0; i < n; i++) {
@@ -180,7 +187,7 @@ int train_job_check_resume(const char *ckpt_path, const char *then_text, const c
 	nb_buf list = {0};
 	for (int i = 0; frozen_keys[i]; i++) {
 		const char *x = jobfile_get(a, frozen_keys[i]), *y = jobfile_get(b, frozen_keys[i]);
-		if (x && y && !strcmp(x, y))
+		if ((!x && !y) || (x && y && !strcmp(x, y)))
 			continue;
 		nb_buf_addf(&list, "%s%s = %s (checkpoint) vs %s (now)", list.len ? ", " : "", frozen_keys[i],
 			    x ? x : "unset", y ? y : "unset");
