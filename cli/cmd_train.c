@@ -131,6 +131,10 @@ static trainer *start_trainer(const train_job *s, const run_dir *rd, int resume,
 		if (trainer_resume(t, rd->checkpoint) < 0)
 			ranks_fail_all();
 	}
+	/* train.init_decoder: a fresh run's decoder from another checkpoint
+	 * (say, a text-only pretraining); a resumed run has its own. */
+	if (!resume && s->init_decoder)
+		ranks_agree(trainer_init_decoder(t, s->init_decoder) == 0, "initialising the decoder");
 	/* A resumed run has its shards back from the checkpoint; new ones join
 	 * at the next train.watch_every boundary, as they would have without
 	 * the interruption. */

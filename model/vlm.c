@@ -462,10 +462,16 @@ static int check_batch(const vlm_model *m, const vlm_batch *b, const vlm_noise *
 static void forward(vlm_model *m, const vlm_batch *b, const vlm_noise *noise)
 {
 	int nv = m->nv, Dd = m->cfg.dec_dim;
+	int Lb = nv + b->T;
+	if (noise && noise->blind) {
+		for (int s = 0; s < b->B; s++)
+			memset(m->dec_in + (size_t)s * Lb * Dd, 0, sizeof(float) * (size_t)nv * Dd);
+		decoder_run(m, b->inputs, b->B, b->T);
+		return;
+	}
 	vlm_encode(m, b->images, b->B);
 	/* The noisy visual tokens are written straight into the decoder input rows. */
 	float *noisy = m->dec_in;
-	int Lb = nv + b->T;
 	int on = noise && noise->sigma > 0.0f;
 #pragma omp parallel for schedule(static)
 	for (int s = 0; s < b->B; s++) {
@@ -482,7 +488,7 @@ static void forward(vlm_model *m, const vlm_batch *b, const vlm_noise *noise)
 	decoder_run(m, b->inputs, b->B, b->T);
 }
 
-static void backward(vlm_model *m, const vlm_batch *b)
+static void backward(vlm_model *m, const vlm_batch *b, int blind)
 {
 	const vlm_config *c = &m->cfg;
 	const float *P = m->params;
@@ -509,6 +515,8 @@ static void backward(vlm_model *m, const vlm_batch *b)
 	for (int s = 0; s < B; s++)
 		embedding_backward(G + m->tok_emb, b->inputs + (size_t)s * T, m->dres + ((size_t)s * Lb + nv) * Dd,
 				   T, Dd);
+	if (blind) /* zero visual tokens: no encoder or projector gradient */
+		return;
 	/* NoiseBoost's std carries no gradient: d(vis) = d(noisy vis). Gather the
 	 * visual rows into a compact [B*nv, Dd] buffer (dqkv is free now). */
 	int N = B * nv;
@@ -549,7 +557,7 @@ double vlm_forward_backward(vlm_model *m, const vlm_batch *b, const vlm_noise *n
 	forward(m, b, noise);
 	double loss = crossentropy_forward_backward(m->dlogits, m->logits, b->targets, b->B * b->T, m->cfg.vocab,
 						    VOCAB_PAD, grad_scale, ntokens);
-	backward(m, b);
+	backward(m, b, noise && noise->blind);
 	return loss;
 }
 

@@ -57,6 +57,9 @@ typedef struct {
 typedef struct {
 	float sigma;                 /* 0 = off */
 	uint64_t seed, stream;       /* stream: e.g. the training step */
+	int blind;                   /* 1: the visual tokens are zeros and the encoder and
+				      * projector are skipped (no gradient): the decoder
+				      * learns captions as a language model alone */
 } vlm_noise;
 
 typedef struct vlm_model vlm_model;

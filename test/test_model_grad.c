@@ -401,9 +401,53 @@ static void test_model(void)
 	vlm_batch big = {5, T, images, in, tg, NULL};
 	CHECK(isnan(vlm_forward_backward(m, &big, NULL, 1.0f, &nt)));
 	CHECK(test_contains(nb_errmsg(), "max_batch"));
-	vlm_noise nz = {0.3f, 1, 2};
+	vlm_noise nz = {0.3f, 1, 2, 0};
 	CHECK(isnan(vlm_forward_loss(m, &c.b, &nz, &nt)));
 	CHECK(test_contains(nb_errmsg(), "keys"));
+
+	/* blind (text-only): the images do not matter, the encoder and
+	 * projector get no gradient, the decoder's gradient is the loss's */
+	vlm_noise blind = {.blind = 1};
+	double lb = vlm_forward_backward(m, &c.b, &blind, 1.0f, &nt);
+	double lsee = vlm_forward_loss(m, &c.b, NULL, &nt);
+	CHECK(isfinite(lb) && fabs(lb - lsee) > 1e-6);
+	uint8_t other[sizeof images];
+	for (size_t i = 0; i < sizeof other; i++)
+		other[i] = (uint8_t)(255 - images[i]);
+	vlm_batch ob = c.b;
+	ob.images = other;
+	CHECK(vlm_forward_loss(m, &ob, &blind, &nt) == lb);
+	const float *Gb = vlm_grads(m);
+	int enc_zero = 1, dec_some = 0;
+	for (int i = 0; i < vlm_ntensors(m); i++) {
+		const vlm_tensor *t = vlm_tensor_at(m, i);
+		int vis = !strncmp(t->name, "enc.", 4) || !strncmp(t->name, "proj.", 5);
+		for (size_t j = 0; j < t->numel; j++) {
+			if (vis && Gb[t->offset + j] != 0.0f)
+				enc_zero = 0;
+			if (!vis && Gb[t->offset + j] != 0.0f)
+				dec_some = 1;
+		}
+	}
+	CHECK(enc_zero && dec_some);
+	for (int i = 0; i < vlm_ntensors(m); i++) {
+		const vlm_tensor *t = vlm_tensor_at(m, i);
+		if (strcmp(t->name, "dec.0.attn.qkv.w") && strcmp(t->name, "head.b"))
+			continue;
+		for (size_t j = 0; j < t->numel; j += t->numel / 4 + 1) {
+			float *x = P + t->offset + j, keep = *x, eps = 1e-2f;
+			double g = Gb[t->offset + j];
+			*x = keep + eps;
+			double fp = vlm_forward_loss(m, &c.b, &blind, &nt);
+			*x = keep - eps;
+			double fm = vlm_forward_loss(m, &c.b, &blind, &nt);
+			*x = keep;
+			double num = (fp - fm) / (2.0 * eps);
+			CHECK_MSG(fabs(num - g) < 1e-2 * (fabs(g) + 1e-2), "blind %s[%zu]: analytic %.6g numeric %.6g",
+				  t->name, j, g, num);
+			Gb = vlm_grads(m);
+		}
+	}
 	free(G);
 	vlm_free(m);
 }

@@ -102,6 +102,54 @@ void trainer_free(trainer *t)
 }
 
 vlm_model *trainer_model(trainer *t) { return t->m; }
+
+static int is_decoder_tensor(const char *name) { return !strncmp(name, "dec.", 4) || !strncmp(name, "head.", 5); }
+
+int trainer_init_decoder(trainer *t, const char *path)
+{
+	vlm_model *src = ckpt_load_model(path, 1);
+	if (!src) {
+		char why[1024];
+		snprintf(why, sizeof why, "%s", nb_errmsg());
+		return nb_error("cannot initialise the decoder from '%s': %s", path, why);
+	}
+	const vlm_config *a = vlm_get_config(src), *b = vlm_get_config(t->m);
+	int nva = (a->image_size / a->patch) * (a->image_size / a->patch);
+	int nvb = (b->image_size / b->patch) * (b->image_size / b->patch);
+	struct {
+		const char *key;
+		int have, want;
+	} k[] = {{"dec_dim", a->dec_dim, b->dec_dim},       {"dec_layers", a->dec_layers, b->dec_layers},
+		 {"dec_heads", a->dec_heads, b->dec_heads}, {"mlp_ratio", a->mlp_ratio, b->mlp_ratio},
+		 {"vocab", a->vocab, b->vocab},             {"max_text", a->max_text, b->max_text},
+		 {"visual tokens", nva, nvb}};
+	for (size_t i = 0; i < sizeof k / sizeof k[0]; i++)
+		if (k[i].have != k[i].want) {
+			vlm_free(src);
+			return nb_error("cannot initialise the decoder from '%s': its %s is %d, this model's %d", path,
+					k[i].key, k[i].have, k[i].want);
+		}
+	/* Same decoder shape: the "dec." and "head." tensors line up by name. */
+	int copied = 0;
+	for (int i = 0; i < vlm_ntensors(t->m); i++) {
+		const vlm_tensor *d = vlm_tensor_at(t->m, i);
+		if (!is_decoder_tensor(d->name))
+			continue;
+		for (int j = 0; j < vlm_ntensors(src); j++) {
+			const vlm_tensor *s = vlm_tensor_at(src, j);
+			if (strcmp(s->name, d->name))
+				continue;
+			if (s->numel != d->numel)
+				NB_BUG("tensor %s: %zu vs %zu floats under equal decoder configs", d->name, s->numel, d->numel);
+			memcpy(vlm_params(t->m) + d->offset, vlm_params(src) + s->offset, sizeof(float) * d->numel);
+			copied++;
+		}
+	}
+	vlm_free(src);
+	if (copied == 0)
+		NB_BUG("no decoder tensor copied from '%s'", path);
+	return 0;
+}
 batcher *trainer_batcher(trainer *t) { return t->data; }
 long trainer_step_index(const trainer *t) { return t->step; }
 
@@ -215,7 +263,8 @@ int trainer_step(trainer *t, train_stats *st)
 		nb_error("batch at step %ld has no target tokens", t->step);
 		return -1;
 	}
-	vlm_noise noise = {.sigma = train_sigma_at(c, t->step), .seed = c->seed, .stream = (uint64_t)t->step};
+	vlm_noise noise = {.sigma = train_sigma_at(c, t->step), .seed = c->seed, .stream = (uint64_t)t->step,
+			   .blind = c->text_only};
 	double loss = 0.0;
 	int ok = 1;
 	size_t n = vlm_nparams(t->m);

@@ -43,6 +43,8 @@ typedef struct {
 	float sigma;                 /* NoiseBoost noise level, 0 = off (0.3) */
 	float sigma_end;             /* < 0: constant sigma (-1); else annealed linearly
 				      * from sigma at step 0 to sigma_end at the last step */
+	int text_only;               /* 1: captions alone, zero visual tokens (vlm_noise.blind):
+				      * a language-model pretraining of the decoder (0) */
 } train_config;
 
 /* The reference configuration (docs/model.md). */
@@ -59,6 +61,14 @@ trainer *trainer_create(const train_config *c, MPI_Comm comm);
 void trainer_free(trainer *t);
 
 vlm_model *trainer_model(trainer *t);
+
+/* Replaces the decoder of a fresh trainer (the language side: tensors
+ * "dec.*" and "head.*") with that of checkpoint path, whose decoder must have
+ * the same shape (dec_dim, dec_layers, dec_heads, mlp_ratio, vocab,
+ * max_text, and the visual token count); the encoder and projector keep
+ * their initialisation. Every rank reads the file. 0 or nb_error naming the
+ * file and the first difference. */
+int trainer_init_decoder(trainer *t, const char *path);
 batcher *trainer_batcher(trainer *t);
 /* Updates done so far (the next step's index). */
 long trainer_step_index(const trainer *t);

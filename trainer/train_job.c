@@ -19,7 +19,7 @@ static const char *const frozen_keys[] = {
 	"model.image_size", "model.patch", "model.enc_dim", "model.enc_layers", "model.enc_heads",
 	"model.dec_dim", "model.dec_layers", "model.dec_heads", "model.mlp_ratio", "model.max_text",
 	"train.batch", "train.lr", "train.weight_decay", "train.beta1", "train.beta2", "train.eps",
-	"train.warmup", "train.clip", "train.seed", "noise.sigma", "noise.sigma_end", NULL,
+	"train.warmup", "train.clip", "train.seed", "train.text_only", "noise.sigma", "noise.sigma_end", NULL,
 };
 
 /* Every key a job file may hold: the keys read here, the [data] keys and
@@ -31,7 +31,7 @@ static const char *const known_keys[] = {
 	"model.dec_dim", "model.dec_layers", "model.dec_heads", "model.mlp_ratio", "model.max_text",
 	"train.steps", "train.batch", "train.lr", "train.weight_decay", "train.beta1", "train.beta2", "train.eps",
 	"train.warmup", "train.clip", "train.seed", "train.checkpoint_every", "train.log_every",
-	"train.watch_every", "noise.sigma", "noise.sigma_end", "data.labeled", "data.unlabeled", "data.test",
+	"train.watch_every", "train.text_only", "train.init_decoder", "noise.sigma", "noise.sigma_end", "data.labeled", "data.unlabeled", "data.test",
 	"corpus.*", "run.*", "teacher.*", "filter.*", "student.*", NULL,
 };
 
@@ -94,6 +94,11 @@ int train_job_read(const jobfile *j, train_job *s)
 		return nb_error("noise.sigma_end = %g (%s): give a level in [0, 100], or -1 (or nothing) for a "
 				"constant sigma", sigma_end, jobfile_origin(j, "noise.sigma_end"));
 	c->sigma_end = (float)sigma_end;
+	if (jobfile_bool(j, "train.text_only", 0, &c->text_only) < 0)
+		return -1;
+	s->init_decoder = jobfile_str(j, "train.init_decoder", NULL);
+	if (s->init_decoder && !*s->init_decoder)
+		s->init_decoder = NULL;
 	c->batch = (int)batch;
 	c->seed = (uint64_t)seed;
 	c->sigma = (float)sigma;
@@ -145,6 +150,11 @@ char *train_job_effective_config(const jobfile *j, const train_job *s)
 		    (unsigned long long)c->seed);
 	nb_buf_addf(&out, "checkpoint_every = %ld\nlog_every = %ld\nwatch_every = %ld\n", s->checkpoint_every,
 		    s->log_every, s->watch_every);
+	/* written only when set, so that other runs' texts stay as they were */
+	if (c->text_only)
+		nb_buf_addf(&out, "text_only = true\n");
+	if (s->init_decoder)
+		nb_buf_addf(&out, "init_decoder = %s\n", s->init_decoder);
 	nb_buf_addf(&out, "\n[noise]\nsigma = %s\n", exactf(n1, sizeof n1, c->sigma));
 	if (c->sigma_end >= 0.0f) /* written only when set: constant-noise texts stay as before */
 		nb_buf_addf(&out, "sigma_end = %s\n", exactf(n1, sizeof n1, c->sigma_end));

@@ -14,6 +14,7 @@ typedef struct {
 	long log_every;        /* steps between progress lines */
 	long watch_every;      /* steps between rescans of the shard directory, 0 = never */
 	const char *labeled;   /* data.labeled or NULL; points into the jobfile */
+	const char *init_decoder; /* train.init_decoder or NULL: nboost train starts its decoder from this checkpoint */
 } train_job;
 
 /* Reads and range-checks every key (defaults from train_config_default());
