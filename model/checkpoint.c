@@ -514,26 +514,28 @@ static int read_header(ckpt_file *c, const vlm_config *expect)
 
 typedef struct {
 	ckpt_file *c;
-	int refused; /* an nb_error was set */
+	char prefix[256]; /* the group's path with a trailing '/' */
+	int depth;
+	int refused;      /* an nb_error was set */
 } link_check;
 
 static int refuse_link(link_check *lc, hid_t g, const char *name, const H5L_info_t *info)
 {
 	lc->refused = 1;
 	if (info->type == H5L_TYPE_SOFT)
-		return nb_error("cannot load checkpoint '%s': '/%s' is a soft link (refused: a checkpoint holds only "
-				"its own datasets)", lc->c->path, name);
+		return nb_error("cannot load checkpoint '%s': '%s%s' is a soft link (refused: a checkpoint holds only "
+				"its own datasets)", lc->c->path, lc->prefix, name);
 	if (info->type != H5L_TYPE_EXTERNAL)
-		return nb_error("cannot load checkpoint '%s': '/%s' is a user-defined link (refused)", lc->c->path,
-				name);
+		return nb_error("cannot load checkpoint '%s': '%s%s' is a user-defined link (refused)", lc->c->path,
+				lc->prefix, name);
 	char val[1024] = "";
 	const char *file = "?", *obj = "?";
 	unsigned flags;
 	if (info->u.val_size <= sizeof val && H5Lget_val(g, name, val, sizeof val, H5P_DEFAULT) >= 0 &&
 	    H5Lunpack_elink_val(val, info->u.val_size, &flags, &file, &obj) < 0)
 		file = obj = "?";
-	return nb_error("cannot load checkpoint '%s': '/%s' is an external link (to '%s' in '%s'; refused: a "
-			"checkpoint must not make nboost read another file)", lc->c->path, name, obj, file);
+	return nb_error("cannot load checkpoint '%s': '%s%s' is an external link (to '%s' in '%s'; refused: a "
+			"checkpoint must not make nboost read another file)", lc->c->path, lc->prefix, name, obj, file);
 }
 
 static int check_storage(link_check *lc, hid_t d, const char *name)
@@ -541,8 +543,8 @@ static int check_storage(link_check *lc, hid_t d, const char *name)
 	hid_t dcpl = H5Dget_create_plist(d);
 	if (dcpl < 0) {
 		lc->refused = 1;
-		return nb_error("cannot load checkpoint '%s': cannot read the layout of '/%s' (file corrupt)",
-				lc->c->path, name);
+		return nb_error("cannot load checkpoint '%s': cannot read the layout of '%s%s' (file corrupt)",
+				lc->c->path, lc->prefix, name);
 	}
 	int rc = 0;
 	if (H5Pget_external_count(dcpl) != 0) {
@@ -551,17 +553,23 @@ static int check_storage(link_check *lc, hid_t d, const char *name)
 		hsize_t size;
 		if (H5Pget_external(dcpl, 0, sizeof file, file, &off, &size) < 0)
 			snprintf(file, sizeof file, "?");
-		rc = nb_error("cannot load checkpoint '%s': '/%s' uses external storage (file '%s'; refused: a "
-			      "checkpoint must not make nboost read another file)", lc->c->path, name, file);
+		rc = nb_error("cannot load checkpoint '%s': '%s%s' uses external storage (file '%s'; refused: a "
+			      "checkpoint must not make nboost read another file)", lc->c->path, lc->prefix, name, file);
 	} else if (H5Pget_layout(dcpl) == H5D_VIRTUAL) {
-		rc = nb_error("cannot load checkpoint '%s': '/%s' is a virtual dataset (data from other files; "
-			      "refused: a checkpoint must not make nboost read another file)", lc->c->path, name);
+		rc = nb_error("cannot load checkpoint '%s': '%s%s' is a virtual dataset (data from other files; "
+			      "refused: a checkpoint must not make nboost read another file)", lc->c->path, lc->prefix,
+			      name);
 	}
 	H5Pclose(dcpl);
 	lc->refused |= rc < 0;
 	return rc;
 }
 
+static int check_group(link_check *lc, hid_t g);
+
+/* One link of a group: hard links only; datasets must hold their data;
+ * groups are checked down to the depth of the format (/adam/m/<tensor>),
+ * deeper ones are never read. */
 static herr_t check_link(hid_t g, const char *name, const H5L_info_t *info, void *data)
 {
 	link_check *lc = data;
@@ -570,15 +578,38 @@ static herr_t check_link(hid_t g, const char *name, const H5L_info_t *info, void
 	hid_t o = H5Oopen(g, name, H5P_DEFAULT);
 	if (o < 0)
 		return -1;
-	int rc = H5Iget_type(o) == H5I_DATASET ? check_storage(lc, o, name) : 0;
+	int rc = 0;
+	H5I_type_t type = H5Iget_type(o);
+	if (type == H5I_DATASET) {
+		rc = check_storage(lc, o, name);
+	} else if (type == H5I_GROUP && lc->depth < 3) {
+		link_check sub = {.c = lc->c, .depth = lc->depth + 1};
+		int w = snprintf(sub.prefix, sizeof sub.prefix, "%s%s/", lc->prefix, name);
+		if (w < 0 || (size_t)w >= sizeof sub.prefix) {
+			lc->refused = 1;
+			rc = nb_error("cannot load checkpoint '%s': group name '%s%s' too long (file corrupt)",
+				      lc->c->path, lc->prefix, name);
+		} else {
+			rc = check_group(&sub, o);
+			lc->refused |= sub.refused;
+		}
+	}
 	H5Oclose(o);
 	return rc < 0 ? -1 : 0;
 }
 
+/* Group by group (H5Literate), to the depth of the format, rather than
+ * H5Lvisit, which walks as deep as a file's groups go. */
+static int check_group(link_check *lc, hid_t g)
+{
+	hsize_t idx = 0;
+	return H5Literate(g, H5_INDEX_NAME, H5_ITER_NATIVE, &idx, check_link, lc) < 0 ? -1 : 0;
+}
+
 static int check_self_contained(ckpt_file *c)
 {
-	link_check lc = {.c = c};
-	if (H5Lvisit(c->f, H5_INDEX_NAME, H5_ITER_NATIVE, check_link, &lc) < 0 && !lc.refused)
+	link_check lc = {.c = c, .prefix = "/"};
+	if (check_group(&lc, c->f) < 0 && !lc.refused)
 		return nb_error("cannot load checkpoint '%s': cannot list its objects (file truncated or corrupt)",
 				c->path);
 	return lc.refused ? -1 : 0;
