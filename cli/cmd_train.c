@@ -65,7 +65,8 @@ static int parse_cli(int argc, char **argv, cli_opts *o, jobfile *overrides)
 		.about = "Trains the captioner with AdamW and NoiseBoost on the caption shards in DIR.\n"
 			 "The global batch (train.batch) is split across ranks; results do not depend on\n"
 			 "the rank count beyond float rounding. SIGTERM, SIGINT or SIGUSR1 finish the\n"
-			 "current step, write the checkpoint and exit 0; --resume continues.\n",
+			 "current step, write the checkpoint and exit 0; --resume continues. Under\n"
+			 "mpirun send SIGUSR1 (mpirun itself exits 1 on SIGTERM; docs/training.md).\n",
 		.opts = opts,
 		.footer = "threads: OMP_NUM_THREADS per rank when set; otherwise the ranks on a node split\n"
 			  "its CPUs (their affinity masks) evenly, at least one thread each.\n",
@@ -180,7 +181,7 @@ static int train_loop(trainer *t, const train_job *s, const cli_opts *o, run_dir
 		train_stats st;
 		if (trainer_step(t, &st) < 0)
 			ranks_fail_all();
-		run_dir_log_step(rd, &st);
+		ranks_agree(run_dir_log_step(rd, &st) == 0, "logging metrics");
 		if (s->checkpoint_every > 0 && st.step % s->checkpoint_every == 0 && st.step < total) {
 			if (trainer_save(t, rd->checkpoint, config_text) < 0)
 				ranks_fail_all();
@@ -248,10 +249,10 @@ int cmd_train(int argc, char **argv)
 	if (rank == 0)
 		print_start(t, &s, o.resume, size, threads, threads_auto);
 	int stopped = train_loop(t, &s, &o, &rd, config_text);
+	ranks_agree(run_dir_finish(&rd) == 0, "closing the run files");
 	if (rank == 0)
 		print_end(t, &s, &rd, stopped);
-	if (run_dir_close(&rd) < 0)
-		nb_warn("%s", nb_errmsg());
+	run_dir_close(&rd);
 	trainer_free(t);
 	free(config_text);
 	jobfile_free(j);

@@ -35,22 +35,61 @@ static const struct {
 static int *cfg_field(vlm_config *c, int i) { return (int *)((char *)c + cfg_fields[i].off); }
 static int cfg_get(const vlm_config *c, int i) { return *(const int *)((const char *)c + cfg_fields[i].off); }
 
-/* ---- digest ---- */
+/* ---- digests and checksums ---- */
+
+/* Every dataset carries its checksum in this attribute; the root lists one
+ * per root attribute in CKPT_ATTR_SUMS ("name hex\n" lines). Both are FNV-1a
+ * 64 over the stored little-endian bytes (strings: without the NUL), as 16
+ * hex digits. They catch corruption and stray edits, not forgery. */
+#define CKPT_SUM_ATTR "fnv1a64"
+#define CKPT_ATTR_SUMS "attr_checksums"
+#define FNV_OFFSET 0xcbf29ce484222325ull
+
+static uint64_t fnv1a(uint64_t h, const void *data, size_t n)
+{
+	const unsigned char *p = data;
+	for (size_t i = 0; i < n; i++)
+		h = (h ^ p[i]) * 0x100000001b3ull;
+	return h;
+}
+
+static void hex16(const void *data, size_t n, char out[17])
+{
+	snprintf(out, 17, "%016llx", (unsigned long long)fnv1a(FNV_OFFSET, data, n));
+}
+
+static void le64(uint64_t v, unsigned char b[8])
+{
+	for (int i = 0; i < 8; i++)
+		b[i] = (unsigned char)(v >> (8 * i));
+}
 
 void ckpt_params_digest(vlm_model *m, char out[17])
 {
-	const unsigned char *p = (const unsigned char *)vlm_params(m);
-	size_t n = vlm_nparams(m) * sizeof(float);
-	uint64_t h = 0xcbf29ce484222325ull;
-	for (size_t i = 0; i < n; i++)
-		h = (h ^ p[i]) * 0x100000001b3ull;
-	snprintf(out, 17, "%016llx", (unsigned long long)h);
+	hex16(vlm_params(m), vlm_nparams(m) * sizeof(float), out);
 }
 
 /* ---- writing ---- */
 
-/* Writing fails on a full disk or a broken file; each step that can fail
- * records HDF5's cause in `cause` right away (later calls clear it). */
+/* Creates dataset name in g, writes data (nbytes in memory) and tags it
+ * with its checksum. Failures record HDF5's cause in `cause` right away
+ * (later calls clear the error stack). */
+static int write_summed(hid_t g, const char *name, hid_t ftype, hid_t mtype, int rank, const hsize_t *dims,
+			const void *data, size_t nbytes, char *cause, size_t n)
+{
+	if (h5u_write_dataset(g, name, ftype, mtype, rank, dims, NULL, H5P_DEFAULT, data, cause, n) < 0)
+		return -1;
+	char sum[17];
+	hex16(data, nbytes, sum);
+	hid_t d = H5Dopen2(g, name, H5P_DEFAULT);
+	int rc = d >= 0 && h5u_put_str(d, CKPT_SUM_ATTR, sum) == 0 ? 0 : -1;
+	if (rc < 0)
+		h5u_cause(cause, n);
+	if (d >= 0)
+		H5Dclose(d);
+	return rc;
+}
+
 static int write_tensors(hid_t g, vlm_model *m, const float *base, char *cause, size_t n)
 {
 	for (int i = 0; i < vlm_ntensors(m); i++) {
@@ -58,26 +97,66 @@ static int write_tensors(hid_t g, vlm_model *m, const float *base, char *cause, 
 		hsize_t dims[4];
 		for (int k = 0; k < t->ndim; k++)
 			dims[k] = (hsize_t)t->shape[k];
-		if (h5u_write_dataset(g, t->name, H5T_IEEE_F32LE, H5T_NATIVE_FLOAT, t->ndim, dims, NULL, H5P_DEFAULT,
-				      base + t->offset, cause, n) < 0)
+		if (write_summed(g, t->name, H5T_IEEE_F32LE, H5T_NATIVE_FLOAT, t->ndim, dims, base + t->offset,
+				 t->numel * sizeof(float), cause, n) < 0)
 			return -1;
 	}
 	return 0;
 }
 
+/* Root attributes, each noted with its checksum for CKPT_ATTR_SUMS. */
+typedef struct {
+	hid_t f;
+	nb_buf sums;
+	int rc;
+} attr_writer;
+
+static void note_sum(attr_writer *w, const char *name, const void *bytes, size_t n)
+{
+	char sum[17];
+	hex16(bytes, n, sum);
+	nb_buf_addf(&w->sums, "%s %s\n", name, sum);
+}
+
+static void put_i64(attr_writer *w, const char *name, int64_t v)
+{
+	unsigned char b[8];
+	le64((uint64_t)v, b);
+	w->rc |= h5u_put_i64(w->f, name, v);
+	note_sum(w, name, b, 8);
+}
+
+static void put_u64(attr_writer *w, const char *name, uint64_t v)
+{
+	unsigned char b[8];
+	le64(v, b);
+	w->rc |= h5u_put_u64(w->f, name, v);
+	note_sum(w, name, b, 8);
+}
+
+static void put_str(attr_writer *w, const char *name, const char *v)
+{
+	w->rc |= h5u_put_str(w->f, name, v);
+	note_sum(w, name, v, strlen(v));
+}
+
 static int write_root_attrs(hid_t f, vlm_model *m, const ckpt_save_info *info, const char *digest)
 {
 	const vlm_config *c = vlm_get_config(m);
-	int rc = h5u_put_str(f, "schema", CKPT_SCHEMA) | h5u_put_i64(f, "version", CKPT_VERSION);
+	attr_writer w = {.f = f};
+	put_str(&w, "schema", CKPT_SCHEMA);
+	put_i64(&w, "version", CKPT_VERSION);
 	for (int i = 0; i < NFIELDS; i++)
-		rc |= h5u_put_i64(f, cfg_fields[i].name, cfg_get(c, i));
-	rc |= h5u_put_str(f, "vocab_digest", vocab_digest());
-	rc |= h5u_put_i64(f, "step", info->step);
-	rc |= h5u_put_u64(f, "seed", info->seed);
-	rc |= h5u_put_str(f, "params_digest", digest);
-	rc |= h5u_put_i64(f, "has_adam", info->adam_m && info->adam_v);
-	rc |= h5u_put_str(f, "job_config", info->job_config ? info->job_config : "");
-	return rc ? -1 : 0;
+		put_i64(&w, cfg_fields[i].name, cfg_get(c, i));
+	put_str(&w, "vocab_digest", vocab_digest());
+	put_i64(&w, "step", info->step);
+	put_u64(&w, "seed", info->seed);
+	put_str(&w, "params_digest", digest);
+	put_i64(&w, "has_adam", info->adam_m && info->adam_v);
+	put_str(&w, "job_config", info->job_config ? info->job_config : "");
+	w.rc |= h5u_put_str(f, CKPT_ATTR_SUMS, w.sums.data);
+	free(w.sums.data);
+	return w.rc ? -1 : 0;
 }
 
 static hid_t make_group(hid_t parent, const char *name, char *cause, size_t n)
@@ -86,6 +165,44 @@ static hid_t make_group(hid_t parent, const char *name, char *cause, size_t n)
 	if (g < 0)
 		h5u_cause(cause, n);
 	return g;
+}
+
+static int write_adam(hid_t f, vlm_model *m, const ckpt_save_info *info, char *cause, size_t n)
+{
+	hid_t ga = make_group(f, "adam", cause, n);
+	hid_t gm = ga >= 0 ? make_group(ga, "m", cause, n) : -1;
+	hid_t gv = gm >= 0 ? make_group(ga, "v", cause, n) : -1;
+	int rc = (gv >= 0 && write_tensors(gm, m, info->adam_m, cause, n) == 0 &&
+		  write_tensors(gv, m, info->adam_v, cause, n) == 0) ? 0 : -1;
+	if (gv >= 0)
+		H5Gclose(gv);
+	if (gm >= 0)
+		H5Gclose(gm);
+	if (ga >= 0)
+		H5Gclose(ga);
+	return rc;
+}
+
+static int write_state(hid_t f, const ckpt_save_info *info, char *cause, size_t n)
+{
+	hid_t gs = make_group(f, "state", cause, n);
+	int rc = gs >= 0 ? 0 : -1;
+	for (int i = 0; rc == 0 && i < info->nitems; i++) {
+		const ckpt_item *it = &info->items[i];
+		if (it->u64) {
+			hsize_t len = it->n;
+			rc = write_summed(gs, it->name, H5T_STD_U64LE, H5T_NATIVE_UINT64, 1, &len, it->u64,
+					  it->n * sizeof(uint64_t), cause, n);
+		} else {
+			const char *text = it->text ? it->text : "";
+			hsize_t len = strlen(text);
+			rc = write_summed(gs, it->name, H5T_STD_U8LE, H5T_NATIVE_UCHAR, 1, &len, text, (size_t)len,
+					  cause, n);
+		}
+	}
+	if (gs >= 0)
+		H5Gclose(gs);
+	return rc;
 }
 
 static int write_contents(hid_t f, vlm_model *m, const ckpt_save_info *info, char *cause, size_t n)
@@ -100,36 +217,49 @@ static int write_contents(hid_t f, vlm_model *m, const ckpt_save_info *info, cha
 	int rc = g >= 0 ? write_tensors(g, m, vlm_params(m), cause, n) : -1;
 	if (g >= 0)
 		H5Gclose(g);
-	if (rc == 0 && info->adam_m && info->adam_v) {
-		hid_t ga = make_group(f, "adam", cause, n);
-		hid_t gm = ga >= 0 ? make_group(ga, "m", cause, n) : -1;
-		hid_t gv = gm >= 0 ? make_group(ga, "v", cause, n) : -1;
-		rc = (gv >= 0 && write_tensors(gm, m, info->adam_m, cause, n) == 0 &&
-		      write_tensors(gv, m, info->adam_v, cause, n) == 0) ? 0 : -1;
-		if (gm >= 0)
-			H5Gclose(gm);
-		if (gv >= 0)
-			H5Gclose(gv);
-		if (ga >= 0)
-			H5Gclose(ga);
+	if (rc == 0 && info->adam_m && info->adam_v)
+		rc = write_adam(f, m, info, cause, n);
+	if (rc == 0)
+		rc = write_state(f, info, cause, n);
+	return rc;
+}
+
+/* Builds the whole file in memory (HDF5's core driver, no backing store):
+ * HDF5 never touches the disk, so a full disk cannot leave it with a
+ * half-closed file (which crashed at exit). *image is malloc'ed. 0, or -1
+ * with cause set. */
+static int build_image(const char *name, vlm_model *m, const ckpt_save_info *info, void **image, size_t *size,
+		       char *cause, size_t n)
+{
+	hid_t fapl = H5Pcreate(H5P_FILE_ACCESS);
+	hid_t f = -1;
+	if (fapl >= 0 && H5Pset_fapl_core(fapl, (size_t)1 << 20, 0) >= 0)
+		f = H5Fcreate(name, H5F_ACC_TRUNC, H5P_DEFAULT, fapl);
+	if (f < 0)
+		h5u_cause(cause, n);
+	if (fapl >= 0)
+		H5Pclose(fapl);
+	if (f < 0)
+		return -1;
+	int rc = write_contents(f, m, info, cause, n);
+	ssize_t len = -1;
+	if (rc == 0 && (H5Fflush(f, H5F_SCOPE_LOCAL) < 0 || (len = H5Fget_file_image(f, NULL, 0)) <= 0)) {
+		h5u_cause(cause, n);
+		rc = -1;
 	}
 	if (rc == 0) {
-		hid_t gs = make_group(f, "state", cause, n);
-		rc = gs >= 0 ? 0 : -1;
-		for (int i = 0; rc == 0 && i < info->nitems; i++) {
-			const ckpt_item *it = &info->items[i];
-			if (it->u64) {
-				hsize_t len = it->n;
-				rc = h5u_write_dataset(gs, it->name, H5T_STD_U64LE, H5T_NATIVE_UINT64, 1, &len, NULL,
-						       H5P_DEFAULT, it->u64, cause, n);
-			} else {
-				hsize_t len = it->text ? strlen(it->text) : 0;
-				rc = h5u_write_dataset(gs, it->name, H5T_STD_U8LE, H5T_NATIVE_UCHAR, 1, &len, NULL,
-						       H5P_DEFAULT, it->text, cause, n);
-			}
+		*image = nb_xmalloc((size_t)len);
+		*size = (size_t)len;
+		if (H5Fget_file_image(f, *image, (size_t)len) != len) {
+			h5u_cause(cause, n);
+			rc = -1;
 		}
-		if (gs >= 0)
-			H5Gclose(gs);
+	}
+	/* In memory, closing only frees; its result changes nothing. */
+	H5Fclose(f);
+	if (rc < 0 && *image) {
+		free(*image);
+		*image = NULL;
 	}
 	return rc;
 }
@@ -146,23 +276,23 @@ int ckpt_save(const char *path, vlm_model *m, const ckpt_save_info *info)
 	char tmp[4200];
 	if (nb_tmp_name(tmp, sizeof tmp, path) < 0)
 		return nb_error("cannot write checkpoint '%s': path too long", path);
-	hid_t f = H5Fcreate(tmp, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
-	if (f < 0)
-		return nb_error("cannot write checkpoint '%s': cannot create '%s' (missing directory or no permission?)",
-				path, tmp);
 	char cause[256] = "unknown HDF5 error";
-	int rc = write_contents(f, m, info, cause, sizeof cause);
-	if (H5Fclose(f) < 0 && rc == 0) {
-		h5u_cause(cause, sizeof cause);
-		rc = -1;
-	}
+	void *image = NULL;
+	size_t size = 0;
+	if (build_image(tmp, m, info, &image, &size, cause, sizeof cause) < 0)
+		return nb_error("cannot write checkpoint '%s': HDF5 cannot build it: %s", path, cause);
+	/* The temporary, fsync, rename, fsync of the directory; on failure
+	 * the temporary is removed and the message names the cause. */
+	int rc = nb_write_file_atomic(path, image, size);
+	free(image);
 	if (rc < 0) {
-		unlink(tmp);
-		return nb_error("cannot write checkpoint '%s': HDF5 write failed (disk full?): %s", path, cause);
+		/* "cannot write 'PATH': CAUSE": keep the cause, name it a checkpoint */
+		char msg[1024], prefix[4300];
+		snprintf(prefix, sizeof prefix, "cannot write '%s': ", path);
+		const char *e = nb_errmsg();
+		snprintf(msg, sizeof msg, "%s", strncmp(e, prefix, strlen(prefix)) ? e : e + strlen(prefix));
+		return nb_error("cannot write checkpoint '%s': %s", path, msg);
 	}
-	/* nb_publish names the step that failed and removes the temporary. */
-	if (nb_publish(tmp, path, 1) < 0)
-		return nb_error("cannot save checkpoint: %s", nb_errmsg());
 	return 0;
 }
 
@@ -171,6 +301,8 @@ int ckpt_save(const char *path, vlm_model *m, const ckpt_save_info *info)
 struct ckpt_file {
 	char *path;
 	hid_t f;
+	int version;
+	char *sums;                  /* CKPT_ATTR_SUMS (version 2) */
 	vlm_config cfg;
 	long step;
 	uint64_t seed;
@@ -186,17 +318,96 @@ void ckpt_close(ckpt_file *f)
 	if (f->f >= 0)
 		H5Fclose(f->f);
 	free(f->path);
+	free(f->sums);
 	free(f->job);
 	free(f);
 }
 
-static int read_config(ckpt_file *c)
+/* The checksum CKPT_ATTR_SUMS records for attribute name into out[17]: 0,
+ * or -1 when it lists none. */
+static int recorded_sum(const char *sums, const char *name, char out[17])
+{
+	size_t k = strlen(name);
+	for (const char *l = sums; *l; l = strchr(l, '\n') ? strchr(l, '\n') + 1 : l + strlen(l)) {
+		if (strncmp(l, name, k) || l[k] != ' ' || strspn(l + k + 1, "0123456789abcdef") != 16 ||
+		    (l[k + 17] != '\n' && l[k + 17] != '\0'))
+			continue;
+		memcpy(out, l + k + 1, 16);
+		out[16] = '\0';
+		return 0;
+	}
+	return -1;
+}
+
+/* Version 2: the attribute's value (its stored bytes) must hash to the
+ * checksum recorded for it. 0 or nb_error naming the attribute. */
+static int verify_attr(const ckpt_file *c, const char *name, const void *bytes, size_t n)
+{
+	if (c->version < 2)
+		return 0;
+	char want[17], got[17];
+	if (recorded_sum(c->sums, name, want) < 0)
+		return nb_error("cannot load checkpoint '%s': attribute '%s' has no checksum in '%s' (file edited or "
+				"corrupt)", c->path, name, CKPT_ATTR_SUMS);
+	hex16(bytes, n, got);
+	if (strcmp(want, got))
+		return nb_error("cannot load checkpoint '%s': attribute '%s' does not match its checksum (file edited "
+				"or corrupt)", c->path, name);
+	return 0;
+}
+
+/* Version 2: dataset `name` (open as d), read into data (nbytes), must hash
+ * to its CKPT_SUM_ATTR. 0 or nb_error naming the dataset. */
+static int verify_dataset(const ckpt_file *c, hid_t d, const char *name, const void *data, size_t nbytes)
+{
+	if (c->version < 2)
+		return 0;
+	char want[32], got[17], why[256];
+	if (h5u_get_str(d, CKPT_SUM_ATTR, want, sizeof want, why, sizeof why) < 0)
+		return nb_error("cannot load checkpoint '%s': dataset '%s' has no checksum: %s (file edited or corrupt)",
+				c->path, name, why);
+	hex16(data, nbytes, got);
+	if (strcmp(want, got))
+		return nb_error("cannot load checkpoint '%s': dataset '%s' does not match its checksum (file edited "
+				"or corrupt)", c->path, name);
+	return 0;
+}
+
+/* Root attributes, read and verified. 0 or nb_error. */
+static int get_i64(const ckpt_file *c, const char *name, int64_t *v)
 {
 	char why[256];
+	unsigned char b[8];
+	if (h5u_get_i64(c->f, name, v, why, sizeof why) < 0)
+		return nb_error("cannot load checkpoint '%s': %s", c->path, why);
+	le64((uint64_t)*v, b);
+	return verify_attr(c, name, b, 8);
+}
+
+static int get_u64(const ckpt_file *c, const char *name, uint64_t *v)
+{
+	char why[256];
+	unsigned char b[8];
+	if (h5u_get_u64(c->f, name, v, why, sizeof why) < 0)
+		return nb_error("cannot load checkpoint '%s': %s", c->path, why);
+	le64(*v, b);
+	return verify_attr(c, name, b, 8);
+}
+
+static int get_str(const ckpt_file *c, const char *name, char *buf, size_t n)
+{
+	char why[256];
+	if (h5u_get_str(c->f, name, buf, n, why, sizeof why) < 0)
+		return nb_error("cannot load checkpoint '%s': %s", c->path, why);
+	return verify_attr(c, name, buf, strlen(buf));
+}
+
+static int read_config(ckpt_file *c)
+{
 	for (int i = 0; i < NFIELDS; i++) {
 		int64_t v;
-		if (h5u_get_i64(c->f, cfg_fields[i].name, &v, why, sizeof why) < 0)
-			return nb_error("cannot load checkpoint '%s': config: %s", c->path, why);
+		if (get_i64(c, cfg_fields[i].name, &v) < 0)
+			return -1;
 		if (v < -2147483647 || v > 2147483647)
 			return nb_error("cannot load checkpoint '%s': config attribute '%s' = %lld out of range",
 					c->path, cfg_fields[i].name, (long long)v);
@@ -223,7 +434,9 @@ static int compare_config(const ckpt_file *c, const vlm_config *expect)
 	return rc;
 }
 
-static int read_header(ckpt_file *c, const vlm_config *expect)
+/* schema, then version; version 2 brings CKPT_ATTR_SUMS, against which
+ * both are checked too. */
+static int read_schema_version(ckpt_file *c)
 {
 	char why[256], s[128];
 	/* No schema at all is another kind of HDF5 file, not a damaged
@@ -239,31 +452,51 @@ static int read_header(ckpt_file *c, const vlm_config *expect)
 	int64_t ver;
 	if (h5u_get_i64(c->f, "version", &ver, why, sizeof why) < 0)
 		return nb_error("cannot load checkpoint '%s': %s", c->path, why);
-	if (ver != CKPT_VERSION)
-		return nb_error("cannot load checkpoint '%s': version %lld (this build reads version %d)", c->path,
-				(long long)ver, CKPT_VERSION);
+	if (ver != 1 && ver != CKPT_VERSION)
+		return nb_error("cannot load checkpoint '%s': version %lld (this build reads versions 1 and %d)",
+				c->path, (long long)ver, CKPT_VERSION);
+	c->version = (int)ver;
+	if (c->version < 2)
+		return 0;
+	/* A few hundred bytes: 16 digits per attribute. */
+	c->sums = h5u_get_str_alloc(c->f, CKPT_ATTR_SUMS, 8192, why, sizeof why);
+	if (!c->sums)
+		return nb_error("cannot load checkpoint '%s': %s (file edited or corrupt)", c->path, why);
+	unsigned char b[8];
+	le64((uint64_t)ver, b);
+	return verify_attr(c, "schema", s, strlen(s)) < 0 || verify_attr(c, "version", b, 8) < 0 ? -1 : 0;
+}
+
+static int read_header(ckpt_file *c, const vlm_config *expect)
+{
+	char s[128];
+	if (read_schema_version(c) < 0)
+		return -1;
+	char why[256];
 	if (h5u_get_str(c->f, "vocab_digest", s, sizeof s, why, sizeof why) < 0)
 		return nb_error("cannot load checkpoint '%s': %s", c->path, why);
+	/* Another build's vocabulary is the likelier cause: say that first. */
 	if (strcmp(s, vocab_digest()) != 0)
 		return nb_error("cannot load checkpoint '%s': vocabulary digest '%s' differs from this build's '%s'",
 				c->path, s, vocab_digest());
+	if (verify_attr(c, "vocab_digest", s, strlen(s)) < 0)
+		return -1;
 	if (read_config(c) < 0)
 		return -1;
 	if (expect && compare_config(c, expect) < 0)
 		return -1;
 	int64_t step, has_adam;
-	if (h5u_get_i64(c->f, "step", &step, why, sizeof why) < 0)
-		return nb_error("cannot load checkpoint '%s': %s", c->path, why);
+	if (get_i64(c, "step", &step) < 0)
+		return -1;
 	if (step < 0)
 		return nb_error("cannot load checkpoint '%s': step attribute negative (%lld)", c->path,
 				(long long)step);
 	c->step = (long)step;
-	if (h5u_get_u64(c->f, "seed", &c->seed, why, sizeof why) < 0 ||
-	    h5u_get_i64(c->f, "has_adam", &has_adam, why, sizeof why) < 0)
-		return nb_error("cannot load checkpoint '%s': %s", c->path, why);
+	if (get_u64(c, "seed", &c->seed) < 0 || get_i64(c, "has_adam", &has_adam) < 0)
+		return -1;
 	c->has_adam = has_adam != 0;
-	if (h5u_get_str(c->f, "params_digest", s, sizeof s, why, sizeof why) < 0)
-		return nb_error("cannot load checkpoint '%s': %s", c->path, why);
+	if (get_str(c, "params_digest", s, sizeof s) < 0)
+		return -1;
 	if (strlen(s) != 16)
 		return nb_error("cannot load checkpoint '%s': params_digest attribute is not 16 hex digits",
 				c->path);
@@ -272,7 +505,129 @@ static int read_header(ckpt_file *c, const vlm_config *expect)
 	c->job = h5u_get_str_alloc(c->f, "job_config", CKPT_MAX_ATTR_TEXT + 1, why, sizeof why);
 	if (!c->job)
 		return nb_error("cannot load checkpoint '%s': %s", c->path, why);
-	return 0;
+	return verify_attr(c, "job_config", c->job, strlen(c->job));
+}
+
+/* ---- data only from this file: no external storage, virtual datasets or
+ * links (other than hard ones), so that a checkpoint cannot make nboost read
+ * another file. Checked for every object when the file is opened. ---- */
+
+typedef struct {
+	ckpt_file *c;
+	char prefix[256]; /* the group's path with a trailing '/' */
+	int depth;
+	int refused;      /* an nb_error was set */
+} link_check;
+
+static int refuse_link(link_check *lc, hid_t g, const char *name, const H5L_info_t *info)
+{
+	lc->refused = 1;
+	if (info->type == H5L_TYPE_SOFT)
+		return nb_error("cannot load checkpoint '%s': '%s%s' is a soft link (refused: a checkpoint holds only "
+				"its own datasets)", lc->c->path, lc->prefix, name);
+	if (info->type != H5L_TYPE_EXTERNAL)
+		return nb_error("cannot load checkpoint '%s': '%s%s' is a user-defined link (refused)", lc->c->path,
+				lc->prefix, name);
+	char val[1024] = "";
+	const char *file = "?", *obj = "?";
+	unsigned flags;
+	if (info->u.val_size <= sizeof val && H5Lget_val(g, name, val, sizeof val, H5P_DEFAULT) >= 0 &&
+	    H5Lunpack_elink_val(val, info->u.val_size, &flags, &file, &obj) < 0)
+		file = obj = "?";
+	return nb_error("cannot load checkpoint '%s': '%s%s' is an external link (to '%s' in '%s'; refused: a "
+			"checkpoint must not make nboost read another file)", lc->c->path, lc->prefix, name, obj, file);
+}
+
+static int check_storage(link_check *lc, hid_t d, const char *name)
+{
+	hid_t dcpl = H5Dget_create_plist(d);
+	if (dcpl < 0) {
+		lc->refused = 1;
+		return nb_error("cannot load checkpoint '%s': cannot read the layout of '%s%s' (file corrupt)",
+				lc->c->path, lc->prefix, name);
+	}
+	int rc = 0;
+	if (H5Pget_external_count(dcpl) != 0) {
+		char file[1024] = "?";
+		off_t off;
+		hsize_t size;
+		if (H5Pget_external(dcpl, 0, sizeof file, file, &off, &size) < 0)
+			snprintf(file, sizeof file, "?");
+		rc = nb_error("cannot load checkpoint '%s': '%s%s' uses external storage (file '%s'; refused: a "
+			      "checkpoint must not make nboost read another file)", lc->c->path, lc->prefix, name, file);
+	} else if (H5Pget_layout(dcpl) == H5D_VIRTUAL) {
+		rc = nb_error("cannot load checkpoint '%s': '%s%s' is a virtual dataset (data from other files; "
+			      "refused: a checkpoint must not make nboost read another file)", lc->c->path, lc->prefix,
+			      name);
+	}
+	H5Pclose(dcpl);
+	lc->refused |= rc < 0;
+	return rc;
+}
+
+static int check_group(link_check *lc, hid_t g);
+
+/* One link of a group: hard links only; datasets must hold their data;
+ * groups are checked down to the depth of the format (/adam/m/<tensor>),
+ * deeper ones are never read. */
+static herr_t check_link(hid_t g, const char *name, const H5L_info_t *info, void *data)
+{
+	link_check *lc = data;
+	if (info->type != H5L_TYPE_HARD)
+		return refuse_link(lc, g, name, info);
+	hid_t o = H5Oopen(g, name, H5P_DEFAULT);
+	if (o < 0)
+		return -1;
+	int rc = 0;
+	H5I_type_t type = H5Iget_type(o);
+	if (type == H5I_DATASET) {
+		rc = check_storage(lc, o, name);
+	} else if (type == H5I_GROUP && lc->depth < 3) {
+		link_check sub = {.c = lc->c, .depth = lc->depth + 1};
+		int w = snprintf(sub.prefix, sizeof sub.prefix, "%s%s/", lc->prefix, name);
+		if (w < 0 || (size_t)w >= sizeof sub.prefix) {
+			lc->refused = 1;
+			rc = nb_error("cannot load checkpoint '%s': group name '%s%s' too long (file corrupt)",
+				      lc->c->path, lc->prefix, name);
+		} else {
+			rc = check_group(&sub, o);
+			lc->refused |= sub.refused;
+		}
+	}
+	H5Oclose(o);
+	return rc < 0 ? -1 : 0;
+}
+
+/* Group by group (H5Literate), to the depth of the format, rather than
+ * H5Lvisit, which walks as deep as a file's groups go. */
+static int check_group(link_check *lc, hid_t g)
+{
+	hsize_t idx = 0;
+	return H5Literate(g, H5_INDEX_NAME, H5_ITER_NATIVE, &idx, check_link, lc) < 0 ? -1 : 0;
+}
+
+static int check_self_contained(ckpt_file *c)
+{
+	link_check lc = {.c = c, .prefix = "/"};
+	if (check_group(&lc, c->f) < 0 && !lc.refused)
+		return nb_error("cannot load checkpoint '%s': cannot list its objects (file truncated or corrupt)",
+				c->path);
+	return lc.refused ? -1 : 0;
+}
+
+/* Takes over c->f (opened): checks and reads the header. */
+static ckpt_file *open_checked(ckpt_file *c, const vlm_config *expect)
+{
+	if (c->f < 0) {
+		nb_error("cannot load checkpoint '%s': HDF5 cannot open it (file truncated or corrupt)", c->path);
+		ckpt_close(c);
+		return NULL;
+	}
+	if (read_header(c, expect) < 0 || check_self_contained(c) < 0) {
+		ckpt_close(c);
+		return NULL;
+	}
+	return c;
 }
 
 ckpt_file *ckpt_open(const char *path, const vlm_config *expect)
@@ -287,16 +642,22 @@ ckpt_file *ckpt_open(const char *path, const vlm_config *expect)
 	ckpt_file *c = nb_xcalloc(1, sizeof *c);
 	c->path = nb_xstrdup(path);
 	c->f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
-	if (c->f < 0) {
-		nb_error("cannot load checkpoint '%s': HDF5 cannot open it (file truncated or corrupt)", path);
-		ckpt_close(c);
-		return NULL;
-	}
-	if (read_header(c, expect) < 0) {
-		ckpt_close(c);
-		return NULL;
-	}
-	return c;
+	return open_checked(c, expect);
+}
+
+ckpt_file *ckpt_open_image(const void *image, size_t size, const char *name, const vlm_config *expect)
+{
+	h5u_quiet();
+	ckpt_file *c = nb_xcalloc(1, sizeof *c);
+	c->path = nb_xstrdup(name);
+	c->f = -1;
+	hid_t fapl = H5Pcreate(H5P_FILE_ACCESS);
+	if (fapl >= 0 && size > 0 && H5Pset_fapl_core(fapl, 65536, 0) >= 0 &&
+	    H5Pset_file_image(fapl, (void *)image, size) >= 0)
+		c->f = H5Fopen(name, H5F_ACC_RDONLY, fapl);
+	if (fapl >= 0)
+		H5Pclose(fapl);
+	return open_checked(c, expect);
 }
 
 const vlm_config *ckpt_config(const ckpt_file *f) { return &f->cfg; }
@@ -353,6 +714,8 @@ static int read_tensors(ckpt_file *c, vlm_model *m, const char *group, float *ba
 		} else if (H5Dread(d, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, base + t->offset) < 0) {
 			rc = nb_error("cannot load checkpoint '%s': cannot read tensor '%s' (file truncated or corrupt)",
 				      c->path, name);
+		} else {
+			rc = verify_dataset(c, d, name, base + t->offset, t->numel * sizeof(float));
 		}
 		if (ft >= 0)
 			H5Tclose(ft);
@@ -379,8 +742,19 @@ int ckpt_read_params(ckpt_file *c, vlm_model *m)
 	return 0;
 }
 
+/* Version 1 recorded a digest of the parameters only: its optimizer and
+ * data-order state cannot be checked, so training does not continue from it. */
+static int refuse_old(const ckpt_file *c)
+{
+	return nb_error("cannot resume from checkpoint '%s': it was written by an older nboost (checkpoint version "
+			"1, whose optimizer and data-order state carry no checksums); it still serves for eval, caption "
+			"and as a teacher, but training cannot continue from it", c->path);
+}
+
 int ckpt_read_adam(ckpt_file *c, vlm_model *m, float *adam_m, float *adam_v)
 {
+	if (c->version < 2)
+		return refuse_old(c);
 	if (!c->has_adam)
 		return nb_error("cannot resume from checkpoint '%s': it holds no optimizer state (an inference-only "
 				"checkpoint)", c->path);
@@ -393,6 +767,8 @@ int ckpt_read_adam(ckpt_file *c, vlm_model *m, float *adam_m, float *adam_v)
 
 static int read_state(ckpt_file *c, const char *name, hid_t mtype, size_t esize, void **out, size_t *n)
 {
+	if (c->version < 2)
+		return refuse_old(c);
 	char full[512];
 	snprintf(full, sizeof full, "/state/%s", name);
 	if (H5Lexists(c->f, "/state", H5P_DEFAULT) <= 0 || H5Lexists(c->f, full, H5P_DEFAULT) <= 0)
@@ -405,14 +781,22 @@ static int read_state(ckpt_file *c, const char *name, hid_t mtype, size_t esize,
 	hssize_t np = sp >= 0 && H5Sget_simple_extent_ndims(sp) == 1 ? H5Sget_simple_extent_npoints(sp) : -1;
 	if (np < 0) {
 		rc = nb_error("cannot load checkpoint '%s': '%s' is not one-dimensional", c->path, full);
+	} else if ((uint64_t)np > H5Dget_storage_size(d) / esize) {
+		/* Written contiguous, all of it: a larger extent is a damaged
+		 * header, which must not decide an allocation. */
+		rc = nb_error("cannot load checkpoint '%s': '%s' claims %lld values but stores %llu bytes (file "
+			      "corrupt)", c->path, full, (long long)np, (unsigned long long)H5Dget_storage_size(d));
 	} else {
 		*out = nb_xcalloc((size_t)np + 1, esize);
 		*n = (size_t)np;
-		if (np > 0 && H5Dread(d, mtype, H5S_ALL, H5S_ALL, H5P_DEFAULT, *out) < 0) {
-			free(*out);
-			*out = NULL;
+		if (np > 0 && H5Dread(d, mtype, H5S_ALL, H5S_ALL, H5P_DEFAULT, *out) < 0)
 			rc = nb_error("cannot load checkpoint '%s': cannot read '%s' (file truncated or corrupt)",
 				      c->path, full);
+		else
+			rc = verify_dataset(c, d, full, *out, (size_t)np * esize);
+		if (rc < 0) {
+			free(*out);
+			*out = NULL;
 		}
 	}
 	if (sp >= 0)

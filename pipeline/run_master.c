@@ -20,6 +20,7 @@
 #include "pipeline/run.h"
 #include "pipeline/run_internal.h"
 #include "pipeline/scheduler.h"
+#include "trainer/run_dir.h"
 #include "store/shard_store.h"
 
 typedef struct {
@@ -436,7 +437,9 @@ static int check_corpus(const run_ctx *c)
 
 int run_master_prepare(run_ctx *c)
 {
-	if (nb_mkdir_p(c->rundir) < 0 || check_corpus(c) < 0)
+	/* One run per directory, against `nboost train` too: the lock is held
+	 * until the master exits (its descriptor is never closed). */
+	if (nb_mkdir_p(c->rundir) < 0 || run_dir_lock(c->rundir) < 0 || check_corpus(c) < 0)
 		return -1;
 	if (*c->job->teacher_model) {
 		ckpt_file *f = ckpt_open(c->job->teacher_model, NULL);

@@ -1,6 +1,11 @@
 /* Checkpoint round trip and every bad-file case: config mismatch, truncated,
  * missing tensor, wrong shape, not HDF5, wrong schema, wrong version,
- * vocabulary digest, corrupt parameters. */
+ * vocabulary digest, corrupt parameters; every dataset and attribute a
+ * resume reads is checksummed (a flipped bit in /adam/m or /adam/v, an
+ * edited step or /state/data_order is refused, naming it); version-1 files
+ * load for inference but do not resume; external storage, virtual datasets
+ * and external or soft links are refused (a checkpoint must not make nboost
+ * read another file). */
 #include <hdf5.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -98,6 +103,58 @@ static void expect_params_error(const char *path, const char *needle1, const cha
 	ckpt_close(f);
 }
 
+/* Flips one bit of element 0 of the float or uint64 dataset `name`. */
+static void flip_bit(hid_t h, const char *name, hid_t mtype, size_t esize)
+{
+	unsigned char v[8] = {0};
+	hsize_t start = 0, cnt = 1;
+	hid_t ds = H5Dopen2(h, name, H5P_DEFAULT);
+	hid_t fs = H5Dget_space(ds);
+	H5Sselect_hyperslab(fs, H5S_SELECT_SET, &start, NULL, &cnt, NULL);
+	hid_t ms = H5Screate_simple(1, &cnt, NULL);
+	CHECK(H5Dread(ds, mtype, ms, fs, H5P_DEFAULT, v) >= 0);
+	v[esize - 1] ^= 0x01;
+	CHECK(H5Dwrite(ds, mtype, ms, fs, H5P_DEFAULT, v) >= 0);
+	H5Sclose(ms);
+	H5Sclose(fs);
+	H5Dclose(ds);
+}
+
+/* Replaces the float dataset `name` (rank 1, n elements) by one created
+ * with dcpl (external storage or a virtual layout). */
+static void replace_dataset(hid_t h, const char *name, hsize_t n, hid_t dcpl)
+{
+	CHECK(H5Ldelete(h, name, H5P_DEFAULT) >= 0);
+	hid_t sp = H5Screate_simple(1, &n, NULL);
+	hid_t ds = H5Dcreate2(h, name, H5T_IEEE_F32LE, sp, H5P_DEFAULT, dcpl, H5P_DEFAULT);
+	CHECK(ds >= 0);
+	H5Dclose(ds);
+	H5Sclose(sp);
+}
+
+/* ckpt_open refuses path, or (when it opens) reading everything does. */
+static void expect_refused(const char *path, const char *needle1, const char *needle2)
+{
+	vlm_config c = tiny_config();
+	nb_errclear();
+	ckpt_file *f = ckpt_open(path, &c);
+	int failed = f == NULL;
+	if (f) {
+		vlm_model *m = vlm_create(&c, 1);
+		size_t n = vlm_nparams(m);
+		float *am = calloc(n, sizeof(float)), *av = calloc(n, sizeof(float));
+		failed = ckpt_read_params(f, m) < 0 || ckpt_read_adam(f, m, am, av) < 0;
+		free(am);
+		free(av);
+		vlm_free(m);
+		ckpt_close(f);
+	}
+	CHECK_MSG(failed, "%s was read", path);
+	CHECK_MSG(test_contains(nb_errmsg(), path) && test_contains(nb_errmsg(), needle1) &&
+			  (!needle2 || test_contains(nb_errmsg(), needle2)),
+		  "message '%s' lacks '%s'/'%s'", nb_errmsg(), needle1, needle2 ? needle2 : "");
+}
+
 int main(void)
 {
 	H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
@@ -120,9 +177,11 @@ int main(void)
 		av[i] = 1.0f / (float)(i + 1);
 	}
 	uint64_t order[5] = {4, 0, 3, 1, 2};
-	ckpt_item items[2] = {{.name = "order", .u64 = order, .n = 5}, {.name = "shards", .text = "a.h5\nb.h5"}};
+	ckpt_item items[3] = {{.name = "order", .u64 = order, .n = 5},
+			      {.name = "shards", .text = "a.h5\nb.h5"},
+			      {.name = "data_order", .u64 = order, .n = 5}};
 	ckpt_save_info info = {.step = 42, .seed = 0xfeedbeefcafe1234ull, .job_config = "[train]\nsteps = 9\n",
-			       .adam_m = am, .adam_v = av, .items = items, .nitems = 2};
+			       .adam_m = am, .adam_v = av, .items = items, .nitems = 3};
 	CHECK_MSG(ckpt_save(good, m, &info) == 0, "%s", nb_errmsg());
 	/* atomic write leaves no temporary behind */
 	char tmp[4300];
@@ -222,7 +281,7 @@ int main(void)
 		H5Aclose(a);
 	}
 	H5Fclose(h);
-	expect_open_error(p, "version 99", "reads version 1");
+	expect_open_error(p, "version 99", "reads versions 1 and 2");
 	h = edit_copy(good, in_dir(p, sizeof p, "vocab.h5"));
 	h5u_put_str(h, "vocab_digest", "0123456789abcdef");
 	H5Fclose(h);
@@ -258,7 +317,7 @@ int main(void)
 		H5Dclose(ds);
 	}
 	H5Fclose(h);
-	expect_params_error(p, "file corrupt", "parameters hash to");
+	expect_params_error(p, "dataset '/params/head.b' does not match its checksum", "edited or corrupt");
 	h = edit_copy(good, in_dir(p, sizeof p, "noadam.h5"));
 	CHECK(H5Ldelete(h, "/adam/v/dec.0.mlp.fc2.b", H5P_DEFAULT) >= 0);
 	H5Fclose(h);
@@ -270,9 +329,122 @@ int main(void)
 		ckpt_close(f);
 	}
 
+	/* ---- tampering with what a resume reads: each named ---- */
+	h = edit_copy(good, in_dir(p, sizeof p, "flip-m.h5"));
+	flip_bit(h, "/adam/m/dec.0.mlp.fc2.b", H5T_NATIVE_FLOAT, sizeof(float));
+	H5Fclose(h);
+	expect_refused(p, "dataset '/adam/m/dec.0.mlp.fc2.b' does not match its checksum", "edited or corrupt");
+	h = edit_copy(good, in_dir(p, sizeof p, "flip-v.h5"));
+	flip_bit(h, "/adam/v/head.b", H5T_NATIVE_FLOAT, sizeof(float));
+	H5Fclose(h);
+	expect_refused(p, "dataset '/adam/v/head.b' does not match its checksum", NULL);
+	h = edit_copy(good, in_dir(p, sizeof p, "step.h5"));
+	CHECK(h5u_put_i64(h, "step", 43) == 0);
+	H5Fclose(h);
+	expect_refused(p, "attribute 'step' does not match its checksum", "edited or corrupt");
+	h = edit_copy(good, in_dir(p, sizeof p, "seed.h5"));
+	CHECK(h5u_put_u64(h, "seed", 7) == 0);
+	H5Fclose(h);
+	expect_refused(p, "attribute 'seed' does not match its checksum", NULL);
+	h = edit_copy(good, in_dir(p, sizeof p, "job.h5"));
+	CHECK(h5u_put_str(h, "job_config", "[train]\nsteps = 10\n") == 0);
+	H5Fclose(h);
+	expect_refused(p, "attribute 'job_config' does not match its checksum", NULL);
+	h = edit_copy(good, in_dir(p, sizeof p, "order.h5"));
+	flip_bit(h, "/state/data_order", H5T_NATIVE_UINT64, sizeof(uint64_t));
+	H5Fclose(h);
+	f = ckpt_open(p, &cfg);
+	CHECK_MSG(f != NULL, "%s", nb_errmsg());
+	if (f) {
+		uint64_t *o = NULL;
+		size_t no = 0;
+		CHECK(ckpt_read_u64(f, "data_order", &o, &no) < 0);
+		CHECK_MSG(test_contains(nb_errmsg(), p) &&
+				  test_contains(nb_errmsg(), "dataset '/state/data_order' does not match its checksum"),
+			  "%s", nb_errmsg());
+		free(o);
+		ckpt_close(f);
+	}
+	/* a checksum attribute removed is as bad as a wrong one */
+	h = edit_copy(good, in_dir(p, sizeof p, "nosum.h5"));
+	{
+		hid_t ds = H5Dopen2(h, "/adam/m/head.b", H5P_DEFAULT);
+		CHECK(H5Adelete(ds, "fnv1a64") >= 0);
+		H5Dclose(ds);
+	}
+	H5Fclose(h);
+	expect_refused(p, "'/adam/m/head.b'", "checksum");
+
+	/* ---- a version-1 file (no checksums): inference yes, resume no ---- */
+	h = edit_copy(good, in_dir(p, sizeof p, "v1.h5"));
+	CHECK(h5u_put_i64(h, "version", 1) == 0);
+	H5Fclose(h);
+	m3 = ckpt_load_model(p, 1);
+	CHECK_MSG(m3 != NULL, "%s", nb_errmsg());
+	vlm_free(m3);
+	f = ckpt_open(p, &cfg);
+	CHECK(f != NULL);
+	if (f) {
+		CHECK(ckpt_read_adam(f, m, am, av) < 0);
+		CHECK_MSG(test_contains(nb_errmsg(), p) && test_contains(nb_errmsg(), "written by an older nboost"),
+			  "%s", nb_errmsg());
+		uint64_t *o = NULL;
+		size_t no = 0;
+		CHECK(ckpt_read_u64(f, "order", &o, &no) < 0 && test_contains(nb_errmsg(), "older nboost"));
+		free(o);
+		ckpt_close(f);
+	}
+
+	/* ---- data outside the file: external storage, virtual, links ---- */
+	char secret[4200];
+	in_dir(secret, sizeof secret, "secret.bin");
+	t = fopen(secret, "wb");
+	for (int i = 0; i < 4096; i++)
+		fputc('s', t);
+	fclose(t);
+	h = edit_copy(good, in_dir(p, sizeof p, "external.h5"));
+	{
+		hid_t dcpl = H5Pcreate(H5P_DATASET_CREATE);
+		CHECK(H5Pset_external(dcpl, secret, 0, 27 * sizeof(float)) >= 0);
+		replace_dataset(h, "/params/head.b", 27, dcpl);
+		H5Pclose(dcpl);
+	}
+	H5Fclose(h);
+	expect_refused(p, "'/params/head.b' uses external storage", secret);
+	h = edit_copy(good, in_dir(p, sizeof p, "virtual.h5"));
+	{
+		hsize_t n27 = 27;
+		hid_t dcpl = H5Pcreate(H5P_DATASET_CREATE);
+		hid_t vs = H5Screate_simple(1, &n27, NULL), ss = H5Screate_simple(1, &n27, NULL);
+		CHECK(H5Pset_virtual(dcpl, vs, secret, "/data", ss) >= 0);
+		replace_dataset(h, "/params/head.b", 27, dcpl);
+		H5Sclose(vs);
+		H5Sclose(ss);
+		H5Pclose(dcpl);
+	}
+	H5Fclose(h);
+	expect_refused(p, "'/params/head.b' is a virtual dataset", NULL);
+	h = edit_copy(good, in_dir(p, sizeof p, "extlink.h5"));
+	CHECK(H5Ldelete(h, "/params/head.w", H5P_DEFAULT) >= 0);
+	CHECK(H5Lcreate_external(good, "/params/head.w", h, "/params/head.w", H5P_DEFAULT, H5P_DEFAULT) >= 0);
+	H5Fclose(h);
+	expect_refused(p, "'/params/head.w' is an external link", good);
+	h = edit_copy(good, in_dir(p, sizeof p, "extgroup.h5"));
+	CHECK(H5Ldelete(h, "/adam", H5P_DEFAULT) >= 0);
+	CHECK(H5Lcreate_external(good, "/adam", h, "/adam", H5P_DEFAULT, H5P_DEFAULT) >= 0);
+	H5Fclose(h);
+	expect_refused(p, "'/adam' is an external link", NULL);
+	h = edit_copy(good, in_dir(p, sizeof p, "softlink.h5"));
+	CHECK(H5Ldelete(h, "/params/head.w", H5P_DEFAULT) >= 0);
+	CHECK(H5Lcreate_soft("/adam/m/head.w", h, "/params/head.w", H5P_DEFAULT, H5P_DEFAULT) >= 0);
+	H5Fclose(h);
+	expect_refused(p, "'/params/head.w' is a soft link", NULL);
+
 	/* ---- unwritable destination ---- */
 	CHECK(ckpt_save("/nonexistent-dir/x.h5", m, &info) < 0 &&
-	      test_contains(nb_errmsg(), "cannot write checkpoint '/nonexistent-dir/x.h5'"));
+	      test_contains(nb_errmsg(), "cannot write checkpoint '/nonexistent-dir/x.h5'") &&
+	      test_contains(nb_errmsg(), "No such file or directory"));
+	CHECK(access("/nonexistent-dir", F_OK) != 0);
 
 	free(am);
 	free(av);

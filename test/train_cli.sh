@@ -57,7 +57,7 @@ for l in open(sys.argv[1]):
 check "progress line on stderr" grep -qE '^train: step 6/6  loss [0-9.]+  lr .* samples/s  ETA' "$T/last.err"
 check "config.conf written" grep -qx "steps = 6" "$T/run/config.conf"
 check "checkpoint at step 6" test "$(digest "$T/run/checkpoint.h5" | cut -d' ' -f2)" = 6
-check "no temporary files left" test -z "$(ls -A "$T/run" | grep -v -e '^checkpoint.h5$' -e '^metrics.jsonl$' -e '^config.conf$')"
+check "no temporary files left (the lock file stays)" test -z "$(ls -A "$T/run" | grep -v -e '^checkpoint.h5$' -e '^metrics.jsonl$' -e '^config.conf$' -e '^.lock$')"
 expect_fail 1 "already holds a checkpoint: pass --resume" "$NBOOST" train jobs/tiny.conf --labeled "$T/data" --out "$T/run" --steps 6
 expect_fail 1 "cannot resume: no checkpoint '$T/nothing/checkpoint.h5'" "$NBOOST" train jobs/tiny.conf --labeled "$T/data" --out "$T/nothing" --resume
 # a finished run resumed with more steps continues
@@ -88,7 +88,23 @@ bad_ckpt shape "del f['adam/m/head.w']; f['adam/m/head.w']=np.zeros((27,8),'f4')
 expect_fail 1 "tensor '/adam/m/head.w' has shape [27,8], the model expects [27,16]" "$NBOOST" train "${R[@]}" --out "$T/shape"
 bad_ckpt order "del f['state/data_order']"
 expect_fail 1 "'/state/data_order' is missing" "$NBOOST" train "${R[@]}" --out "$T/order"
-bad_ckpt shards "f['state/shard_counts'][0]=39"
+# an edit that keeps the checksum right meets the semantic check
+FNV='
+def fnv(b):
+    h = 0xcbf29ce484222325
+    for x in b: h = ((h ^ x) * 0x100000001b3) & 0xffffffffffffffff
+    return np.bytes_("%016x" % h)
+'
+bad_ckpt shards "$FNV
+d=f['state/shard_counts']; a=d[:]; a[0]=39; d[...]=a; d.attrs['fnv1a64']=fnv(a.astype('<u8').tobytes())"
 expect_fail 1 "shard '$T/data/shard-000000.h5' now holds 40 samples, the run used 39" "$NBOOST" train "${R[@]}" --out "$T/shards"
+# edits that do not are refused, naming what changed (a flipped optimizer
+# bit used to train on and end in "loss is not finite")
+bad_ckpt adamflip "d=f['adam/v/head.b']; a=d[:]; a.view('<u4')[0]^=0x40000000; d[...]=a"
+expect_fail 1 "cannot load checkpoint '$T/adamflip/checkpoint.h5': dataset '/adam/v/head.b' does not match its checksum" "$NBOOST" train "${R[@]}" --out "$T/adamflip"
+bad_ckpt stepedit "f.attrs['step']=np.int64(3)"
+expect_fail 1 "cannot load checkpoint '$T/stepedit/checkpoint.h5': attribute 'step' does not match its checksum" "$NBOOST" train "${R[@]}" --out "$T/stepedit"
+bad_ckpt orderedit "d=f['state/data_order']; a=d[:]; a[[0,1]]=a[[1,0]]; d[...]=a"
+expect_fail 1 "dataset '/state/data_order' does not match its checksum" "$NBOOST" train "${R[@]}" --out "$T/orderedit"
 
 finish

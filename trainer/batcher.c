@@ -15,6 +15,7 @@
 
 typedef struct {
 	char *path;
+	char *canon;                 /* realpath(path): the shard's identity */
 	long step;
 	size_t count;
 } shard_rec;
@@ -68,8 +69,10 @@ void batcher_free(batcher *b)
 	free(b->ids);
 	free(b->tok_off);
 	free(b->tokens);
-	for (int i = 0; i < b->nshards; i++)
+	for (int i = 0; i < b->nshards; i++) {
 		free(b->shards[i].path);
+		free(b->shards[i].canon);
+	}
 	free(b->shards);
 	free(b->order);
 	free(b->b_images);
@@ -183,12 +186,24 @@ static void merge_new(batcher *b, size_t first, size_t count)
 	b->cursor = 0;
 }
 
+/* The canonical path of a shard (symlinks, "." and ".." resolved), so that
+ * one file reached through two paths is one shard; the path itself when it
+ * cannot be resolved (it does not exist: loading it fails anyway).
+ * Caller frees. */
+static char *canonical(const char *path)
+{
+	char *c = realpath(path, NULL);
+	return c ? c : nb_xstrdup(path);
+}
+
 int batcher_has_shard(const batcher *b, const char *path)
 {
-	for (int i = 0; i < b->nshards; i++)
-		if (strcmp(b->shards[i].path, path) == 0)
-			return 1;
-	return 0;
+	char *c = canonical(path);
+	int found = 0;
+	for (int i = 0; i < b->nshards && !found; i++)
+		found = strcmp(b->shards[i].canon, c) == 0;
+	free(c);
+	return found;
 }
 
 int batcher_add_shard(batcher *b, const char *path, long step)
@@ -201,6 +216,7 @@ int batcher_add_shard(batcher *b, const char *path, long step)
 	NB_GROW(b->shards, b->shards_cap, b->nshards + 1, 16);
 	shard_rec *s = &b->shards[b->nshards++];
 	s->path = nb_xstrdup(path);
+	s->canon = canonical(path);
 	s->step = step;
 	s->count = added;
 	b->ntruncated += trunc;

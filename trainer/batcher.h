@@ -37,8 +37,12 @@ void batcher_free(batcher *b);
 
 /* Loads a committed caption shard; `step` is the training step before which
  * it is added (recorded for checkpoints and logs). A shard already added is
- * an error. On error nothing is added. 0 or nb_error naming the shard. */
+ * an error; shards are identified by their canonical path (realpath), so a
+ * file reached through a symlink and through its real path is one shard.
+ * The path as given is what batcher_shard_path returns. On error nothing is
+ * added. 0 or nb_error naming the shard. */
 int batcher_add_shard(batcher *b, const char *path, long step);
+/* Whether the file at path (canonical path compared) was added. */
 int batcher_has_shard(const batcher *b, const char *path);
 /* Adds the committed shards in dir (shard_list order) not added yet. Returns
  * how many were added, or -1 + nb_errmsg. */

@@ -1,9 +1,13 @@
 #include "trainer/run_dir.h"
 
+#include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <unistd.h>
 
 #include "common/nb_error.h"
@@ -25,14 +29,140 @@ void run_dir_init(run_dir *rd, const char *dir, int writer)
 	rd->config = path_in(dir, "config.conf");
 	rd->metrics = path_in(dir, "metrics.jsonl");
 	rd->writer = writer;
+	rd->lock_fd = rd->log_fd = -1;
 }
 
-int run_dir_check(const run_dir *rd, int resume)
+/* ---- one run per directory ---- */
+
+/* The PID a lock holder wrote into the lock file, or 0 when there is none
+ * (yet: the holder writes it right after locking). */
+static long lock_holder(int fd)
+{
+	for (int tries = 0; tries < 20; tries++) {
+		char buf[32] = "";
+		ssize_t n = pread(fd, buf, sizeof buf - 1, 0);
+		long pid = n > 0 ? strtol(buf, NULL, 10) : 0;
+		if (pid > 0)
+			return pid;
+		usleep(10000);
+	}
+	return 0;
+}
+
+int run_dir_lock(const char *dir)
+{
+	char *path = path_in(dir, ".lock");
+	int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+	if (fd < 0) {
+		nb_error("cannot lock run directory '%s': cannot open '%s': %s", dir, path, strerror(errno));
+		free(path);
+		return -1;
+	}
+	if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
+		int e = errno;
+		if (e == EWOULDBLOCK) {
+			long pid = lock_holder(fd);
+			char who[32] = "pid unknown";
+			if (pid > 0)
+				snprintf(who, sizeof who, "pid %ld", pid);
+			nb_error("run directory '%s' is in use by another nboost (%s): wait for it to end, or use "
+				 "another directory", dir, who);
+		} else if (e != ENOLCK && e != EOPNOTSUPP) {
+			nb_error("cannot lock run directory '%s': flock on '%s': %s", dir, path, strerror(e));
+		} else {
+			nb_warn("cannot lock '%s' (%s): nothing stops a second run in '%s'", path, strerror(e), dir);
+			e = 0;
+		}
+		if (e) {
+			close(fd);
+			free(path);
+			return -1;
+		}
+	}
+	char pid[32];
+	int n = snprintf(pid, sizeof pid, "%ld\n", (long)getpid());
+	if (ftruncate(fd, 0) < 0 || pwrite(fd, pid, (size_t)n, 0) != n) {
+		nb_error("cannot write '%s': %s", path, strerror(errno));
+		close(fd);
+		free(path);
+		return -1;
+	}
+	free(path);
+	return fd;
+}
+
+/* ---- temporaries of interrupted writes ---- */
+
+/* ".<name>.tmp.<pid>" (nb_tmp_name) -> pid, or -1 for any other name. */
+static long tmp_writer(const char *name)
+{
+	const char *tag = strrchr(name, '.');
+	if (name[0] != '.' || !tag || tag - name < 5 || strncmp(tag - 4, ".tmp", 4) || tag - 4 == name)
+		return -1;
+	size_t digits = strspn(tag + 1, "0123456789");
+	if (digits == 0 || digits > 9 || tag[1 + digits])
+		return -1;
+	return strtol(tag + 1, NULL, 10);
+}
+
+/* Whether process pid still runs on this host: it exists and is not a
+ * zombie (a zombie has exited; only its parent has not reaped it). */
+static int writer_alive(long pid)
+{
+	if (pid == (long)getpid())
+		return 1;
+	if (pid <= 0 || (kill((pid_t)pid, 0) < 0 && errno != EPERM))
+		return 0;
+	char path[64], buf[512];
+	snprintf(path, sizeof path, "/proc/%ld/stat", pid);
+	FILE *f = fopen(path, "r");
+	if (!f)
+		return 1; /* no /proc: trust kill() */
+	size_t n = fread(buf, 1, sizeof buf - 1, f);
+	fclose(f);
+	buf[n] = '\0';
+	/* "pid (comm) S ...": the state follows the last ')' */
+	const char *close_paren = strrchr(buf, ')');
+	char state = close_paren && close_paren[1] == ' ' ? close_paren[2] : '?';
+	return state != 'Z' && state != 'X';
+}
+
+int run_dir_sweep_tmp(const char *dir)
+{
+	DIR *d = opendir(dir);
+	if (!d)
+		return nb_error("cannot sweep temporary files in '%s': %s", dir, strerror(errno));
+	int removed = 0;
+	struct dirent *e;
+	while ((e = readdir(d))) {
+		long pid = tmp_writer(e->d_name);
+		if (pid < 0 || writer_alive(pid))
+			continue;
+		char *p = path_in(dir, e->d_name);
+		if (unlink(p) == 0)
+			removed++;
+		else if (errno != ENOENT)
+			nb_warn("cannot remove the temporary file '%s': %s", p, strerror(errno));
+		free(p);
+	}
+	closedir(d);
+	return removed;
+}
+
+int run_dir_check(run_dir *rd, int resume)
 {
 	if (!rd->writer)
 		return 0;
 	if (nb_mkdir_p(rd->dir) < 0)
 		return -1;
+	if (rd->lock_fd < 0 && (rd->lock_fd = run_dir_lock(rd->dir)) < 0)
+		return -1;
+	int swept = run_dir_sweep_tmp(rd->dir);
+	if (swept < 0)
+		return -1;
+	if (swept > 0)
+		fprintf(stderr, "train: removed %d temporary file(s) left by interrupted writes in '%s'\n", swept,
+			rd->dir);
 	int has = access(rd->checkpoint, F_OK) == 0;
 	if (!resume && has)
 		return nb_error("run directory '%s' already holds a checkpoint: pass --resume to continue it, "
@@ -76,8 +206,8 @@ int run_dir_open_files(run_dir *rd, const char *config_text, int resume, long re
 		return -1;
 	if (resume && trim_metrics(rd->metrics, resume_step) < 0)
 		return -1;
-	rd->log = fopen(rd->metrics, resume ? "a" : "w");
-	if (!rd->log)
+	rd->log_fd = open(rd->metrics, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC | (resume ? 0 : O_TRUNC), 0644);
+	if (rd->log_fd < 0)
 		return nb_error("cannot open '%s': %s", rd->metrics, strerror(errno));
 	return 0;
 }
@@ -90,19 +220,36 @@ void run_dir_start(run_dir *rd, long first_step, long total, long log_every)
 	rd->t0 = rd->last_print = nb_now();
 }
 
-void run_dir_log_step(run_dir *rd, const train_stats *st)
+/* One whole line with write(): no stdio buffer that could write it again,
+ * or a part of it, later. */
+static int log_line(run_dir *rd, const char *line, size_t len)
+{
+	for (size_t off = 0; off < len;) {
+		ssize_t w = write(rd->log_fd, line + off, len - off);
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w <= 0)
+			return nb_error("cannot write '%s': %s", rd->metrics, w < 0 ? strerror(errno) : "short write");
+		off += (size_t)w;
+	}
+	return 0;
+}
+
+int run_dir_log_step(run_dir *rd, const train_stats *st)
 {
 	if (!rd->writer)
-		return;
+		return 0;
 	double t = nb_now(), elapsed = t - rd->t0;
 	long done = st->step - rd->first_step;
 	double sps = elapsed > 0 ? (double)done * st->samples / elapsed : 0.0;
-	if (rd->log && (st->step % rd->log_every == 0 || st->step == rd->total)) {
-		fprintf(rd->log,
-			"{\"step\": %ld, \"loss\": %.9g, \"lr\": %.9g, \"grad_norm\": %.9g, \"samples_per_s\": %.4g, "
-			"\"elapsed_s\": %.3f}\n",
-			st->step, st->loss, st->lr, st->grad_norm, sps, elapsed);
-		fflush(rd->log);
+	if (rd->log_fd >= 0 && (st->step % rd->log_every == 0 || st->step == rd->total)) {
+		char line[512];
+		int n = snprintf(line, sizeof line,
+				 "{\"step\": %ld, \"loss\": %.9g, \"lr\": %.9g, \"grad_norm\": %.9g, \"samples_per_s\": "
+				 "%.4g, \"elapsed_s\": %.3f}\n",
+				 st->step, st->loss, st->lr, st->grad_norm, sps, elapsed);
+		if (log_line(rd, line, (size_t)n < sizeof line ? (size_t)n : sizeof line - 1) < 0)
+			return -1;
 	}
 	if (t - rd->last_print >= 2.0 || st->step == rd->total || done == 1) {
 		char eta[32];
@@ -112,17 +259,34 @@ void run_dir_log_step(run_dir *rd, const train_stats *st)
 			st->step, rd->total, st->loss, st->lr, st->grad_norm, sps, eta);
 		rd->last_print = t;
 	}
+	return 0;
+}
+
+int run_dir_finish(run_dir *rd)
+{
+	if (rd->log_fd < 0)
+		return 0;
+	/* EINVAL: a file that cannot be synced (a device), nothing to do */
+	int rc = 0;
+	if (fsync(rd->log_fd) < 0 && errno != EINVAL)
+		rc = nb_error("cannot write '%s': fsync failed: %s", rd->metrics, strerror(errno));
+	/* close() releases the descriptor even when it fails */
+	if (close(rd->log_fd) < 0 && rc == 0)
+		rc = nb_error("cannot write '%s': %s", rd->metrics, strerror(errno));
+	rd->log_fd = -1;
+	return rc;
 }
 
 int run_dir_close(run_dir *rd)
 {
-	int rc = 0;
-	if (rd->log && (ferror(rd->log) | fclose(rd->log)))
-		rc = nb_error("cannot write '%s': %s", rd->metrics, strerror(errno));
+	int rc = run_dir_finish(rd);
+	if (rd->lock_fd >= 0)
+		close(rd->lock_fd);
 	free(rd->dir);
 	free(rd->checkpoint);
 	free(rd->config);
 	free(rd->metrics);
 	memset(rd, 0, sizeof *rd);
+	rd->lock_fd = rd->log_fd = -1;
 	return rc;
 }
