@@ -222,7 +222,7 @@ hid_t h5u_open_dataset_safe(hid_t loc, const char *path, char *why, size_t whyn)
 			return -1;
 	}
 	H5O_info_t oi;
-	if (H5Oget_info_by_name(loc, path, &oi, H5P_DEFAULT) < 0 || oi.type != H5O_TYPE_DATASET) {
+	if (H5Oget_info_by_name2(loc, path, &oi, H5O_INFO_BASIC, H5P_DEFAULT) < 0 || oi.type != H5O_TYPE_DATASET) {
 		H5Eclear2(H5E_DEFAULT);
 		snprintf(why, whyn, "'%s' is not a dataset", shown);
 		return -1;
