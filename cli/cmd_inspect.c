@@ -299,8 +299,9 @@ static int inspect_shard(const char *path, const inspect_opts *o)
 		json_str(f, path);
 		fprintf(f, ", \"schema\": \"%s\", \"version\": %d, \"kind\": \"%s\", \"samples\": %zu, "
 			   "\"height\": %d, \"width\": %d, \"raw_bytes\": %llu, \"stored_bytes\": %llu, "
-			   "\"ratio\": %.4f, \"attributes\": ",
-			schema, SHARD_VERSION, kind, shard_count(r), m->height, m->width, raw, stored, ratio);
+			   "\"ratio\": %.4f, \"checksums\": %s, \"attributes\": ",
+			schema, SHARD_VERSION, kind, shard_count(r), m->height, m->width, raw, stored, ratio,
+			shard_has_checksums(r) ? "true" : "false");
 		if (file >= 0)
 			print_attrs(f, file, 1);
 		else
@@ -311,7 +312,10 @@ static int inspect_shard(const char *path, const inspect_opts *o)
 	} else {
 		fprintf(f, "%s\n  schema %s v%d (%s shard), %zu samples of %dx%d RGB\n", path, schema, SHARD_VERSION,
 			kind, shard_count(r), m->height, m->width);
-		fprintf(f, "  %llu bytes raw, %llu stored, ratio %.2f\nattributes:\n", raw, stored, ratio);
+		fprintf(f, "  %llu bytes raw, %llu stored, ratio %.2f\n", raw, stored, ratio);
+		fprintf(f, "  checksums: %s\nattributes:\n",
+			shard_has_checksums(r) ? "Fletcher-32 on every chunk of every dataset"
+					       : "no checksums (written before they were added; corruption goes unnoticed)");
 		if (file >= 0)
 			print_attrs(f, file, 0);
 		fputs("datasets:\n", f);
@@ -334,6 +338,10 @@ static int inspect_shard(const char *path, const inspect_opts *o)
 	if (o->json)
 		fputs("]}\n", f);
 	int status = 0;
+	/* Every chunk, not just those of the samples shown: inspect is how a
+	 * user checks a shard. */
+	if (rc >= 0)
+		rc = shard_verify(r);
 	if (rc < 0) {
 		fflush(f);
 		fprintf(stderr, "nboost: fatal: %s\n", nb_errmsg());

@@ -32,6 +32,11 @@ void h5u_cause(char *buf, size_t n)
 
 hid_t h5u_dcpl(int rank, const hsize_t *chunk, int zstd_level)
 {
+	return h5u_dcpl_opts(rank, chunk, zstd_level, 1);
+}
+
+hid_t h5u_dcpl_opts(int rank, const hsize_t *chunk, int zstd_level, int checksum)
+{
 	hid_t dcpl = H5Pcreate(H5P_DATASET_CREATE);
 	if (dcpl < 0)
 		return -1;
@@ -47,10 +52,193 @@ hid_t h5u_dcpl(int rank, const hsize_t *chunk, int zstd_level)
 		if (H5Pset_filter(dcpl, H5ZSTD_FILTER_ID, H5Z_FLAG_MANDATORY, 1, &cd) < 0)
 			goto fail;
 	}
+	/* After zstd in the pipeline: the checksum covers the stored bytes and
+	 * is verified before anything is decompressed. */
+	if (checksum && H5Pset_fletcher32(dcpl) < 0)
+		goto fail;
 	return dcpl;
 fail:
 	H5Pclose(dcpl);
 	return -1;
+}
+
+/* HDF5 sums 16-bit words into a and b (b += a after each word) modulo
+ * 65535, folding with end-around carry, so a positive sum never becomes 0:
+ * a residue of 0 reads 0xffff unless every word is 0. Here the sums are
+ * computed in blocks of ROWS x LANES words: lane l keeps A[l] (its words'
+ * sum) and B[l] (A[l] summed after every row), which the compiler
+ * vectorizes; the block's b is then sum over l of LANES*B[l] - l*A[l]
+ * (word i of k carries weight k - i). ROWS = 256 keeps B below 2^32. */
+#define F32_LANES 16
+#define F32_ROWS 256
+
+uint32_t h5u_fletcher32(const void *data, size_t n)
+{
+	const uint8_t *p = data;
+	size_t words = n / 2;
+	uint64_t a = 0, b = 0;
+	int any = 0;
+	while (words >= F32_LANES) {
+		size_t rows = words / F32_LANES < F32_ROWS ? words / F32_LANES : F32_ROWS;
+		uint32_t A[F32_LANES] = {0}, B[F32_LANES] = {0};
+		for (size_t r = 0; r < rows; r++, p += 2 * F32_LANES)
+			for (int l = 0; l < F32_LANES; l++) {
+				A[l] += (uint32_t)p[2 * l] << 8 | p[2 * l + 1];
+				B[l] += A[l];
+			}
+		uint64_t s1 = 0, s2 = 0, k = rows * F32_LANES;
+		for (int l = 0; l < F32_LANES; l++) {
+			s1 += A[l];
+			s2 += (uint64_t)F32_LANES * B[l] - (uint64_t)l * A[l];
+		}
+		b = (b + k * a + s2) % 65535;
+		a = (a + s1) % 65535;
+		any |= s1 != 0;
+		words -= k;
+	}
+	for (; words; words--, p += 2) {
+		uint32_t w = (uint32_t)p[0] << 8 | p[1];
+		a = (a + w) % 65535;
+		b = (b + a) % 65535;
+		any |= w != 0;
+	}
+	if (n % 2) {
+		/* an odd last byte is the high byte of a word */
+		a = (a + ((uint32_t)p[0] << 8)) % 65535;
+		b = (b + a) % 65535;
+		any |= p[0] != 0;
+	}
+	if (!any)
+		return 0;
+	return (uint32_t)((b ? b : 0xffff) << 16 | (a ? a : 0xffff));
+}
+
+void h5u_fletcher32_put(uint8_t *at, uint32_t sum)
+{
+	for (int i = 0; i < 4; i++)
+		at[i] = (uint8_t)(sum >> (8 * i));
+}
+
+int h5u_fletcher32_ok(const void *stored, size_t n)
+{
+	if (n < 4)
+		return 0;
+	const uint8_t *tail = (const uint8_t *)stored + n - 4;
+	uint32_t want = (uint32_t)tail[0] | (uint32_t)tail[1] << 8 | (uint32_t)tail[2] << 16 | (uint32_t)tail[3] << 24;
+	return h5u_fletcher32(stored, n - 4) == want;
+}
+
+/* Checks the link `path` names (relative to loc) without following it. */
+static int check_link(hid_t loc, const char *path, const char *shown, char *why, size_t whyn)
+{
+	htri_t e = H5Lexists(loc, path, H5P_DEFAULT);
+	if (e <= 0) {
+		H5Eclear2(H5E_DEFAULT);
+		snprintf(why, whyn, "dataset '%s' is missing", shown);
+		return -1;
+	}
+	H5L_info_t li;
+	if (H5Lget_info(loc, path, &li, H5P_DEFAULT) < 0) {
+		H5Eclear2(H5E_DEFAULT);
+		snprintf(why, whyn, "'%s' is an unreadable link", shown);
+		return -1;
+	}
+	if (li.type == H5L_TYPE_HARD)
+		return 0;
+	if (li.type == H5L_TYPE_EXTERNAL) {
+		char target[512] = "";
+		const char *file = NULL, *obj = NULL;
+		size_t n = li.u.val_size < sizeof target ? li.u.val_size : sizeof target;
+		if (H5Lget_val(loc, path, target, n, H5P_DEFAULT) < 0 ||
+		    H5Lunpack_elink_val(target, n, NULL, &file, &obj) < 0)
+			file = obj = NULL;
+		H5Eclear2(H5E_DEFAULT);
+		snprintf(why, whyn, "'%s' is an external link (to '%s:%s'): data from another file is refused", shown,
+			 file ? file : "?", obj ? obj : "?");
+	} else if (li.type == H5L_TYPE_SOFT) {
+		snprintf(why, whyn, "'%s' is a soft link: only hard links are followed", shown);
+	} else {
+		snprintf(why, whyn, "'%s' is a user-defined link (type %d): only hard links are followed", shown,
+			 (int)li.type);
+	}
+	return -1;
+}
+
+int h5u_check_dataset_storage(hid_t ds, const char *name, char *why, size_t whyn)
+{
+	hid_t dcpl = H5Dget_create_plist(ds);
+	if (dcpl < 0) {
+		H5Eclear2(H5E_DEFAULT);
+		snprintf(why, whyn, "dataset '%s' has unreadable creation properties", name);
+		return -1;
+	}
+	int rc = 0;
+	H5D_layout_t layout = H5Pget_layout(dcpl);
+	int ext = H5Pget_external_count(dcpl);
+	if (layout == H5D_VIRTUAL) {
+		snprintf(why, whyn, "dataset '%s' is a virtual dataset: data mapped from other files is refused", name);
+		rc = -1;
+	} else if (ext != 0) {
+		char file[256] = "?";
+		off_t off;
+		hsize_t size;
+		if (ext < 0 || H5Pget_external(dcpl, 0, sizeof file, file, &off, &size) < 0)
+			snprintf(file, sizeof file, "?");
+		file[sizeof file - 1] = '\0';
+		snprintf(why, whyn, "dataset '%s' stores its data in an external file ('%s'): data from outside this "
+			 "file is refused", name, file);
+		rc = -1;
+	} else if (layout != H5D_CONTIGUOUS && layout != H5D_CHUNKED && layout != H5D_COMPACT) {
+		snprintf(why, whyn, "dataset '%s' has an unknown storage layout %d", name, (int)layout);
+		rc = -1;
+	}
+	H5Pclose(dcpl);
+	H5Eclear2(H5E_DEFAULT);
+	return rc;
+}
+
+hid_t h5u_open_dataset_safe(hid_t loc, const char *path, char *why, size_t whyn)
+{
+	char shown[520], prefix[512];
+	int abs = path[0] == '/';
+	snprintf(shown, sizeof shown, "%s%s", abs ? "" : "/", path);
+	if (strlen(path) >= sizeof prefix) {
+		snprintf(why, whyn, "dataset name '%.64s...' is too long", path);
+		return -1;
+	}
+	/* Each prefix "a", "a/b", ... in turn: a link is checked before any
+	 * path through it is resolved. */
+	size_t n = strlen(path);
+	for (size_t i = abs; i <= n; i++) {
+		if (i < n && path[i] != '/')
+			continue;
+		if (i == (size_t)abs || path[i - 1] == '/')
+			continue; /* empty component ("//") */
+		memcpy(prefix, path, i);
+		prefix[i] = '\0';
+		char part[520];
+		snprintf(part, sizeof part, "%s%s", abs ? "" : "/", prefix);
+		if (check_link(loc, prefix, i == n ? shown : part, why, whyn) < 0)
+			return -1;
+	}
+	H5O_info_t oi;
+	if (H5Oget_info_by_name2(loc, path, &oi, H5O_INFO_BASIC, H5P_DEFAULT) < 0 || oi.type != H5O_TYPE_DATASET) {
+		H5Eclear2(H5E_DEFAULT);
+		snprintf(why, whyn, "'%s' is not a dataset", shown);
+		return -1;
+	}
+	hid_t ds = H5Dopen2(loc, path, H5P_DEFAULT);
+	if (ds < 0) {
+		char cause[256];
+		h5u_cause(cause, sizeof cause);
+		snprintf(why, whyn, "'%s' is not a readable dataset: %s", shown, cause);
+		return -1;
+	}
+	if (h5u_check_dataset_storage(ds, shown, why, whyn) < 0) {
+		H5Dclose(ds);
+		return -1;
+	}
+	return ds;
 }
 
 int h5u_write_dataset(hid_t loc, const char *name, hid_t ftype, hid_t mtype, int rank, const hsize_t *dims,

@@ -25,9 +25,41 @@ void h5u_quiet(void);
 void h5u_cause(char *buf, size_t n);
 
 /* Dataset creation properties: chunked with `chunk`, zstd (filter 32015) at
- * `zstd_level` when it is 1 or more, fill value 0, no timestamps (so equal
- * content gives byte-identical files). Negative on failure. */
+ * `zstd_level` when it is 1 or more, then HDF5's Fletcher-32 checksum of the
+ * stored bytes (so HDF5 verifies every chunk on read), fill value 0, no
+ * timestamps (so equal content gives byte-identical files). Negative on
+ * failure. h5u_dcpl_opts(..., 0) leaves the checksum out. */
 hid_t h5u_dcpl(int rank, const hsize_t *chunk, int zstd_level);
+hid_t h5u_dcpl_opts(int rank, const hsize_t *chunk, int zstd_level, int checksum);
+
+/* HDF5's Fletcher-32 (H5Z_FILTER_FLETCHER32) of n bytes, bit for bit:
+ * 16-bit big-endian words, an odd last byte as the high byte of a word
+ * (about 5 GB/s). The filter stores it
+ * after the chunk as 4 little-endian bytes (h5u_fletcher32_put). For
+ * writers and readers that handle stored chunks themselves
+ * (H5Dwrite_chunk, H5Dread_chunk). */
+uint32_t h5u_fletcher32(const void *data, size_t n);
+void h5u_fletcher32_put(uint8_t *at, uint32_t sum);
+/* 1 when the last 4 of the n stored bytes are the checksum of the others. */
+int h5u_fletcher32_ok(const void *stored, size_t n);
+
+/* Opens dataset `path` (absolute, or relative to loc) only when its data can
+ * come from nothing but this file: every link on the path is a hard link
+ * (no external link into another file, no soft link), the object is a
+ * dataset, its layout is not virtual (a mapping of other files' datasets)
+ * and it has no external raw storage (H5Pset_external: bytes of any local
+ * file). Nothing is opened or followed before it is checked. Returns the
+ * dataset (H5Dclose it), or -1 with why[] naming the path and the cause:
+ * "dataset '/x' is missing", "'/g' is an external link (to 'f.h5:/y'): data
+ * from another file is refused", "'/x' is a soft link: ...", "'/x' is not a
+ * dataset", "dataset '/x' is a virtual dataset: ...", "dataset '/x' stores
+ * its data in an external file ('/etc/passwd'): ...". A readable, trivially
+ * callable check for every reader of untrusted HDF5 files (shards,
+ * checkpoints). */
+hid_t h5u_open_dataset_safe(hid_t loc, const char *path, char *why, size_t whyn);
+/* The storage half of the check, on an open dataset: 0, or -1 with why[]
+ * (name is only used in the message). */
+int h5u_check_dataset_storage(hid_t ds, const char *name, char *why, size_t whyn);
 
 /* Creates dataset `name` in loc of file type ftype and shape dims (maxdims
  * NULL: fixed), with creation properties dcpl (H5P_DEFAULT: contiguous),

@@ -31,14 +31,19 @@ static size_t zstd_decompress_chunk(size_t nbytes, size_t *buf_size, void **buf)
 	return got;
 }
 
+/* One frame recording its content size and a checksum of its content
+ * (verified by every zstd decoder, ours included). */
 static size_t zstd_compress_chunk(int level, size_t nbytes, size_t *buf_size, void **buf)
 {
 	size_t cap = ZSTD_compressBound(nbytes);
 	void *out = malloc(cap ? cap : 1);
-	if (!out)
-		return 0;
-	size_t got = ZSTD_compress(out, cap, *buf, nbytes, level);
-	if (ZSTD_isError(got)) {
+	ZSTD_CCtx *cctx = ZSTD_createCCtx();
+	size_t got = (size_t)-1; /* a zstd error code */
+	if (out && cctx && !ZSTD_isError(ZSTD_CCtx_setParameter(cctx, ZSTD_c_compressionLevel, level)) &&
+	    !ZSTD_isError(ZSTD_CCtx_setParameter(cctx, ZSTD_c_checksumFlag, 1)))
+		got = ZSTD_compress2(cctx, out, cap, *buf, nbytes);
+	ZSTD_freeCCtx(cctx);
+	if (!out || ZSTD_isError(got)) {
 		free(out);
 		return 0;
 	}

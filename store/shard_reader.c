@@ -1,9 +1,12 @@
 /* Shard reader: validates the whole file on open (attributes, datasets,
- * dtypes, shapes, offsets, object codes), keeps the small per-sample arrays
- * in memory and reads images in blocks of whole chunks. Chunks of files with
- * no filter or only zstd are fetched with H5Dread_chunk and inflated here
+ * dtypes, shapes, offsets, object codes, captions), keeps the small
+ * per-sample arrays in memory and reads images in blocks of whole chunks.
+ * Chunks of /images whose pipeline is [zstd][Fletcher-32] (or a part of it)
+ * are fetched with H5Dread_chunk, their checksum verified and inflated here
  * with a reused context straight into the block (no HDF5 pipeline copies);
- * any other filter pipeline goes through H5Dread. */
+ * any other filter pipeline goes through H5Dread, chunk by chunk. Every
+ * dataset is opened through h5u_open_dataset_safe: nothing outside the
+ * shard file is ever read. */
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -12,6 +15,7 @@
 #include <zstd.h>
 
 #include "common/nb_error.h"
+#include "common/vocab.h"
 #include "store/h5util.h"
 #include "store/h5zstd.h"
 #include "store/shard_store.h"
@@ -28,7 +32,9 @@ struct shard_reader {
 	size_t n, img_bytes, chunk_images, block_images;
 	uint8_t *block;                /* cached images [block_start, block_start+block_len),
 	                                  room for block_images (whole chunks) */
-	int direct;                    /* 0: H5Dread, 1: raw chunks, 2: zstd chunks */
+	int direct;                    /* 1: /images chunks read with H5Dread_chunk */
+	int zstd, fletcher;            /* its pipeline: zstd first, Fletcher-32 last */
+	char unchecked[128];           /* datasets without a checksum, "" if none */
 	ZSTD_DCtx *dctx;
 	uint8_t *zbuf;                 /* one stored chunk */
 	size_t zcap;
@@ -77,21 +83,56 @@ static int fail(shard_reader *r, const char *fmt, const char *a, const char *b)
 	return nb_error("cannot open shard '%s': %s", r->path, msg);
 }
 
-/* Opens /name and checks its element type and rank; fills dims. */
+/* What one row of each dataset is, for messages naming a chunk's rows. */
+static const char *row_unit(const char *name)
+{
+	if (!strcmp(name, "sources"))
+		return "bytes";
+	if (!strcmp(name, "tokens"))
+		return "tokens";
+	if (!strcmp(name, "offsets") || !strcmp(name, "source_offsets"))
+		return "entries";
+	return "samples";
+}
+
+/* 1 when the dataset's pipeline has HDF5's Fletcher-32 checksum. */
+static int has_fletcher(hid_t ds)
+{
+	hid_t dcpl = H5Dget_create_plist(ds);
+	unsigned flags = 0;
+	size_t ncd = 0;
+	int found = dcpl >= 0 &&
+		    H5Pget_filter_by_id2(dcpl, H5Z_FILTER_FLETCHER32, &flags, &ncd, NULL, 0, NULL, NULL) >= 0;
+	if (dcpl >= 0)
+		H5Pclose(dcpl);
+	H5Eclear2(H5E_DEFAULT);
+	return found;
+}
+
+/* Adds "/name" to the list of datasets without a checksum, once. */
+static void note_unchecked(shard_reader *r, const char *name)
+{
+	size_t len = strlen(name);
+	for (const char *p = strchr(r->unchecked, '/'); p; p = strchr(p + 1, '/'))
+		if (!strncmp(p + 1, name, len) && (p[len + 1] == ',' || p[len + 1] == '\0'))
+			return;
+	size_t at = strlen(r->unchecked);
+	snprintf(r->unchecked + at, sizeof r->unchecked - at, "%s/%s", at ? ", " : "", name);
+}
+
+/* Opens /name (refusing links and storage that lead outside the file),
+ * checks its element type and rank, fills dims, and notes a dataset
+ * without a checksum. */
 static hid_t open_dataset(shard_reader *r, const char *name, const dtype_want *want, int rank, hsize_t *dims)
 {
-	if (H5Lexists(r->file, name, H5P_DEFAULT) <= 0) {
-		H5Eclear2(H5E_DEFAULT);
-		fail(r, "dataset '/%s' is missing%s", name, "");
-		return -1;
-	}
-	hid_t ds = H5Dopen2(r->file, name, H5P_DEFAULT);
+	char why[768];
+	hid_t ds = h5u_open_dataset_safe(r->file, name, why, sizeof why);
 	if (ds < 0) {
-		char cause[256];
-		h5u_cause(cause, sizeof cause);
-		nb_error("cannot open shard '%s': '/%s' is not a readable dataset: %s", r->path, name, cause);
+		nb_error("cannot open shard '%s': %s", r->path, why);
 		return -1;
 	}
+	if (!has_fletcher(ds))
+		note_unchecked(r, name);
 	hid_t t = H5Dget_type(ds);
 	int ok = t >= 0 && H5Tget_class(t) == want->cls && H5Tget_size(t) == want->size &&
 		 (want->cls != H5T_INTEGER || H5Tget_sign(t) == want->sign);
@@ -125,7 +166,53 @@ static hid_t open_dataset(shard_reader *r, const char *name, const dtype_want *w
 	return ds;
 }
 
-/* Reads a whole 1-D or 2-D dataset of `count` elements into a new buffer. */
+/* After a failed read of a whole dataset: reads it again chunk by chunk
+ * (rows of `rowbytes` bytes into buf) to name the first failing chunk's
+ * rows and its cause. */
+static int report_bad_chunk(shard_reader *r, hid_t ds, const char *name, hid_t mtype, size_t rowbytes,
+			    size_t rows, void *buf, const char *whole_cause)
+{
+	hid_t dcpl = H5Dget_create_plist(ds), fspace = H5Dget_space(ds);
+	int rank = fspace >= 0 ? H5Sget_simple_extent_ndims(fspace) : -1;
+	hsize_t chunk[4] = {0}, dims[4] = {0};
+	if (dcpl >= 0 && H5Pget_layout(dcpl) == H5D_CHUNKED && rank >= 1 && rank <= 4 &&
+	    H5Pget_chunk(dcpl, 4, chunk) == rank && chunk[0] >= 1)
+		H5Sget_simple_extent_dims(fspace, dims, NULL);
+	else
+		chunk[0] = rows ? rows : 1;
+	if (dcpl >= 0)
+		H5Pclose(dcpl);
+	char cause[256];
+	snprintf(cause, sizeof cause, "%s", whole_cause);
+	size_t first = 0, last = rows ? rows - 1 : 0;
+	for (size_t row = 0; rank >= 1 && dims[0] && row < rows; row += (size_t)chunk[0]) {
+		hsize_t start[4] = {row, 0, 0, 0}, count[4] = {0};
+		count[0] = rows - row < chunk[0] ? rows - row : chunk[0];
+		for (int k = 1; k < rank; k++)
+			count[k] = dims[k];
+		hid_t mspace = H5Screate_simple(rank, count, NULL);
+		herr_t rc = mspace >= 0 ? H5Sselect_hyperslab(fspace, H5S_SELECT_SET, start, NULL, count, NULL) : -1;
+		if (rc >= 0)
+			rc = H5Dread(ds, mtype, mspace, fspace, H5P_DEFAULT, (uint8_t *)buf + row * rowbytes);
+		if (rc < 0)
+			h5u_cause(cause, sizeof cause);
+		if (mspace >= 0)
+			H5Sclose(mspace);
+		if (rc < 0) {
+			first = row;
+			last = row + (size_t)count[0] - 1;
+			break;
+		}
+	}
+	if (fspace >= 0)
+		H5Sclose(fspace);
+	H5Eclear2(H5E_DEFAULT);
+	return nb_error("cannot open shard '%s': dataset '/%s' %s %zu..%zu: %s%s", r->path, name, row_unit(name),
+			first, last, cause, strstr(cause, "checksum") ? " (the chunk is corrupt)" : "");
+}
+
+/* Reads a whole 1-D or 2-D dataset of `count` rows of elsize bytes into a
+ * new buffer. */
 static void *read_all(shard_reader *r, hid_t ds, const char *name, hid_t mtype, size_t elsize, size_t count)
 {
 	if (count > ((size_t)1 << 40) / elsize) {
@@ -140,7 +227,7 @@ static void *read_all(shard_reader *r, hid_t ds, const char *name, hid_t mtype, 
 	if (count && H5Dread(ds, mtype, H5S_ALL, H5S_ALL, H5P_DEFAULT, buf) < 0) {
 		char cause[256];
 		h5u_cause(cause, sizeof cause);
-		nb_error("cannot open shard '%s': cannot read '/%s': %s", r->path, name, cause);
+		report_bad_chunk(r, ds, name, mtype, elsize, count, buf, cause);
 		free(buf);
 		return NULL;
 	}
@@ -239,25 +326,32 @@ static int read_attrs(shard_reader *r)
 	return 0;
 }
 
-/* 1 when /images has no filter, 2 when its only filter is zstd, else 0. */
-static int direct_mode(hid_t images)
+/* Reads the /images pipeline into r: direct chunk reads when it is zstd,
+ * Fletcher-32, both in that order, or nothing; else through H5Dread. */
+static void images_pipeline(shard_reader *r)
 {
-	hid_t dcpl = H5Dget_create_plist(images);
+	r->direct = r->zstd = r->fletcher = 0;
+	hid_t dcpl = H5Dget_create_plist(r->images);
 	if (dcpl < 0)
-		return 0;
-	int n = H5Pget_nfilters(dcpl), mode = 0;
-	if (n == 0) {
-		mode = 1;
-	} else if (n == 1) {
+		return;
+	int n = H5Pget_nfilters(dcpl), ok = n >= 0 && n <= 2;
+	for (int i = 0; ok && i < n; i++) {
 		unsigned flags = 0, cd[8];
 		size_t ncd = 8;
 		char name[64];
-		H5Z_filter_t id = H5Pget_filter2(dcpl, 0, &flags, &ncd, cd, sizeof name, name, NULL);
-		mode = id == H5ZSTD_FILTER_ID ? 2 : 0;
+		H5Z_filter_t id = H5Pget_filter2(dcpl, (unsigned)i, &flags, &ncd, cd, sizeof name, name, NULL);
+		if (id == H5ZSTD_FILTER_ID && i == 0 && !r->zstd)
+			r->zstd = 1;
+		else if (id == H5Z_FILTER_FLETCHER32 && i == n - 1)
+			r->fletcher = 1;
+		else
+			ok = 0;
 	}
 	H5Pclose(dcpl);
 	H5Eclear2(H5E_DEFAULT);
-	return mode;
+	r->direct = ok;
+	if (!ok)
+		r->zstd = r->fletcher = 0;
 }
 
 static int open_images(shard_reader *r)
@@ -285,7 +379,7 @@ static int open_images(shard_reader *r)
 	if (r->chunk_images > SHARD_MAX_CHUNK_BYTES / r->img_bytes)
 		return nb_error("cannot open shard '%s': '/images' chunks of %zu images are larger than %zu MiB",
 				r->path, r->chunk_images, SHARD_MAX_CHUNK_BYTES >> 20);
-	r->direct = direct_mode(r->images);
+	images_pipeline(r);
 	size_t chunk_bytes = r->chunk_images * r->img_bytes;
 	size_t k = (READ_AHEAD_BYTES + chunk_bytes - 1) / chunk_bytes;
 	if (k < 4 && 4 * chunk_bytes <= READ_AHEAD_MAX)
@@ -345,7 +439,19 @@ static int load_captions(shard_reader *r)
 	if (!r->tokens)
 		return -1;
 	r->score = load_1d(r, "score", &T_F32, H5T_NATIVE_FLOAT, r->n, NULL);
-	return r->score ? 0 : -1;
+	if (!r->score)
+		return -1;
+	/* A caption of nothing but <pad> teaches the model to say nothing. */
+	for (size_t i = 0; i < r->n; i++) {
+		uint64_t k = r->offsets[i];
+		while (k < r->offsets[i + 1] && r->tokens[k] == VOCAB_PAD)
+			k++;
+		if (k == r->offsets[i + 1])
+			return nb_error("cannot open shard '%s': sample %zu (id %llu) has an empty caption (%llu tokens, "
+					"none but <pad>)", r->path, i, (unsigned long long)r->ids[i],
+					(unsigned long long)(r->offsets[i + 1] - r->offsets[i]));
+	}
+	return 0;
 }
 
 static int load_objects(shard_reader *r)
@@ -374,7 +480,8 @@ static int load_objects(shard_reader *r)
 	return 0;
 }
 
-static int open_and_validate(shard_reader *r)
+/* Checks the path before HDF5 opens it: a regular HDF5 file. */
+static int check_file(shard_reader *r)
 {
 	struct stat st;
 	if (stat(r->path, &st) < 0)
@@ -385,14 +492,35 @@ static int open_and_validate(shard_reader *r)
 		H5Eclear2(H5E_DEFAULT);
 		return nb_error("cannot open shard '%s': not an HDF5 file", r->path);
 	}
-	/* Default access properties: HDF5 refuses a second open of the same
-	 * file with a different close degree, and tools (inspect) reopen it. */
-	r->file = H5Fopen(r->path, H5F_ACC_RDONLY, H5P_DEFAULT);
+	return 0;
+}
+
+/* Opens r->path with access properties fapl (H5P_DEFAULT: the file). */
+static int open_file(shard_reader *r, const char *name, hid_t fapl)
+{
+	r->file = H5Fopen(name, H5F_ACC_RDONLY, fapl);
 	if (r->file < 0) {
 		char cause[256];
 		h5u_cause(cause, sizeof cause);
 		return nb_error("cannot open shard '%s': %s", r->path, cause);
 	}
+	return 0;
+}
+
+/* Once per process: corpora written before checksums stay readable. */
+static void warn_unchecked(const shard_reader *r)
+{
+	static int warned;
+	if (warned)
+		return;
+	warned = 1;
+	nb_warn("shard '%s' has no checksums (datasets %s): it was written before nboost checksummed shards or by "
+		"another tool, so a corrupt chunk in it may go unnoticed; rewriting it adds them (printed once for "
+		"all such shards)", r->path, r->unchecked);
+}
+
+static int validate(shard_reader *r)
+{
 	if (read_attrs(r) < 0 || open_images(r) < 0)
 		return -1;
 	if (r->n > ((size_t)1 << 32))
@@ -410,7 +538,19 @@ static int open_and_validate(shard_reader *r)
 	r->block = malloc(cap * r->img_bytes + 1);
 	if (!r->block)
 		return nb_error("cannot open shard '%s': out of memory for the read-ahead block", r->path);
+	if (r->unchecked[0])
+		warn_unchecked(r);
 	return 0;
+}
+
+static shard_reader *reader_new(const char *name)
+{
+	if (shard_zstd_register() < 0)
+		return NULL;
+	shard_reader *r = nb_xcalloc(1, sizeof *r);
+	r->path = nb_xstrdup(name);
+	r->file = r->images = -1;
+	return r;
 }
 
 shard_reader *shard_open(const char *path)
@@ -419,17 +559,48 @@ shard_reader *shard_open(const char *path)
 		nb_error("cannot open shard: no path given");
 		return NULL;
 	}
-	if (shard_zstd_register() < 0)
-		return NULL;
-	shard_reader *r = nb_xcalloc(1, sizeof *r);
-	r->path = nb_xstrdup(path);
-	r->file = r->images = -1;
-	if (open_and_validate(r) < 0) {
+	shard_reader *r = reader_new(path);
+	/* Default access properties: HDF5 refuses a second open of the same
+	 * file with a different close degree, and tools (inspect) reopen it. */
+	if (r && (check_file(r) < 0 || open_file(r, path, H5P_DEFAULT) < 0 || validate(r) < 0)) {
 		/* shard_close would overwrite nothing, but keep our message. */
 		shard_close(r);
 		return NULL;
 	}
 	return r;
+}
+
+shard_reader *shard_open_image(const void *image, size_t size, const char *name)
+{
+	if (!image || !size || !name) {
+		nb_error("cannot open shard '%s': empty file image", name ? name : "(image)");
+		return NULL;
+	}
+	shard_reader *r = reader_new(name);
+	if (!r)
+		return NULL;
+	/* The core driver serves the file from a copy of the image. It first
+	 * checks that no file of the given name exists, so the name HDF5 sees
+	 * is one that cannot exist; messages use `name`. */
+	hid_t fapl = H5Pcreate(H5P_FILE_ACCESS);
+	int rc = fapl >= 0 && H5Pset_fapl_core(fapl, 1 << 16, 0) >= 0 &&
+			 H5Pset_file_image(fapl, (void *)image, size) >= 0
+		 ? 0
+		 : nb_error("cannot open shard '%s': cannot set up an in-memory file", name);
+	if (rc == 0)
+		rc = open_file(r, "/dev/null/nboost-file-image.h5", fapl);
+	if (fapl >= 0)
+		H5Pclose(fapl);
+	if (rc < 0 || validate(r) < 0) {
+		shard_close(r);
+		return NULL;
+	}
+	return r;
+}
+
+int shard_has_checksums(const shard_reader *r)
+{
+	return r->unchecked[0] == '\0';
 }
 
 const shard_meta *shard_reader_meta(const shard_reader *r)
@@ -447,7 +618,9 @@ const char *shard_path(const shard_reader *r)
 	return r->path;
 }
 
-static int read_images_h5(shard_reader *r, size_t start, size_t count, char *cause, size_t n)
+/* Reads `count` images from `start` (one chunk or less) through HDF5's
+ * pipeline into dst. */
+static int read_images_h5(shard_reader *r, size_t start, size_t count, uint8_t *dst, char *cause, size_t n)
 {
 	hsize_t fstart[4] = {start, 0, 0, 0};
 	hsize_t fcount[4] = {count, (hsize_t)r->meta.height, (hsize_t)r->meta.width, 3};
@@ -456,9 +629,14 @@ static int read_images_h5(shard_reader *r, size_t start, size_t count, char *cau
 	herr_t rc = -1;
 	if (fspace >= 0 && mspace >= 0 &&
 	    H5Sselect_hyperslab(fspace, H5S_SELECT_SET, fstart, NULL, fcount, NULL) >= 0)
-		rc = H5Dread(r->images, H5T_NATIVE_UINT8, mspace, fspace, H5P_DEFAULT, r->block);
-	if (rc < 0)
+		rc = H5Dread(r->images, H5T_NATIVE_UINT8, mspace, fspace, H5P_DEFAULT, dst);
+	if (rc < 0) {
 		h5u_cause(cause, n);
+		if (strstr(cause, "checksum")) {
+			size_t len = strlen(cause);
+			snprintf(cause + len, n - len, " (the chunk is corrupt)");
+		}
+	}
 	if (fspace >= 0)
 		H5Sclose(fspace);
 	if (mspace >= 0)
@@ -466,22 +644,23 @@ static int read_images_h5(shard_reader *r, size_t start, size_t count, char *cau
 	return rc < 0 ? -1 : 0;
 }
 
-/* Reads the stored chunk at image `first` and inflates it into dst (one
- * whole chunk). Every size is checked against the chunk shape, so a corrupt
- * chunk is an error, never an overflow. */
+/* Reads the stored chunk at image `first`, verifies its checksum and
+ * inflates it into dst (one whole chunk). Every size is checked against the
+ * chunk shape, so a corrupt chunk is an error, never an overflow. */
 static int read_chunk_direct(shard_reader *r, size_t first, uint8_t *dst, char *cause, size_t n)
 {
 	size_t chunk_bytes = r->chunk_images * r->img_bytes;
+	size_t tail = r->fletcher ? 4 : 0;
 	hsize_t offset[4] = {first, 0, 0, 0};
 	hsize_t stored = 0;
 	if (H5Dget_chunk_storage_size(r->images, offset, &stored) < 0 || stored == 0) {
 		h5u_cause(cause, n);
-		snprintf(cause, n, "chunk at image %zu is missing", first);
+		snprintf(cause, n, "the chunk is missing");
 		return -1;
 	}
-	if (stored > ZSTD_compressBound(chunk_bytes)) {
-		snprintf(cause, n, "chunk at image %zu is corrupt (%llu bytes stored for %zu)", first,
-			 (unsigned long long)stored, chunk_bytes);
+	if (stored > (r->zstd ? ZSTD_compressBound(chunk_bytes) : chunk_bytes) + tail || stored < tail) {
+		snprintf(cause, n, "the chunk is corrupt (%llu bytes stored for %zu)", (unsigned long long)stored,
+			 chunk_bytes);
 		return -1;
 	}
 	if (stored > r->zcap) {
@@ -498,43 +677,56 @@ static int read_chunk_direct(shard_reader *r, size_t first, uint8_t *dst, char *
 		h5u_cause(cause, n);
 		return -1;
 	}
-	if (r->direct == 1 || (mask & 1)) {
-		if (stored != chunk_bytes) {
-			snprintf(cause, n, "chunk at image %zu has %llu bytes (expected %zu)", first,
-				 (unsigned long long)stored, chunk_bytes);
+	unsigned fletcher_bit = r->zstd ? 2u : 1u;
+	if (r->fletcher && (mask & fletcher_bit)) {
+		snprintf(cause, n, "the chunk is stored without its checksum (filter mask 0x%x): corrupt", (unsigned)mask);
+		return -1;
+	}
+	if (r->fletcher && !h5u_fletcher32_ok(r->zbuf, (size_t)stored)) {
+		snprintf(cause, n, "checksum mismatch (Fletcher-32): the chunk is corrupt");
+		return -1;
+	}
+	size_t len = (size_t)stored - tail;
+	if (!r->zstd || (mask & 1)) {
+		if (len != chunk_bytes) {
+			snprintf(cause, n, "the chunk has %zu bytes (expected %zu)", len, chunk_bytes);
 			return -1;
 		}
 		memcpy(dst, r->zbuf, chunk_bytes);
 		return 0;
 	}
-	unsigned long long want = ZSTD_getFrameContentSize(r->zbuf, stored);
+	unsigned long long want = ZSTD_getFrameContentSize(r->zbuf, len);
 	if (want != chunk_bytes) {
-		snprintf(cause, n, "chunk at image %zu is corrupt (zstd frame header unreadable or of the wrong size)",
-			 first);
+		snprintf(cause, n, "the chunk is corrupt (zstd frame header unreadable or of the wrong size)");
 		return -1;
 	}
-	size_t got = ZSTD_decompressDCtx(r->dctx, dst, chunk_bytes, r->zbuf, stored);
+	/* A frame with a content checksum is verified here too. */
+	size_t got = ZSTD_decompressDCtx(r->dctx, dst, chunk_bytes, r->zbuf, len);
 	if (ZSTD_isError(got) || got != chunk_bytes) {
-		snprintf(cause, n, "chunk at image %zu is corrupt (zstd: %s)", first,
-			 ZSTD_isError(got) ? ZSTD_getErrorName(got) : "short frame");
+		snprintf(cause, n, "the chunk is corrupt (zstd: %s)", ZSTD_isError(got) ? ZSTD_getErrorName(got) : "short frame");
 		return -1;
 	}
 	return 0;
 }
 
+/* Reads images [start, start+count) chunk by chunk into the block; a
+ * failing chunk is named by its samples. */
 static int read_images(shard_reader *r, size_t start, size_t count)
 {
 	char cause[256];
-	int rc = 0;
 	if (r->direct && !r->dctx && !(r->dctx = ZSTD_createDCtx()))
 		NB_BUG("ZSTD_createDCtx failed");
-	if (!r->direct)
-		rc = read_images_h5(r, start, count, cause, sizeof cause);
-	for (size_t c = 0; r->direct && rc == 0 && c < count; c += r->chunk_images)
-		rc = read_chunk_direct(r, start + c, r->block + c * r->img_bytes, cause, sizeof cause);
-	if (rc < 0) {
-		r->block_len = 0;
-		return nb_error("cannot read shard '%s': images %zu..%zu: %s", r->path, start, start + count - 1, cause);
+	for (size_t c = 0; c < count; c += r->chunk_images) {
+		uint8_t *dst = r->block + c * r->img_bytes;
+		size_t m = count - c < r->chunk_images ? count - c : r->chunk_images;
+		int rc = r->direct ? read_chunk_direct(r, start + c, dst, cause, sizeof cause)
+				   : read_images_h5(r, start + c, m, dst, cause, sizeof cause);
+		if (rc < 0) {
+			r->block_len = 0;
+			size_t last = start + c + r->chunk_images < r->n ? start + c + r->chunk_images : r->n;
+			return nb_error("cannot read shard '%s': dataset '/images' samples %zu..%zu: %s", r->path,
+					start + c, last - 1, cause);
+		}
 	}
 	r->block_start = start;
 	r->block_len = count;
@@ -586,6 +778,15 @@ int shard_get(shard_reader *r, size_t index, shard_sample *out)
 	if (cache_image(r, index, r->chunk_images) < 0)
 		return -1;
 	fill_sample(r, index, out);
+	return 0;
+}
+
+int shard_verify(shard_reader *r)
+{
+	/* Everything but /images was read and verified by shard_open. */
+	for (size_t i = 0; i < r->n; i += r->block_images)
+		if (cache_image(r, i, r->block_images) < 0)
+			return -1;
 	return 0;
 }
 

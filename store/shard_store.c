@@ -5,6 +5,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <signal.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -45,6 +46,29 @@ static int cmp_str(const void *a, const void *b)
 	return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
+/* Why a directory entry named like a shard is not one, or NULL when it is
+ * a regular file (directly or through a symbolic link). lstat and stat
+ * never open the entry, so a FIFO cannot block the listing. */
+static const char *not_a_shard(const char *path)
+{
+	struct stat lst, st;
+	if (lstat(path, &lst) < 0)
+		return strerror(errno);
+	if (stat(path, &st) < 0)
+		return S_ISLNK(lst.st_mode) && errno == ENOENT ? "a dangling symbolic link" : strerror(errno);
+	if (S_ISREG(st.st_mode))
+		return NULL;
+	if (S_ISDIR(st.st_mode))
+		return "a directory, not a shard file";
+	if (S_ISFIFO(st.st_mode))
+		return "a FIFO, not a shard file";
+	if (S_ISSOCK(st.st_mode))
+		return "a socket, not a shard file";
+	if (S_ISCHR(st.st_mode) || S_ISBLK(st.st_mode))
+		return "a device, not a shard file";
+	return "not a regular file";
+}
+
 int shard_list(const char *dir, char ***paths)
 {
 	*paths = NULL;
@@ -52,16 +76,18 @@ int shard_list(const char *dir, char ***paths)
 	if (!d)
 		return nb_error("cannot list shards in '%s': %s", dir, strerror(errno));
 	char **v = NULL;
-	int n = 0, cap = 0;
+	int n = 0, cap = 0, rc = 0;
 	struct dirent *e;
 	while ((e = readdir(d))) {
 		if (e->d_name[0] == '.' || !ends_with(e->d_name, ".h5"))
 			continue;
 		char *p = join_path(dir, e->d_name);
-		struct stat st;
-		if (stat(p, &st) < 0 || !S_ISREG(st.st_mode)) {
+		const char *why = not_a_shard(p);
+		if (why) {
+			/* Skipping it would silently drop a shard's worth of data. */
+			rc = nb_error("cannot list shards in '%s': '%s' is %s", dir, p, why);
 			free(p);
-			continue;
+			break;
 		}
 		if (n == cap) {
 			cap = cap ? cap * 2 : 16;
@@ -70,6 +96,10 @@ int shard_list(const char *dir, char ***paths)
 		v[n++] = p;
 	}
 	closedir(d);
+	if (rc < 0) {
+		shard_list_free(v, n);
+		return -1;
+	}
 	if (n > 1)
 		qsort(v, (size_t)n, sizeof *v, cmp_str);
 	*paths = v;
@@ -105,6 +135,29 @@ static long temp_owner(const char *name)
 	return pid;
 }
 
+/* 1 when process pid exists on this host and is not a zombie (a process
+ * that exited but was not reaped writes nothing more). */
+static int writer_alive(long pid)
+{
+	if (kill((pid_t)pid, 0) != 0 && errno != EPERM)
+		return 0;
+	char path[64], buf[512];
+	snprintf(path, sizeof path, "/proc/%ld/stat", pid);
+	FILE *f = fopen(path, "r");
+	if (!f)
+		return 1; /* no /proc: trust kill() */
+	size_t n = fread(buf, 1, sizeof buf - 1, f);
+	fclose(f);
+	buf[n] = '\0';
+	/* "pid (comm) S ...": comm may hold spaces and parentheses, the state
+	 * follows the last ')'. */
+	const char *close = strrchr(buf, ')');
+	if (!close || close[1] != ' ')
+		return 1;
+	char state = close[2];
+	return state != 'Z' && state != 'X' && state != 'x';
+}
+
 int shard_sweep_tmp(const char *dir)
 {
 	DIR *d = opendir(dir);
@@ -117,10 +170,8 @@ int shard_sweep_tmp(const char *dir)
 		if (pid < 0)
 			continue;
 		/* A live writer on this host keeps its file; anything else was
-		 * left by a writer that died before commit. */
-		if (pid > 0 && pid != (long)getpid() && (kill((pid_t)pid, 0) == 0 || errno == EPERM))
-			continue;
-		if (pid == (long)getpid())
+		 * left by a writer that died (or is a zombie) before commit. */
+		if (pid == (long)getpid() || (pid > 0 && writer_alive(pid)))
 			continue;
 		char *p = join_path(dir, e->d_name);
 		if (unlink(p) == 0)

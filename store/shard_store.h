@@ -9,10 +9,16 @@
  * hidden temporary file, which shard_list() ignores and shard_sweep_tmp()
  * removes.
  *
+ * Every chunk of every dataset carries HDF5's Fletcher-32 checksum of its
+ * stored bytes (and zstd frames their content checksum); a chunk that fails
+ * it is an error naming the shard, the dataset and the chunk's rows.
+ *
  * Reading: shard_open() validates the schema name and version, dataset
- * shapes and dtypes, and the offsets' monotonicity and bounds, before it
- * returns. Any problem yields NULL and nb_errmsg() naming the file and the
- * cause. Samples are read in order (shard_next) or by index (shard_get);
+ * shapes and dtypes, the offsets' monotonicity and bounds, and that no
+ * caption is empty, before it returns. It refuses datasets whose data would
+ * come from another file (external links, soft links, virtual datasets,
+ * external raw storage). Any problem yields NULL and nb_errmsg() naming the
+ * file and the cause. Samples are read in order (shard_next) or by index (shard_get);
  * images are read in blocks of whole chunks, so sequential reading costs one
  * decompression per chunk.
  *
@@ -54,6 +60,7 @@ typedef struct {
 	/* writer tuning (not stored): */
 	int zstd_level;              /* default SHARD_ZSTD_DEFAULT (1) when 0; SHARD_NO_COMPRESSION = none */
 	int chunk_images;            /* images per HDF5 chunk, default 64 when 0 */
+	int no_checksum;             /* 1: no checksums (benchmark baseline, tests of old shards) */
 } shard_meta;
 
 /* One sample. On write, the pointers are read (and copied) by shard_append.
@@ -95,14 +102,30 @@ int shard_next(shard_reader *r, shard_sample *out);
 /* Random access by index in [0, count): 0 or -1. */
 int shard_get(shard_reader *r, size_t index, shard_sample *out);
 void shard_rewind(shard_reader *r);
+/* Reads (and so verifies) every image chunk, without moving shard_next's
+ * position: 0, or -1 + nb_errmsg naming the first bad chunk. The other
+ * datasets were verified by shard_open. */
+int shard_verify(shard_reader *r);
 void shard_close(shard_reader *r);
+/* The same validation for a shard held in memory (an HDF5 file image of
+ * `size` bytes, copied; `name` labels messages). For fuzzing and tools that
+ * receive a shard over a channel. NULL + nb_errmsg on failure. */
+shard_reader *shard_open_image(const void *image, size_t size, const char *name);
+/* 1 when every dataset of the shard carries a Fletcher-32 checksum (all
+ * shards written since issue #13), 0 for older shards (read with a warning
+ * printed once per process; see schemas/image_shard.md). */
+int shard_has_checksums(const shard_reader *r);
 
 /* Lists committed shards ("*.h5", not hidden) in dir, sorted by name.
  * Returns the count and sets *paths (free each and the array with
- * shard_list_free), or -1 + nb_errmsg. */
+ * shard_list_free), or -1 + nb_errmsg. An entry named like a shard that is
+ * not a regular file (a dangling symbolic link, a directory, a FIFO, ...)
+ * is an error naming it and why, never skipped; entries are never opened. */
 int shard_list(const char *dir, char ***paths);
 void shard_list_free(char **paths, int n);
-/* Removes temporaries left in dir by crashed writers. Returns how many. */
+/* Removes temporaries left in dir by crashed writers: those whose writer
+ * pid is not alive on this host, a zombie counting as dead. Returns how
+ * many. */
 int shard_sweep_tmp(const char *dir);
 
 #endif

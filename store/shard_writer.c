@@ -1,6 +1,7 @@
 /* Shard writer: buffers images into whole chunks and writes each with
  * H5Dwrite_chunk, compressed here with a reused zstd context into exactly
- * the frame the filter would produce (bypassing HDF5's filter pipeline, its
+ * the frame the filter would produce, followed by the Fletcher-32 checksum
+ * HDF5's filter would append (bypassing HDF5's filter pipeline, its
  * copies and allocations, roughly doubles the write rate). It keeps the small per-sample arrays in memory and writes
  * them at commit, then publishes the file atomically (nb_publish: temp,
  * fsync, rename, fsync dir). */
@@ -13,17 +14,18 @@
 
 #include "common/nb_error.h"
 #include "common/nb_io.h"
+#include "common/vocab.h"
 #include "store/h5util.h"
 #include "store/shard_store.h"
 
 struct shard_writer {
 	char *path, *tmp;
 	shard_meta meta;
-	int level;
+	int level, checksum;
 	hid_t file, images;
 	size_t img_bytes, count;
-	uint8_t *chunk;      /* chunk_images images not yet written */
-	uint8_t *zbuf;       /* compressed chunk */
+	uint8_t *chunk;      /* chunk_images images not yet written (+ 4 bytes: checksum) */
+	uint8_t *zbuf;       /* compressed chunk (+ 4 bytes: checksum) */
 	size_t zcap;
 	ZSTD_CCtx *cctx;
 	size_t chunk_fill;   /* images in chunk */
@@ -112,13 +114,20 @@ shard_writer *shard_create(const char *path, const shard_meta *meta)
 		w->meta.chunk_images = fit < 64 ? (int)fit : 64;
 	}
 	w->level = meta->zstd_level ? meta->zstd_level : SHARD_ZSTD_DEFAULT;
+	w->checksum = !meta->no_checksum;
 	size_t chunk_bytes = w->img_bytes * w->meta.chunk_images;
-	w->chunk = nb_xmalloc(chunk_bytes);
+	w->chunk = nb_xmalloc(chunk_bytes + 4);
 	w->zcap = ZSTD_compressBound(chunk_bytes);
-	w->zbuf = nb_xmalloc(w->zcap);
+	w->zbuf = nb_xmalloc(w->zcap + 4);
 	w->cctx = ZSTD_createCCtx();
 	if (!w->cctx)
 		NB_BUG("ZSTD_createCCtx failed");
+	/* As the filter does (h5zstd.c): level, and the frame's own checksum
+	 * of its content when checksums are on. */
+	if (w->level != SHARD_NO_COMPRESSION &&
+	    (ZSTD_isError(ZSTD_CCtx_setParameter(w->cctx, ZSTD_c_compressionLevel, w->level)) ||
+	     ZSTD_isError(ZSTD_CCtx_setParameter(w->cctx, ZSTD_c_checksumFlag, w->checksum))))
+		NB_BUG("zstd rejects level %d", w->level);
 	w->file = w->images = -1;
 	uint64_t zero = 0;
 	nb_buf_add(&w->source_offsets, &zero, sizeof zero);
@@ -144,7 +153,7 @@ shard_writer *shard_create(const char *path, const shard_meta *meta)
 	hsize_t maxd[4] = {H5S_UNLIMITED, dims[1], dims[2], 3};
 	hsize_t chunk[4] = {(hsize_t)w->meta.chunk_images, dims[1], dims[2], 3};
 	hid_t space = H5Screate_simple(4, dims, maxd);
-	hid_t dcpl = h5u_dcpl(4, chunk, w->level);
+	hid_t dcpl = h5u_dcpl_opts(4, chunk, w->level, w->checksum);
 	if (space >= 0 && dcpl >= 0)
 		w->images = H5Dcreate2(w->file, "images", H5T_STD_U8LE, space, H5P_DEFAULT, dcpl, H5P_DEFAULT);
 	if (w->images < 0)
@@ -172,10 +181,16 @@ static int flush_chunk(shard_writer *w)
 	const void *data = w->chunk;
 	size_t size = chunk_bytes;
 	if (w->level != SHARD_NO_COMPRESSION) {
-		size = ZSTD_compressCCtx(w->cctx, w->zbuf, w->zcap, w->chunk, chunk_bytes, w->level);
+		size = ZSTD_compress2(w->cctx, w->zbuf, w->zcap, w->chunk, chunk_bytes);
 		if (ZSTD_isError(size))
 			return nb_error("cannot write shard '%s': zstd: %s", w->path, ZSTD_getErrorName(size));
 		data = w->zbuf;
+	}
+	if (w->checksum) {
+		/* The buffers have 4 bytes of room after the data. */
+		uint8_t *at = (uint8_t *)data + size;
+		h5u_fletcher32_put(at, h5u_fletcher32(data, size));
+		size += 4;
 	}
 	hsize_t offset[4] = {w->written, 0, 0, 0};
 	hsize_t extent[4] = {w->written + w->chunk_fill, (hsize_t)w->meta.height, (hsize_t)w->meta.width, 3};
@@ -193,6 +208,15 @@ static int flush_chunk(shard_writer *w)
 	return 0;
 }
 
+/* No token but <pad>: nothing to learn from. */
+static int empty_caption(const uint16_t *tokens, int n)
+{
+	for (int i = 0; i < n; i++)
+		if (tokens[i] != VOCAB_PAD)
+			return 0;
+	return 1;
+}
+
 int shard_append(shard_writer *w, const shard_sample *s)
 {
 	if (!w || !s)
@@ -202,8 +226,11 @@ int shard_append(shard_writer *w, const shard_sample *s)
 				(unsigned long long)s->id);
 	int caption = w->meta.kind == SHARD_CAPTIONS;
 	if (caption && (s->ntokens < 0 || s->ntokens > SHARD_MAX_TOKENS || (s->ntokens && !s->tokens)))
-		return nb_error("cannot append to shard '%s': sample %llu has %d tokens (allowed 0..%d)", w->path,
+		return nb_error("cannot append to shard '%s': sample %llu has %d tokens (allowed 1..%d)", w->path,
 				(unsigned long long)s->id, s->ntokens, SHARD_MAX_TOKENS);
+	if (caption && empty_caption(s->tokens, s->ntokens))
+		return nb_error("cannot append to shard '%s': sample %llu has an empty caption (%d tokens, none but "
+				"<pad>)", w->path, (unsigned long long)s->id, s->ntokens);
 	if (w->meta.has_objects) {
 		if (!s->objects)
 			return nb_error("cannot append to shard '%s': sample %llu has no ground-truth objects", w->path,
@@ -253,7 +280,7 @@ static int write_array(shard_writer *w, const char *name, hid_t ftype, hid_t mty
 	hsize_t dims[2] = {rows, cols}, maxd[2] = {H5S_UNLIMITED, cols}, chunk[2] = {crow, cols};
 	char cause[256], what[64];
 	snprintf(what, sizeof what, "cannot write /%s", name);
-	hid_t dcpl = h5u_dcpl(rank, chunk, w->level);
+	hid_t dcpl = h5u_dcpl_opts(rank, chunk, w->level, w->checksum);
 	if (dcpl < 0) {
 		h5u_cause(cause, sizeof cause);
 		return fail_h5(w, what, cause);

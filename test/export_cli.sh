@@ -147,7 +147,8 @@ grep -qx 80 "$T/chk.out" && ok || bad "two sources: count $(cat "$T/chk.out")"
 check "llava next to a plain name" chk llava "$T/o/plain" "$T/gt.tsv" 0 "$D/test/shard-000000.h5"
 
 # --min-score and empty captions: a copy of the labeled shard with scores
-# 0, .25, .5, .75 and an empty caption (all <pad>) for its first sample.
+# 0, .25, .5, .75 and a caption that decodes to nothing (all <eos>) for its
+# first sample (one of nothing but <pad> is refused by the shard reader).
 # h5py can read but not write filter 32015, so both datasets are rewritten
 # uncompressed (the reader accepts that: SHARD_NO_COMPRESSION).
 mkdir -p "$T/m"
@@ -160,7 +161,7 @@ with h5py.File(sys.argv[1], "r+") as f:
     n = len(f["score"])
     s = ((np.arange(n) % 4) / 4.0).astype(np.float32)
     off, t = f["offsets"][...], f["tokens"][...]
-    t[off[0]:off[1]] = 0
+    t[off[0]:off[1]] = 2
     del f["score"], f["tokens"]
     f.create_dataset("score", data=s, chunks=True)
     f.create_dataset("tokens", data=t, chunks=True)

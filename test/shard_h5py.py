@@ -76,9 +76,9 @@ def main():
         tok = f["tokens"][...]
         check(off.dtype == np.uint64 and off.shape == (N + 1,), f"{p}: /offsets {off.dtype} {off.shape}")
         check(tok.dtype == np.uint16, f"{p}: /tokens dtype {tok.dtype}")
-        want_off = np.concatenate([[0], np.cumsum([k % 12 for k in range(N)])]).astype(np.uint64)
+        want_off = np.concatenate([[0], np.cumsum([k % 12 + 2 for k in range(N)])]).astype(np.uint64)
         check(np.array_equal(off, want_off), f"{p}: /offsets values")
-        want_tok = np.concatenate([[(k + j) % 27 for j in range(k % 12)] for k in range(N)]).astype(np.uint16)
+        want_tok = np.concatenate([[(k + j) % 27 for j in range(k % 12 + 2)] for k in range(N)]).astype(np.uint16)
         check(np.array_equal(tok, want_tok), f"{p}: /tokens values")
         score = f["score"][...]
         check(score.dtype == np.float32 and np.array_equal(score, (np.arange(N) / np.float32(100)).astype(np.float32)),

@@ -27,9 +27,9 @@ check_sh "ratio missing" 'grep -qE "ratio [0-9]+\.[0-9]+" <<<"$out"'
 check_sh "origin attribute" 'grep -q "origin           '"'"'pseudo'"'"'" <<<"$out"'
 check_sh "sigma attribute: $(grep sigma <<<"$out")" 'grep -q "sigma            0.3$" <<<"$out"'
 check_sh "vote attribute" 'grep -q "vote             3" <<<"$out"'
-check_sh "tokens dataset line" 'grep -q "/tokens *\[375\]" <<<"$out"'
+check_sh "tokens dataset line" 'grep -q "/tokens *\[515\]" <<<"$out"'
 check_sh "sample 13 line" 'grep -q "\[13\] id 1039  source '"'"'src-13'"'"'" <<<"$out"'
-check_sh "caption of sample 5" 'grep -q "caption (5 tokens, score 0.050): small large red green blue" <<<"$out"'
+check_sh "caption of sample 5" 'grep -q "caption (7 tokens, score 0.050): small large red green blue yellow magenta" <<<"$out"'
 check_sh "truth of sample 0" 'grep -q "truth: small red circle top center . small red square top right" <<<"$out"'
 check_sh "--n 14 printed more than 14 samples" '! grep -q "\[14\]" <<<"$out"'
 
@@ -96,6 +96,66 @@ head -c 5000 "$dir/captions.h5" >"$dir/cut.h5"
 run "$NB" inspect "$dir/cut.h5"
 check_sh "truncated: rc $rc $err" '[ $rc -eq 1 ] && grep -q "cut.h5.*truncated" <<<"$err"'
 check_sh "HDF5 error stack leaked: $err" '! grep -q "HDF5-DIAG" <<<"$err"'
+
+# ---- checksums (issue #13): a flipped bit in any chunk is an error naming
+# the shard, the dataset and the chunk's samples, in every command that
+# reads shards; the good shards say they carry checksums.
+check_sh "checksums line: $(grep checksums <<<"$(\"$NB\" inspect "$dir/images.h5" --n 0)")" \
+	'"$NB" inspect "$dir/images.h5" --n 0 | grep -q "checksums: Fletcher-32 on every chunk of every dataset"'
+# flip FILE DATASET CHUNK: one bit in the middle of that stored chunk
+flip() {
+	$PY - "$@" <<'PYEOF'
+import sys, h5py
+path, name, k = sys.argv[1], sys.argv[2], int(sys.argv[3])
+with h5py.File(path, "r") as f:
+    info = f[name].id.get_chunk_info(k)
+off = info.byte_offset + info.size // 2
+with open(path, "r+b") as f:
+    f.seek(off)
+    b = f.read(1)
+    f.seek(off)
+    f.write(bytes([b[0] ^ 0x10]))
+PYEOF
+}
+cp "$dir/images.h5" "$dir/flip-images.h5"
+flip "$dir/flip-images.h5" images 1
+run "$NB" inspect "$dir/flip-images.h5"
+check_sh "inspect, flipped /images chunk 1: rc $rc: $err" '[ $rc -eq 1 ] && grep -q "flip-images.h5.*dataset '"'"'/images'"'"' samples 32..63: checksum mismatch" <<<"$err"'
+cp "$dir/captions.h5" "$dir/flip-objects.h5"
+flip "$dir/flip-objects.h5" objects 0
+run "$NB" inspect "$dir/flip-objects.h5"
+check_sh "inspect, flipped /objects: rc $rc: $err" '[ $rc -eq 1 ] && grep -q "flip-objects.h5.*dataset '"'"'/objects'"'"' samples 0..69: .*checksum" <<<"$err"'
+
+# eval, caption --shards and train on a corpus with one flipped bit
+"$NB" synth --out "$dir/c" --labeled 64 --unlabeled 0 --test 64 --size 16 --shard-size 64 -q || bad "synth failed"
+"$NB" train "$NB_SRC/jobs/tiny.conf" --labeled "$dir/c/labeled" --out "$dir/run" --train.steps=2 \
+	--train.checkpoint_every=2 2>"$dir/train.log" || bad "train failed: $(tail -3 "$dir/train.log")"
+test_shard=$dir/c/test/shard-000000.h5
+cp "$test_shard" "$dir/good.h5"
+flip "$test_shard" objects 0
+run "$NB" eval --shards "$dir/c/test" --write-gt "$dir/gt.tsv"
+check_sh "eval, flipped /objects: rc $rc: $err" '[ $rc -ne 0 ] && grep -q "$test_shard.*'"'"'/objects'"'"' samples 0..63: .*checksum" <<<"$err"'
+cp "$dir/good.h5" "$test_shard"
+flip "$test_shard" images 0
+run "$NB" caption --model "$dir/run/checkpoint.h5" --shards "$dir/c/test"
+check_sh "caption --shards, flipped /images: rc $rc: $err" '[ $rc -ne 0 ] && grep -q "$test_shard.*'"'"'/images'"'"' samples 0..63: checksum mismatch" <<<"$err"'
+cp "$dir/c/labeled/shard-000000.h5" "$dir/good-labeled.h5"
+flip "$dir/c/labeled/shard-000000.h5" images 0
+run "$NB" train "$NB_SRC/jobs/tiny.conf" --labeled "$dir/c/labeled" --out "$dir/run2" --train.steps=2
+check_sh "train, flipped /images: rc $rc: $(tail -3 <<<"$err")" '[ $rc -ne 0 ] && grep -q "shard-000000.h5.*'"'"'/images'"'"' samples 0..63: checksum mismatch" <<<"$err"'
+
+# a shard written without checksums (by h5py, as older nboost did) reads
+# with one warning, and inspect says so
+$PY - "$dir/captions.h5" "$dir/old.h5" <<'PYEOF'
+import sys, h5py
+with h5py.File(sys.argv[1], "r") as src, h5py.File(sys.argv[2], "w") as dst:
+    for k, v in src.attrs.items():
+        dst.attrs[k] = v
+    for name, ds in src.items():
+        dst.create_dataset(name, data=ds[...], chunks=ds.chunks)
+PYEOF
+run "$NB" inspect "$dir/old.h5" --n 1
+check_sh "old shard: rc $rc: $out $err" '[ $rc -eq 0 ] && grep -q "checksums: no checksums" <<<"$out" && grep -q "warning: shard .*old.h5.* has no checksums" <<<"$err"'
 
 # options
 run "$NB" inspect --help
