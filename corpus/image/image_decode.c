@@ -125,7 +125,6 @@ static image_status decode_png(const uint8_t *buf, size_t len, size_t max_pixels
 struct jpeg_err {
 	struct jpeg_error_mgr mgr;
 	jmp_buf jmp;
-	int truncated;
 	char msg[JMSG_LENGTH_MAX];
 };
 
@@ -136,14 +135,19 @@ static void jpeg_fail(j_common_ptr c)
 	longjmp(e->jmp, 1);
 }
 
-/* libjpeg treats a truncated stream as a warning and pads it with grey; a
- * half image is not a sample we want, so that warning is recorded. Other
- * warnings (extraneous bytes before a marker) leave a usable image. */
+/* libjpeg only warns (level -1) about damaged data and carries on: a stream
+ * that ends early is padded with grey ("Premature end of JPEG file"), one
+ * cut and closed with an EOI marker, or whose header claims more pixels
+ * than its scan holds, leaves grey too ("Corrupt JPEG data: premature end
+ * of data segment"), and bad Huffman codes, lost restart markers and bytes
+ * between markers are "Corrupt JPEG data" too. Any of them is a failed
+ * decode, raised at once so that a huge grey image is not decoded first.
+ * The one harmless warning, an unknown JFIF revision, is ignored, as are
+ * trace messages (level >= 0). */
 static void jpeg_message(j_common_ptr c, int level)
 {
-	struct jpeg_err *e = (struct jpeg_err *)c->err;
-	if (level < 0 && c->err->msg_code == JWRN_JPEG_EOF)
-		e->truncated = 1;
+	if (level < 0 && c->err->msg_code != JWRN_JFIF_MAJOR)
+		jpeg_fail(c);
 }
 
 /* State that must survive the longjmp lives here, not in locals. */
@@ -222,10 +226,6 @@ static image_status decode_jpeg(const uint8_t *buf, size_t len, size_t max_pixel
 			dst[x * 3 + 1] = (uint8_t)((m * k + 127) / 255);
 			dst[x * 3 + 2] = (uint8_t)((y * k + 127) / 255);
 		}
-	}
-	if (j->err.truncated) {
-		nb_error("cannot decode jpeg: data ends before the image is complete");
-		goto done;
 	}
 	jpeg_finish_decompress(&j->cinfo);
 	out->width = ow;
