@@ -4,6 +4,8 @@
 #include <string.h>
 
 #include <png.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "common/nb_error.h"
 #include "corpus/image/image_io.h"
@@ -293,6 +295,29 @@ static void test_jpeg_truncated(void)
 	free(b);
 }
 
+/* image_load refuses what is not a regular file before reading it: opening
+ * a FIFO for reading used to block until a writer came, i.e. forever. The
+ * alarm turns such a regression into a failure instead of a hang. */
+static void test_load_not_regular(void)
+{
+	char *dir = test_tmpdir("image_load_fifo");
+	char path[4096];
+	snprintf(path, sizeof(path), "%s/fifo.png", dir);
+	CHECK(mkfifo(path, 0600) == 0);
+	nb_image im;
+	alarm(20);
+	image_status st = image_load(path, 1000, &im);
+	alarm(0);
+	CHECK_MSG(st == IMG_DECODE_ERROR, "fifo: %s", image_status_name(st));
+	CHECK_MSG(test_contains(nb_errmsg(), path) && test_contains(nb_errmsg(), "not a regular file"), "message: %s",
+		  nb_errmsg());
+	unlink(path);
+	CHECK(image_load(dir, 1000, &im) == IMG_DECODE_ERROR);
+	CHECK_MSG(test_contains(nb_errmsg(), "not a regular file"), "directory: %s", nb_errmsg());
+	rmdir(dir);
+	free(dir);
+}
+
 static void test_resize(void)
 {
 	/* 4x4 -> 2x2: exact 2x2 block means */
@@ -346,6 +371,7 @@ int main(void)
 	test_png_variants();
 	test_jpeg_variants();
 	test_jpeg_truncated();
+	test_load_not_regular();
 	test_resize();
 	return test_summary("test_image_codec");
 }
