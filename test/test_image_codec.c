@@ -4,6 +4,8 @@
 #include <string.h>
 
 #include <png.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "common/nb_error.h"
 #include "corpus/image/image_io.h"
@@ -114,12 +116,13 @@ static void test_png_variants(void)
 	CHECK(b != NULL);
 	if (b) {
 		CHECK(image_decode(b, len, 1000, &im) == IMG_OK);
-		/* 16-bit is linear light in libpng's simplified API; its 8-bit sRGB
-		 * reading is close to, not equal to, the original codes */
+		/* libpng's writer marks linear 16-bit data with gAMA 1.0; colour-space
+		 * chunks are ignored (as PIL does), so v * 257 comes back as v */
 		CHECK(im.width == W && im.height == H);
+		CHECK_MSG(im.rgb && maxdiff(im.rgb, rgb, sizeof(rgb)) == 0, "16-bit png with gAMA: max diff %d",
+			  im.rgb ? maxdiff(im.rgb, rgb, sizeof(rgb)) : -1);
 		image_free(&im);
-		/* Without colour-space chunks a 16-bit file is sRGB like an 8-bit
-		 * one (browsers, PIL): the codes come back exactly, not gamma-encoded. */
+		/* the same without colour-space chunks */
 		len = png_strip_colour_chunks(b, len);
 		CHECK(image_decode(b, len, 1000, &im) == IMG_OK);
 		CHECK_MSG(im.rgb && maxdiff(im.rgb, rgb, sizeof(rgb)) == 0, "16-bit png without gAMA: max diff %d",
@@ -222,6 +225,100 @@ static void test_jpeg_variants(void)
 	CHECK(test_contains(nb_errmsg(), "/nonexistent/x.png"));
 }
 
+/* A JPEG cut short anywhere in its scan data, with or without an EOI marker
+ * put back after the cut (what a truncating proxy or a "repair" tool
+ * leaves), is refused: libjpeg pads the rest with grey and only warns. So
+ * is a header claiming 6000x6000 pixels over a few bytes of scan data. The
+ * whole file still decodes, full size and DCT-scaled. */
+static void test_jpeg_truncated(void)
+{
+	enum { W = 64, H = 48 };
+	static uint8_t rgb[W * H * 3];
+	for (int i = 0; i < W * H * 3; i++)
+		rgb[i] = (uint8_t)(i * 13 ^ (i >> 5));
+	size_t len;
+	nb_image im;
+	uint8_t *b = test_jpeg_encode(rgb, W, H, 3, JCS_RGB, 90, &len);
+	CHECK(image_decode(b, len, 100000, &im) == IMG_OK);
+	image_free(&im);
+	CHECK(image_decode_hint(b, len, 100000, 8, 6, &im) == IMG_OK);
+	image_free(&im);
+	size_t sos = 0;
+	for (size_t i = 0; i + 1 < len; i++)
+		if (b[i] == 0xff && b[i + 1] == 0xda) {
+			sos = i;
+			break;
+		}
+	CHECK(sos > 0);
+	uint8_t *cut = malloc(len + 2);
+	static const int percent[] = {2, 10, 35, 60, 90, 99};
+	for (size_t k = 0; k < sizeof(percent) / sizeof(percent[0]); k++) {
+		/* at least the SOS segment survives: the cut is in the scan data */
+		size_t n = sos + 20 + (len - sos - 24) * (size_t)percent[k] / 100;
+		memcpy(cut, b, n);
+		for (int eoi = 0; eoi < 2; eoi++) {
+			size_t m = n;
+			if (eoi) {
+				cut[m++] = 0xff;
+				cut[m++] = 0xd9;
+			}
+			for (int scaled = 0; scaled < 2; scaled++) {
+				image_status st = image_decode_hint(cut, m, 100000, scaled ? 8 : 0, scaled ? 6 : 0, &im);
+				CHECK_MSG(st == IMG_DECODE_ERROR, "jpeg cut at %zu of %zu bytes%s%s: %s", n, len,
+					  eoi ? " + EOI" : "", scaled ? " (scaled)" : "", image_status_name(st));
+				CHECK_MSG(test_contains(nb_errmsg(), "jpeg"), "message: %s", nb_errmsg());
+				if (st == IMG_OK)
+					image_free(&im);
+			}
+		}
+	}
+	free(cut);
+	free(b);
+
+	/* a 16x16 image whose SOF0 claims 6000x6000 (36 M pixels, under the
+	 * 40 M limit): a few hundred bytes cannot hold it */
+	static uint8_t small[16 * 16 * 3];
+	memset(small, 90, sizeof(small));
+	b = test_jpeg_encode(small, 16, 16, 3, JCS_RGB, 90, &len);
+	for (size_t i = 0; i + 8 < len; i++)
+		if (b[i] == 0xff && b[i + 1] == 0xc0) {
+			b[i + 5] = 6000 >> 8;
+			b[i + 6] = 6000 & 0xff;
+			b[i + 7] = 6000 >> 8;
+			b[i + 8] = 6000 & 0xff;
+			break;
+		}
+	image_status st = image_decode(b, len, 40000000, &im);
+	CHECK_MSG(st == IMG_DECODE_ERROR, "6000x6000 header over %zu bytes: %s", len, image_status_name(st));
+	CHECK_MSG(test_contains(nb_errmsg(), "jpeg"), "message: %s", nb_errmsg());
+	if (st == IMG_OK)
+		image_free(&im);
+	free(b);
+}
+
+/* image_load refuses what is not a regular file before reading it: opening
+ * a FIFO for reading used to block until a writer came, i.e. forever. The
+ * alarm turns such a regression into a failure instead of a hang. */
+static void test_load_not_regular(void)
+{
+	char *dir = test_tmpdir("image_load_fifo");
+	char path[4096];
+	snprintf(path, sizeof(path), "%s/fifo.png", dir);
+	CHECK(mkfifo(path, 0600) == 0);
+	nb_image im;
+	alarm(20);
+	image_status st = image_load(path, 1000, &im);
+	alarm(0);
+	CHECK_MSG(st == IMG_DECODE_ERROR, "fifo: %s", image_status_name(st));
+	CHECK_MSG(test_contains(nb_errmsg(), path) && test_contains(nb_errmsg(), "not a regular file"), "message: %s",
+		  nb_errmsg());
+	unlink(path);
+	CHECK(image_load(dir, 1000, &im) == IMG_DECODE_ERROR);
+	CHECK_MSG(test_contains(nb_errmsg(), "not a regular file"), "directory: %s", nb_errmsg());
+	rmdir(dir);
+	free(dir);
+}
+
 static void test_resize(void)
 {
 	/* 4x4 -> 2x2: exact 2x2 block means */
@@ -274,6 +371,8 @@ int main(void)
 {
 	test_png_variants();
 	test_jpeg_variants();
+	test_jpeg_truncated();
+	test_load_not_regular();
 	test_resize();
 	return test_summary("test_image_codec");
 }

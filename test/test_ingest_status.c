@@ -16,7 +16,7 @@ static void test_status_round_trip(const char *dir)
 	snprintf(path, sizeof path, "%s/s.status.tsv", dir);
 	ingest_row rows[2] = {
 		{.line = 2, .id = 2, .status = "ok", .attempts = 1, .hash = {0x0123456789abcdefULL, 42},
-		 .url = "http://h/a.png", .key = "k\t1", .detail = ""},
+		 .digest = 0xfedcba9876543210ULL, .url = "http://h/a.png", .key = "k\t1", .detail = ""},
 		{.line = 5, .id = 5, .status = "http_404", .attempts = 3, .url = "http://h/b\\c",
 		 .key = "", .detail = "two\nlines\r"},
 	};
@@ -30,6 +30,7 @@ static void test_status_round_trip(const char *dir)
 		CHECK(back[0].hash[0] == 0x0123456789abcdefULL && back[0].hash[1] == 42);
 		CHECK(!strcmp(back[0].key, "k\t1") && !strcmp(back[1].url, "http://h/b\\c"));
 		CHECK(back[1].attempts == 3 && !strcmp(back[1].detail, "two\nlines\r"));
+		CHECK(back[0].digest == 0xfedcba9876543210ULL && back[1].digest == 0);
 	}
 	ingest_rows_free(back, n);
 }
@@ -68,6 +69,16 @@ static void test_status_refused(const char *dir)
 	CHECK(test_contains(read_text(dir, t), "line 2 is malformed"));
 	snprintf(t, sizeof t, "%s2\t2\tok\t1\t%s\tu\tk\td\n", head, hash);
 	CHECK(*read_text(dir, t) == 0);
+	/* the table with the digest column (the one written now) */
+	const char *head2 = "line\tid\tstatus\tattempts\thash\turl\tkey\tdetail\tdigest\n";
+	snprintf(t, sizeof t, "%s2\t2\tok\t1\t%s\tu\tk\td\t00000000000000ff\n", head2, hash);
+	CHECK(*read_text(dir, t) == 0);
+	snprintf(t, sizeof t, "%s2\t2\tok\t1\t%s\tu\tk\td\n", head2, hash);
+	CHECK(test_contains(read_text(dir, t), "line 2 has 8 fields, expected 9"));
+	snprintf(t, sizeof t, "%s2\t2\tok\t1\t%s\tu\tk\td\tff\n", head2, hash);
+	CHECK(test_contains(read_text(dir, t), "line 2 is malformed"));
+	snprintf(t, sizeof t, "%s2\t2\tok\t1\t%s\tu\tk\td\t00000000000000ff\tx\n", head2, hash);
+	CHECK(test_contains(read_text(dir, t), "line 2 has more than 9 fields"));
 }
 
 static ingest_tally *sample_tally(void)
@@ -82,6 +93,7 @@ static ingest_tally *sample_tally(void)
 	t->attempts = 9;
 	t->retries = 1;
 	t->images = 7;
+	t->changed = 2;
 	return t;
 }
 
@@ -91,7 +103,7 @@ static void test_tally_json(void)
 	nb_buf b = {0};
 	tally_json(t, "\"shard\": 3, ", &b);
 	CHECK_MSG(!strcmp(b.data, "{\"shard\": 3, \"status\": {\"http_404\": 1, \"ok\": 7}, \"records\": 8, "
-				  "\"images\": 7, \"bytes\": 1000, \"attempts\": 9, \"retries\": 1, \"time_s\": "
+				  "\"images\": 7, \"bytes\": 1000, \"attempts\": 9, \"retries\": 1, \"changed\": 2, \"time_s\": "
 				  "{\"wall\": 2.000000, \"network\": 0.300000, \"decode\": 0.000000, \"resize\": "
 				  "0.000000, \"hash\": 0.000000, \"write\": 0.000000}, \"images_per_s\": 3.50}\n"),
 		  "%s", b.data);
@@ -108,7 +120,7 @@ static void test_tally_text(void)
 	ingest_tally *sum = ingest_tally_new();
 	CHECK_MSG(ingest_tally_merge(sum, b.data, b.len) == 0, "%s", nb_errmsg());
 	CHECK(sum->nstatus == 2 && sum->images == 14 && sum->bytes == 2000 && sum->attempts == 18);
-	CHECK(sum->retries == 2 && sum->t[T_WALL] == 4.0 && sum->t[T_NETWORK] == 2 * (0.1 + 0.2));
+	CHECK(sum->retries == 2 && sum->changed == 4 && sum->t[T_WALL] == 4.0 && sum->t[T_NETWORK] == 2 * (0.1 + 0.2));
 	for (size_t i = 0; i < sum->nstatus; i++)
 		CHECK(sum->status[i].count == (strcmp(sum->status[i].name, "ok") ? 2u : 14u));
 	/* An empty text adds nothing; bad text leaves the sum alone. */

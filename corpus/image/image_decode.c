@@ -35,43 +35,69 @@ static int is_jpeg(const uint8_t *buf, size_t len)
 	return len >= 3 && buf[0] == 0xff && buf[1] == 0xd8 && buf[2] == 0xff;
 }
 
-static uint32_t be32(const uint8_t *p)
+/* PNG with libpng's low-level reader, not its simplified API: in Debian's
+ * libpng 1.6.39-2+deb12u4 (the CVE-2025-65018 fix, upstream 1.6.51) the
+ * simplified API reads a 16-bit interlaced image to 8 bits through
+ * png_image_read_direct_scaled, which copies its row buffer into every
+ * output row after each png_read_row of each Adam7 pass, also the rows that
+ * pass does not touch: rows are overwritten with stale ones. It also
+ * composites 16-bit alpha in linear light, so an opaque pixel can come out
+ * one code off. Here the transforms are explicit and exact: palette,
+ * 1/2/4-bit gray and tRNS expanded, gray copied to RGB, 16-bit samples
+ * scaled to 8 bits rounded (v / 257, png_set_scale_16), Adam7 undone by
+ * libpng (png_set_interlace_handling), alpha composited on black in the
+ * stored values (c * a / 255 rounded). Colour-space chunks (gAMA, iCCP,
+ * cHRM, sRGB) are ignored: the samples are taken as sRGB, as PIL and
+ * most decoders do. */
+struct png_src {
+	const uint8_t *buf;
+	size_t len, pos;
+};
+
+static void png_read_mem(png_structp png, png_bytep out, size_t n)
 {
-	return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
+	struct png_src *src = png_get_io_ptr(png);
+	if (n > src->len - src->pos)
+		png_error(png, "file ends before the image does (truncated)");
+	memcpy(out, src->buf + src->pos, n);
+	src->pos += n;
 }
 
-/* libpng's simplified reader takes a 16-bit file without colour-space chunks
- * for linear light and gamma-encodes it (code 100 reads back as 167), while
- * browsers and PIL treat such files as sRGB like any other. For that case
- * the bytes are copied with an sRGB chunk inserted after IHDR; NULL when
- * the file needs no change (8-bit, or gAMA/sRGB/iCCP present). */
-static uint8_t *png_assume_srgb(const uint8_t *buf, size_t len, size_t *out_len)
+/* State that must survive libpng's longjmp lives here, not in locals. */
+struct png_job {
+	png_structp png;
+	png_infop info;
+	struct png_src src;
+	uint8_t *px;               /* the image, 3 or 4 bytes a pixel */
+	png_bytep *rows;
+	char msg[256];
+};
+
+static void png_fail(png_structp png, png_const_charp msg)
 {
-	/* length 1, "sRGB", rendering intent 0, CRC-32 of "sRGB\0" */
-	static const uint8_t srgb[13] = {0, 0, 0, 1, 's', 'R', 'G', 'B', 0, 0xae, 0xce, 0x1c, 0xe9};
-	if (len < 33 || memcmp(buf + 12, "IHDR", 4) != 0 || be32(buf + 8) != 13 || buf[24] != 16)
-		return NULL;
-	for (size_t pos = 8; pos + 8 <= len;) {
-		uint32_t n = be32(buf + pos);
-		const uint8_t *type = buf + pos + 4;
-		if (!memcmp(type, "IDAT", 4))
-			break;
-		if (!memcmp(type, "gAMA", 4) || !memcmp(type, "sRGB", 4) || !memcmp(type, "iCCP", 4))
-			return NULL;
-		if (n > len - pos - 8 || len - pos - 8 - n < 4)
-			break;
-		pos += 12 + (size_t)n;
+	struct png_job *j = png_get_error_ptr(png);
+	snprintf(j->msg, sizeof(j->msg), "%s", msg);
+	png_longjmp(png, 1);
+}
+
+/* Warnings (a bad ancillary chunk, an sRGB profile libpng dislikes) leave
+ * the pixels alone. */
+static void png_warn(png_structp png, png_const_charp msg)
+{
+	(void)png;
+	(void)msg;
+}
+
+/* RGBA rows, n pixels, to RGB on black in place. */
+static void png_composite_black(uint8_t *px, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		unsigned a = px[i * 4 + 3];
+		for (int c = 0; c < 3; c++)
+			px[i * 3 + c] = (uint8_t)((px[i * 4 + c] * a + 127) / 255);
 	}
-	uint8_t *b = nb_xmalloc(len + sizeof(srgb));
-	memcpy(b, buf, 33);
-	memcpy(b + 33, srgb, sizeof(srgb));
-	memcpy(b + 33 + sizeof(srgb), buf + 33, len - 33);
-	*out_len = len + sizeof(srgb);
-	return b;
 }
 
-/* The simplified libpng API does its own setjmp handling and frees its state
- * on every error path, and converts palette, gray, 16-bit and alpha for us. */
 static image_status decode_png(const uint8_t *buf, size_t len, size_t max_pixels, nb_image *out)
 {
 	/* IHDR must be the first chunk; checking it here refuses a bomb even
@@ -84,48 +110,65 @@ static image_status decode_png(const uint8_t *buf, size_t len, size_t max_pixels
 			return IMG_TOO_LARGE;
 		}
 	}
-	size_t fixed_len = 0;
-	uint8_t *fixed = png_assume_srgb(buf, len, &fixed_len);
-	png_image im;
-	memset(&im, 0, sizeof(im));
-	im.version = PNG_IMAGE_VERSION;
-	/* libpng reads from this buffer until png_image_finish_read returns. */
-	if (!png_image_begin_read_from_memory(&im, fixed ? fixed : buf, fixed ? fixed_len : len)) {
-		nb_error("cannot decode png: %s", im.message);
-		png_image_free(&im);
-		free(fixed);
-		return IMG_DECODE_ERROR;
+	struct png_job *j = nb_xcalloc(1, sizeof(*j));
+	volatile image_status st = IMG_DECODE_ERROR;
+	j->src = (struct png_src){buf, len, 0};
+	j->png = png_create_read_struct(PNG_LIBPNG_VER_STRING, j, png_fail, png_warn);
+	j->info = j->png ? png_create_info_struct(j->png) : NULL;
+	if (!j->info) {
+		nb_error("cannot decode png: out of memory for libpng");
+		goto done;
 	}
-	if (im.width == 0 || im.height == 0 || (size_t)im.width > max_pixels / im.height) {
-		nb_error("png of %ux%u pixels exceeds the limit of %zu pixels", im.width, im.height,
-			 max_pixels);
-		png_image_free(&im);
-		free(fixed);
-		return IMG_TOO_LARGE;
+	if (setjmp(png_jmpbuf(j->png))) {
+		nb_error("cannot decode png: %s", j->msg);
+		goto done;
 	}
-	im.format = PNG_FORMAT_RGB;
-	size_t n = (size_t)im.width * im.height * 3;
-	uint8_t *rgb = nb_xmalloc(n);
-	/* Transparent pixels are composited onto black, like pad's letterbox. */
-	png_color black = {0, 0, 0};
-	int done = png_image_finish_read(&im, &black, rgb, 0, NULL);
-	free(fixed);
-	if (!done) {
-		nb_error("cannot decode png: %s", im.message);
-		png_image_free(&im);
-		free(rgb);
-		return IMG_DECODE_ERROR;
+	png_set_read_fn(j->png, &j->src, png_read_mem);
+	png_read_info(j->png, j->info);
+	png_uint_32 w = png_get_image_width(j->png, j->info), h = png_get_image_height(j->png, j->info);
+	if (w == 0 || h == 0 || (size_t)w > max_pixels / h) {
+		nb_error("png of %ux%u pixels exceeds the limit of %zu pixels", w, h, max_pixels);
+		st = IMG_TOO_LARGE;
+		goto done;
 	}
-	out->width = (int)im.width;
-	out->height = (int)im.height;
-	out->rgb = rgb;
-	return IMG_OK;
+	png_set_expand(j->png);
+	png_set_scale_16(j->png);
+	png_set_gray_to_rgb(j->png);
+	png_set_interlace_handling(j->png);
+	png_read_update_info(j->png, j->info);
+	int nc = png_get_channels(j->png, j->info);
+	if ((nc != 3 && nc != 4) || png_get_bit_depth(j->png, j->info) != 8) {
+		nb_error("cannot decode png: unexpected %d channels of %d bits after conversion", nc,
+			 png_get_bit_depth(j->png, j->info));
+		goto done;
+	}
+	size_t stride = (size_t)w * (size_t)nc;
+	j->px = nb_xmalloc(stride * h);
+	j->rows = nb_xmalloc(h * sizeof(png_bytep));
+	for (png_uint_32 y = 0; y < h; y++)
+		j->rows[y] = j->px + (size_t)y * stride;
+	png_read_image(j->png, j->rows);
+	png_read_end(j->png, NULL);
+	if (nc == 4) {
+		png_composite_black(j->px, (size_t)w * h);
+		j->px = nb_xrealloc(j->px, (size_t)w * h * 3);
+	}
+	out->width = (int)w;
+	out->height = (int)h;
+	out->rgb = j->px;
+	j->px = NULL;
+	st = IMG_OK;
+done:
+	png_destroy_read_struct(j->png ? &j->png : NULL, j->info ? &j->info : NULL, NULL);
+	free(j->rows);
+	free(j->px);
+	free(j);
+	return st;
 }
 
 struct jpeg_err {
 	struct jpeg_error_mgr mgr;
 	jmp_buf jmp;
-	int truncated;
 	char msg[JMSG_LENGTH_MAX];
 };
 
@@ -136,14 +179,19 @@ static void jpeg_fail(j_common_ptr c)
 	longjmp(e->jmp, 1);
 }
 
-/* libjpeg treats a truncated stream as a warning and pads it with grey; a
- * half image is not a sample we want, so that warning is recorded. Other
- * warnings (extraneous bytes before a marker) leave a usable image. */
+/* libjpeg only warns (level -1) about damaged data and carries on: a stream
+ * that ends early is padded with grey ("Premature end of JPEG file"), one
+ * cut and closed with an EOI marker, or whose header claims more pixels
+ * than its scan holds, leaves grey too ("Corrupt JPEG data: premature end
+ * of data segment"), and bad Huffman codes, lost restart markers and bytes
+ * between markers are "Corrupt JPEG data" too. Any of them is a failed
+ * decode, raised at once so that a huge grey image is not decoded first.
+ * The one harmless warning, an unknown JFIF revision, is ignored, as are
+ * trace messages (level >= 0). */
 static void jpeg_message(j_common_ptr c, int level)
 {
-	struct jpeg_err *e = (struct jpeg_err *)c->err;
-	if (level < 0 && c->err->msg_code == JWRN_JPEG_EOF)
-		e->truncated = 1;
+	if (level < 0 && c->err->msg_code != JWRN_JFIF_MAJOR)
+		jpeg_fail(c);
 }
 
 /* State that must survive the longjmp lives here, not in locals. */
@@ -222,10 +270,6 @@ static image_status decode_jpeg(const uint8_t *buf, size_t len, size_t max_pixel
 			dst[x * 3 + 1] = (uint8_t)((m * k + 127) / 255);
 			dst[x * 3 + 2] = (uint8_t)((y * k + 127) / 255);
 		}
-	}
-	if (j->err.truncated) {
-		nb_error("cannot decode jpeg: data ends before the image is complete");
-		goto done;
 	}
 	jpeg_finish_decompress(&j->cinfo);
 	out->width = ow;

@@ -1,7 +1,10 @@
 /* Image codecs and resizing for ingest, synth --png and `nboost caption`.
  * Decoding sniffs the format from the bytes (PNG signature, JPEG SOI), never
  * from a file name or Content-Type. Every decoded image is converted to 8-bit
- * RGB: grayscale, palette, 16-bit and alpha PNG; grayscale and CMYK JPEG.
+ * RGB: grayscale, palette, 16-bit (v / 257 rounded), interlaced and alpha PNG
+ * (composited on black: c * a / 255 rounded); grayscale and CMYK JPEG. A
+ * damaged file (truncated, or any libjpeg warning about corrupt data) is
+ * IMG_DECODE_ERROR, never a padded image.
  * The header is read first and images with more than max_pixels pixels are
  * refused before any pixel is decoded (decompression bombs). */
 #ifndef NB_IMAGE_IO_H

@@ -1,9 +1,13 @@
 /* The libcurl multi loop behind fetch_run(): slots of reusable easy handles,
  * a queue of requests with not-before times for backoff, per-host counts. */
 #include <curl/curl.h>
+#include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "common/nb_error.h"
 #include "common/nb_io.h"
@@ -229,6 +233,51 @@ static int fetcher_init(fetcher *f, const fetch_opts *o, const char *const *urls
 	return 0;
 }
 
+/* curl opens a file:// URL's path with a blocking open(), outside its
+ * timeouts: a FIFO without a writer hangs the transfer, and the whole run,
+ * forever. So the path is opened here first without blocking; anything but
+ * a regular file is refused with the reason in detail (1). 0: not a file://
+ * URL, or a regular file, or a path curl will fail on by itself. */
+static int file_url_refused(const char *url, char *detail, size_t cap)
+{
+	CURLU *u = curl_url();
+	char *scheme = NULL, *path = NULL;
+	int refused = 0;
+	if (u && curl_url_set(u, CURLUPART_URL, url, 0) == CURLUE_OK &&
+	    curl_url_get(u, CURLUPART_SCHEME, &scheme, 0) == CURLUE_OK && !strcmp(scheme, "file") &&
+	    curl_url_get(u, CURLUPART_PATH, &path, CURLU_URLDECODE) == CURLUE_OK) {
+		int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC | O_NOCTTY);
+		struct stat st;
+		if (fd >= 0 && fstat(fd, &st) == 0 && !S_ISREG(st.st_mode)) {
+			snprintf(detail, cap, "'%s' is not a regular file (%s)", path,
+				 S_ISFIFO(st.st_mode) ? "a FIFO" : S_ISDIR(st.st_mode) ? "a directory" : "a device or socket");
+			refused = 1;
+		}
+		if (fd >= 0)
+			close(fd);
+	}
+	curl_free(path);
+	curl_free(scheme);
+	curl_url_cleanup(u);
+	return refused;
+}
+
+/* A request settled without a transfer: its one attempt failed with status. */
+static void settle(fetcher *f, const request *r, const char *status, const char *detail)
+{
+	fetch_result res = {
+		.index = r->idx,
+		.status = status,
+		.attempts = r->attempts + 1,
+		.detail = detail,
+	};
+	f->st.attempts++;
+	double c0 = nb_now();
+	f->cb(f->ctx, &res);
+	f->st.callback_s += nb_now() - c0;
+	f->done++;
+}
+
 /* Starts what may start, in FIFO order, skipping hosts at their limit and
  * requests still backing off; lowers *wake to the earliest not-before
  * time among those. */
@@ -240,6 +289,13 @@ static void start_ready(fetcher *f, double now, double *wake)
 			if (r->not_before > now && r->not_before < *wake)
 				*wake = r->not_before;
 			q++;
+			continue;
+		}
+		char why[4200];
+		if (f->o->allow_file && file_url_refused(f->urls[r->idx], why, sizeof(why))) {
+			settle(f, r, "file_error", why);
+			memmove(r, r + 1, (f->nq - q - 1) * sizeof(request));
+			f->nq--;
 			continue;
 		}
 		slot *s = NULL;

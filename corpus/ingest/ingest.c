@@ -56,6 +56,22 @@ static void content_hash(const uint8_t *p, size_t n, uint64_t h[2])
 	h[1] = b;
 }
 
+/* The digest of a list record, as a status row keeps it: what the row was
+ * made from (url, caption, key, and why the line is bad). Never 0, which
+ * a row read from an older table has. */
+static uint64_t entry_digest(const urllist_entry *e)
+{
+	const char *part[4] = {e->url, e->caption, e->key, e->bad ? e->bad : ""};
+	uint64_t h = 0xcbf29ce484222325ULL;
+	for (int i = 0; i < 4; i++) {
+		for (const unsigned char *c = (const unsigned char *)part[i]; *c; c++)
+			h = (h ^ *c) * 0x100000001b3ULL;
+		h = (h ^ 0xff) * 0x100000001b3ULL; /* field end: not a byte of UTF-8 */
+	}
+	h = mix64(h ^ (uint64_t)(e->bad != NULL));
+	return h ? h : 1;
+}
+
 /* ---- one shard ---- */
 
 /* Shard k of a run: rows[i] and img[i] are list entry lo + i. */
@@ -209,33 +225,70 @@ static int load_ok_images(const char *h5, const ingest_row *rows, size_t n, int 
 	return rc < 0 ? -1 : 0;
 }
 
-/* A first run: one pending row per list entry, bad lines settled at once. */
-static void new_rows(shard_run *s)
+/* Makes r (empty, or holding an earlier run's row: its strings are freed)
+ * the unfetched row of list entry e: pending, or bad_line at once. */
+static void fresh_row(const ingest_job *j, const urllist_entry *e, ingest_row *r)
 {
-	const ingest_job *j = s->j;
-	s->rows = nb_xcalloc(s->n ? s->n : 1, sizeof(ingest_row));
-	s->nrows = s->n;
-	for (size_t i = 0; i < s->n; i++) {
-		const urllist_entry *e = &j->list.e[s->lo + i];
-		ingest_row *r = &s->rows[i];
-		r->line = e->line;
-		r->id = (uint64_t)e->line;
-		r->url = nb_xstrdup(e->url);
-		r->key = nb_xstrdup(e->key);
-		if (e->bad) {
-			char d[4200];
-			snprintf(d, sizeof(d), "%s:%ld: %s", j->list_path, e->line, e->bad);
-			set_status(r, "bad_line", d);
-		} else {
-			set_status(r, "pending", "");
-		}
+	free(r->url);
+	free(r->key);
+	free(r->detail);
+	memset(r, 0, sizeof(*r));
+	r->line = e->line;
+	r->id = (uint64_t)e->line;
+	r->digest = entry_digest(e);
+	r->url = nb_xstrdup(e->url);
+	r->key = nb_xstrdup(e->key);
+	if (e->bad) {
+		char d[4200];
+		snprintf(d, sizeof(d), "%s:%ld: %s", j->list_path, e->line, e->bad);
+		set_status(r, "bad_line", d);
+	} else {
+		set_status(r, "pending", "");
 	}
 }
 
+/* A first run: one pending row per list entry, bad lines settled at once. */
+static void new_rows(shard_run *s)
+{
+	s->rows = nb_xcalloc(s->n ? s->n : 1, sizeof(ingest_row));
+	s->nrows = s->n;
+	for (size_t i = 0; i < s->n; i++)
+		fresh_row(s->j, &s->j->list.e[s->lo + i], &s->rows[i]);
+}
+
+/* Whether row r was made from another version of list entry e. A row of a
+ * table without digests (0) is compared by what it kept: url and key. */
+static int row_changed(const ingest_row *r, const urllist_entry *e)
+{
+	if (r->digest == 0)
+		return strcmp(r->url, e->url) || strcmp(r->key, e->key) ||
+		       (e->bad != NULL) != !strcmp(r->status, "bad_line");
+	return r->digest != entry_digest(e);
+}
+
+/* Says which records of the shard changed in the list since their rows were
+ * written (stderr, whatever --quiet says: the input moved under the
+ * output) and counts them in s->y.changed. */
+static void report_changed(shard_run *s, const unsigned char *changed, size_t nchanged)
+{
+	s->y.changed = nchanged;
+	nb_buf b = {0};
+	size_t shown = 0;
+	for (size_t i = 0; i < s->n && shown < 10; i++)
+		if (changed[i])
+			nb_buf_addf(&b, "%s%ld", shown++ ? ", " : "", s->rows[i].line);
+	fprintf(stderr, "ingest: shard %d: %zu record%s of '%s' changed since the last run (line%s %s%s): fetched again\n",
+		s->k, nchanged, nchanged == 1 ? "" : "s", s->j->list_path, nchanged == 1 ? "" : "s", b.data,
+		nchanged > shown ? ", ..." : "");
+	free(b.data);
+}
+
 /* A complete shard: its status table must describe the same list lines.
- * 1 when there is nothing to retry (its counts go to s->y), 0 when the
- * retryable records are to be fetched again (the ok images are read back),
- * -1 on error. */
+ * 1 when there is nothing to redo (its counts go to s->y), 0 when records
+ * are to be fetched again (the ok images are read back first): with
+ * retry_failed the retryable ones; always those whose list line changed,
+ * and then the duplicates too, whose original may be among them. -1 on
+ * error. */
 static int resume_rows(shard_run *s)
 {
 	const ingest_job *j = s->j;
@@ -246,15 +299,37 @@ static int resume_rows(shard_run *s)
 		same = s->rows[i].line == j->list.e[s->lo + i].line;
 	if (!same)
 		return nb_error("cannot resume shard %d: status table '%s' does not match the list '%s' "
-				"(was the list edited?)", s->k, s->status, j->list_path);
-	size_t retry = 0;
-	for (size_t i = 0; i < s->n; i++)
+				"(lines were added or removed: use a new --out)", s->k, s->status, j->list_path);
+	unsigned char *changed = nb_xcalloc(s->n ? s->n : 1, 1);
+	size_t retry = 0, nchanged = 0;
+	for (size_t i = 0; i < s->n; i++) {
+		changed[i] = (unsigned char)row_changed(&s->rows[i], &j->list.e[s->lo + i]);
+		nchanged += changed[i];
 		retry += j->o.retry_failed && fetch_status_retryable(s->rows[i].status);
-	if (retry == 0) {
+	}
+	if (retry == 0 && nchanged == 0) {
+		free(changed);
 		tally_rows(&s->y, s->rows, s->n);
 		return 1;
 	}
-	return load_ok_images(s->h5, s->rows, s->n, j->o.size, s->img);
+	if (load_ok_images(s->h5, s->rows, s->n, j->o.size, s->img) < 0) {
+		free(changed);
+		return -1;
+	}
+	if (nchanged) {
+		report_changed(s, changed, nchanged);
+		for (size_t i = 0; i < s->n; i++) {
+			if (!changed[i] && strcmp(s->rows[i].status, "duplicate"))
+				continue;
+			int attempts = changed[i] ? 0 : s->rows[i].attempts;
+			fresh_row(j, &j->list.e[s->lo + i], &s->rows[i]);
+			s->rows[i].attempts = attempts;
+			free(s->img[i]);
+			s->img[i] = NULL;
+		}
+	}
+	free(changed);
+	return 0;
 }
 
 /* Fetches the pending records (on a rerun: the retryable ones), decodes
@@ -265,7 +340,8 @@ static int fetch_shard(shard_run *s)
 	size_t *todo = nb_xmalloc((n ? n : 1) * sizeof(size_t));
 	const char **urls = nb_xmalloc((n ? n : 1) * sizeof(char *));
 	for (size_t i = 0; i < n; i++)
-		if (!strcmp(s->rows[i].status, "pending") || (s->rerun && fetch_status_retryable(s->rows[i].status))) {
+		if (!strcmp(s->rows[i].status, "pending") ||
+		    (s->rerun && s->j->o.retry_failed && fetch_status_retryable(s->rows[i].status))) {
 			todo[nt] = i;
 			urls[nt++] = s->rows[i].url;
 		}

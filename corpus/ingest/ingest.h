@@ -12,6 +12,9 @@
  * and one process writes ingest-stats.json with the totals of all. A rerun skips shards
  * whose status table exists; with retry_failed it refetches only records
  * whose status is retryable (fetch_status_retryable) and keeps the rest.
+ * Either way a record whose list line changed since its row was written
+ * (the row's digest differs from the record's) is fetched again, and so
+ * are the shard's duplicates, whose original may have been that record.
  *
  * Duplicates (same bytes as an earlier record of the same shard) get status
  * "duplicate"; deduplication is per shard so that it is deterministic.
@@ -91,6 +94,9 @@ typedef struct {
 	char status[32];
 	int attempts;
 	uint64_t hash[2];          /* content hash of the fetched bytes, 0 if none */
+	uint64_t digest;           /* of the list record the row was made from (its url,
+				    * caption, key, badness); 0 = unknown (a table
+				    * written before the column existed) */
 	char *url, *key, *detail;  /* owned */
 } ingest_row;
 

@@ -11,7 +11,10 @@
 #include "common/nb_num.h"
 #include "corpus/ingest/ingest.h"
 
-#define STATUS_HEADER "line\tid\tstatus\tattempts\thash\turl\tkey\tdetail\n"
+#define STATUS_HEADER "line\tid\tstatus\tattempts\thash\turl\tkey\tdetail\tdigest\n"
+/* The table before the digest column: read, with digest 0 (unknown). */
+#define STATUS_HEADER_V1 "line\tid\tstatus\tattempts\thash\turl\tkey\tdetail\n"
+#define STATUS_FIELDS 9
 
 /* Tabs, newlines and backslashes are escaped so every row stays one line. */
 static void put_field(nb_buf *b, const char *s)
@@ -56,7 +59,7 @@ int ingest_status_write(const char *path, const ingest_row *rows, size_t n)
 		put_field(&b, r->key);
 		nb_buf_add(&b, "\t", 1);
 		put_field(&b, r->detail);
-		nb_buf_add(&b, "\n", 1);
+		nb_buf_addf(&b, "\t%016" PRIx64 "\n", r->digest);
 	}
 	int rc = nb_write_file_atomic(path, b.data, b.len);
 	free(b.data);
@@ -87,19 +90,24 @@ static int parse_hex64(const char *s, uint64_t *v)
 }
 
 /* Splits a row (NUL-terminated, without its newline) at its tabs into r.
- * -1 when it does not have 8 fields (*nf says how many); else r owns its
- * strings, and the result is 1 when a field is malformed, 0 otherwise. */
-static int parse_row(char *p, ingest_row *r, int *nf)
+ * -1 when it does not have nexp fields (9, or 8 for a table without the
+ * digest column; *nf says how many); else r owns its strings, and the
+ * result is 1 when a field is malformed, 0 otherwise. */
+static int parse_row(char *p, ingest_row *r, int nexp, int *nf)
 {
-	char *fld[8];
+	char *fld[STATUS_FIELDS];
 	*nf = 0;
 	fld[(*nf)++] = p;
-	for (; *p && *nf < 8; p++)
+	for (; *p; p++)
 		if (*p == '\t') {
+			if (*nf == nexp) {
+				++*nf;
+				return -1;
+			}
 			*p = 0;
 			fld[(*nf)++] = p + 1;
 		}
-	if (*nf != 8)
+	if (*nf != nexp)
 		return -1;
 	memset(r, 0, sizeof(*r));
 	long attempts = 0;
@@ -110,6 +118,8 @@ static int parse_row(char *p, ingest_row *r, int *nf)
 	r->attempts = (int)attempts;
 	bad |= strlen(fld[4]) != 32 || parse_hex64(fld[4], &r->hash[0]) < 0 ||
 	       parse_hex64(fld[4] + 16, &r->hash[1]) < 0;
+	if (nexp == STATUS_FIELDS)
+		bad |= strlen(fld[8]) != 16 || parse_hex64(fld[8], &r->digest) < 0;
 	r->url = unescape(fld[5], strlen(fld[5]));
 	r->key = unescape(fld[6], strlen(fld[6]));
 	r->detail = unescape(fld[7], strlen(fld[7]));
@@ -122,8 +132,12 @@ int ingest_status_read(const char *path, ingest_row **rows_out, size_t *n_out)
 	char *text = nb_read_file(path, &len);
 	if (!text)
 		return errno == EIO ? -1 : nb_error("cannot open status table '%s': %s", path, strerror(errno));
-	size_t hl = strlen(STATUS_HEADER);
-	if (len < hl || memcmp(text, STATUS_HEADER, hl)) {
+	size_t hl = strlen(STATUS_HEADER), hl1 = strlen(STATUS_HEADER_V1);
+	int nexp = STATUS_FIELDS;
+	if (len >= hl1 && !memcmp(text, STATUS_HEADER_V1, hl1)) {
+		hl = hl1;
+		nexp = STATUS_FIELDS - 1;
+	} else if (len < hl || memcmp(text, STATUS_HEADER, hl)) {
 		free(text);
 		return nb_error("cannot read status table '%s': missing header line", path);
 	}
@@ -141,11 +155,11 @@ int ingest_status_read(const char *path, ingest_row **rows_out, size_t *n_out)
 		*nl = 0;
 		NB_GROW(rows, cap, n + 1, 256);
 		int nf;
-		int bad = parse_row(text + pos, &rows[n], &nf);
+		int bad = parse_row(text + pos, &rows[n], nexp, &nf);
 		pos = (size_t)(nl - text) + 1;
 		if (bad < 0) {
-			rc = nb_error("cannot read status table '%s': line %ld has %d fields, expected 8", path,
-				      lineno, nf);
+			rc = nb_error("cannot read status table '%s': line %ld has %s%d fields, expected %d", path,
+				      lineno, nf > nexp ? "more than " : "", nf > nexp ? nexp : nf, nexp);
 			break;
 		}
 		n++; /* a malformed row owns its strings too */

@@ -49,6 +49,7 @@ void tally_add(ingest_tally *t, const ingest_tally *add)
 	t->attempts += add->attempts;
 	t->retries += add->retries;
 	t->images += add->images;
+	t->changed += add->changed;
 }
 
 static int count_cmp(const void *a, const void *b)
@@ -71,8 +72,9 @@ void tally_json(const ingest_tally *t, const char *head, nb_buf *out)
 	free(sorted);
 	nb_buf_addf(out,
 		    "}, \"records\": %" PRIu64 ", \"images\": %" PRIu64 ", \"bytes\": %" PRIu64
-		    ", \"attempts\": %" PRIu64 ", \"retries\": %" PRIu64 ", \"time_s\": {",
-		    records, t->images, t->bytes, t->attempts, t->retries);
+		    ", \"attempts\": %" PRIu64 ", \"retries\": %" PRIu64 ", \"changed\": %" PRIu64
+		    ", \"time_s\": {",
+		    records, t->images, t->bytes, t->attempts, t->retries, t->changed);
 	for (int i = 0; i < T_N; i++)
 		nb_buf_addf(out, "%s\"%s\": %.6f", i ? ", " : "", timer_names[i], t->t[i]);
 	double ips = t->t[T_WALL] > 0 ? (double)t->images / t->t[T_WALL] : 0;
@@ -90,8 +92,10 @@ void ingest_tally_encode(const ingest_tally *t, nb_buf *out)
 		nb_buf_addf(out, "status %" PRIu64 " %s\n", t->status[i].count, t->status[i].name);
 	for (int i = 0; i < T_N; i++)
 		nb_buf_addf(out, "time.%s %.17g\n", timer_names[i], t->t[i]);
-	nb_buf_addf(out, "bytes %" PRIu64 "\nattempts %" PRIu64 "\nretries %" PRIu64 "\nimages %" PRIu64 "\n",
-		    t->bytes, t->attempts, t->retries, t->images);
+	nb_buf_addf(out,
+		    "bytes %" PRIu64 "\nattempts %" PRIu64 "\nretries %" PRIu64 "\nimages %" PRIu64
+		    "\nchanged %" PRIu64 "\n",
+		    t->bytes, t->attempts, t->retries, t->images, t->changed);
 }
 
 /* Where the value of key adds up in t, or NULL for an unknown key. */
@@ -101,6 +105,7 @@ static uint64_t *count_field(ingest_tally *t, const char *key)
 	       : !strcmp(key, "attempts") ? &t->attempts
 	       : !strcmp(key, "retries")  ? &t->retries
 	       : !strcmp(key, "images")   ? &t->images
+	       : !strcmp(key, "changed")  ? &t->changed
 					  : NULL;
 }
 

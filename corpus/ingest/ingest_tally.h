@@ -22,6 +22,7 @@ struct ingest_tally {
 	size_t nstatus, cap;
 	double t[T_N];
 	uint64_t bytes, attempts, retries, images;
+	uint64_t changed;           /* records redone because their list line changed */
 };
 
 /* Adds k records of status name (truncated to 31 bytes). */
