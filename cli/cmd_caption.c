@@ -3,12 +3,17 @@
  * cannot be read or decoded gets an error line on stderr and the others go
  * on; the exit status is then 1. With --shards DIR it captions every image
  * of the committed image or caption shards in DIR instead, printing
- * "id<TAB>source<TAB>caption" (for example web shards from nboost ingest). */
+ * "id<TAB>source<TAB>caption" (for example web shards from nboost ingest).
+ * Paths, sources and captions are printed escaped (common/nb_escape.h), so
+ * a TAB, a newline or a terminal escape in a source stays inside its field.
+ * A failed write on stdout stops the command at once. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "common/nb_error.h"
+#include "common/nb_escape.h"
+#include "common/nb_io.h"
 #include "model/decode.h"
 #include "model/checkpoint.h"
 #include "model/vlm.h"
@@ -48,7 +53,7 @@ static int parse_args(int argc, char **argv, caption_args *a)
 			    "       nboost caption --model CKPT --shards DIR [options]\n",
 		.about = "Captions PNG/JPEG images with a trained checkpoint (greedy, clean stream).\n"
 			 "Each image is center-cropped and resized to the model's input size.\n"
-			 "Prints one line per image: path<TAB>caption.\n",
+			 "Prints one line per image: path<TAB>caption, escaped as in schemas/captions_tsv.md.\n",
 		.opts = opts,
 		.positional = "IMAGE",
 		.max_pos = -1,
@@ -131,16 +136,28 @@ static const char *captioner_text(captioner *c, int k)
 	return c->text;
 }
 
+/* Flushes the lines of a batch; a failed write ends the command (there is
+ * no point captioning the rest into a full disk). */
+static void flush_or_die(void)
+{
+	if (nb_stdout_flush() < 0)
+		nb_die("%s", nb_errmsg());
+}
+
 /* Captions the first n slots and prints "id<TAB>source<TAB>caption" for
  * each; frees the sources. */
 static void caption_shard_batch(captioner *c, int n, char **sources)
 {
 	captioner_run(c, n);
 	for (int k = 0; k < n; k++) {
-		printf("%llu\t%s\t%s\n", (unsigned long long)c->keys[k], sources[k], captioner_text(c, k));
+		printf("%llu\t", (unsigned long long)c->keys[k]);
+		nb_fput_escaped(stdout, sources[k]);
+		putchar('\t');
+		nb_fput_escaped(stdout, captioner_text(c, k));
+		putchar('\n');
 		free(sources[k]);
 	}
-	fflush(stdout);
+	flush_or_die();
 }
 
 /* Captions every sample of the committed shards in dir, in shard order.
@@ -213,9 +230,13 @@ static int caption_files(captioner *c, char **files, int nfiles, long max_pixels
 		if (!n)
 			continue;
 		captioner_run(c, n);
-		for (int k = 0; k < n; k++)
-			printf("%s\t%s\n", names[k], captioner_text(c, k));
-		fflush(stdout);
+		for (int k = 0; k < n; k++) {
+			nb_fput_escaped(stdout, names[k]);
+			putchar('\t');
+			nb_fput_escaped(stdout, captioner_text(c, k));
+			putchar('\n');
+		}
+		flush_or_die();
 	}
 	free(names);
 	return failed;
@@ -229,6 +250,8 @@ int cmd_caption(int argc, char **argv)
 		return rc;
 	const char *model = a.model, *shards = a.shards;
 	long batch = a.batch, max_pixels = a.max_pixels, max_tokens = a.max_tokens;
+	if (nb_check_input(model, "checkpoint") < 0)
+		nb_die("%s", nb_errmsg());
 	captioner cap;
 	captioner_open(&cap, model, (int)batch, max_tokens);
 	int failed = 0;

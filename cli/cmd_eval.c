@@ -43,12 +43,9 @@ static int on_caption(void *ctx, uint64_t id, const uint16_t *tokens, int n, con
 {
 	model_out *mo = ctx;
 	if (mo->want_out) {
-		char line[64], text[1024];
-		int l = snprintf(line, sizeof line, "%" PRIu64 "\t", id);
-		nb_buf_add(&mo->out, line, (size_t)l);
-		int tl = vocab_decode(tokens, n, text, (int)sizeof text);
-		nb_buf_add(&mo->out, text, (size_t)tl);
-		nb_buf_add(&mo->out, "\n", 1);
+		char text[1024];
+		vocab_decode(tokens, n, text, (int)sizeof text);
+		captions_tsv_add(&mo->out, id, text);
 	}
 	if (mo->want_gt) {
 		NB_GROW(mo->gt, mo->gt_cap, mo->ngt + 1, 1024);
@@ -128,14 +125,10 @@ static void write_gt(const char *path, const evaluate_truth *gt, long n)
 	nb_buf b = {0};
 	nb_buf_add(&b, "", 0);
 	for (long i = 0; i < n; i++) {
-		char line[64], cap[512];
-		int l = snprintf(line, sizeof line, "%" PRIu64 "\t", gt[i].id);
-		int cl = scene_caption(gt[i].cells, cap, (int)sizeof cap);
-		if (cl < 0)
+		char cap[512];
+		if (scene_caption(gt[i].cells, cap, (int)sizeof cap) < 0)
 			nb_die("image %" PRIu64 ": ground truth has too many objects for a caption", gt[i].id);
-		nb_buf_add(&b, line, (size_t)l);
-		nb_buf_add(&b, cap, (size_t)cl);
-		nb_buf_add(&b, "\n", 1);
+		captions_tsv_add(&b, gt[i].id, cap);
 	}
 	if (nb_write_file_atomic(path, b.data, b.len) < 0)
 		nb_die("%s", nb_errmsg());
@@ -325,12 +318,23 @@ static int parse_args(int argc, char **argv, eval_opts *o)
 	return -1;
 }
 
+/* Refuses bad inputs and outputs before any work: a checkpoint that is not
+ * a regular file (a FIFO would block its open), output paths that are not
+ * regular files (a write would replace them). */
+static void check_files(const eval_opts *o)
+{
+	if ((o->model && nb_check_input(o->model, "checkpoint") < 0) || (o->write_gt && nb_check_output(o->write_gt) < 0) ||
+	    (o->out_captions && nb_check_output(o->out_captions) < 0))
+		nb_die("%s", nb_errmsg());
+}
+
 int cmd_eval(int argc, char **argv)
 {
 	eval_opts o = {.batch = EVALUATE_BATCH};
 	int rc = parse_args(argc, argv, &o);
 	if (rc >= 0)
 		return rc;
+	check_files(&o);
 	if (o.model)
 		return score_model(&o);
 	evaluate_truth *gt;

@@ -24,6 +24,7 @@
 
 #include "common/jobfile.h"
 #include "common/nb_error.h"
+#include "common/nb_escape.h"
 #include "common/nb_io.h"
 #include "common/vocab.h"
 #include "corpus/image/image_io.h"
@@ -303,7 +304,8 @@ static void llava_record(nb_buf *b, uint64_t id, const char *image, const char *
 }
 
 /* --format manifest: the shards themselves, one "path<TAB>samples<TAB>
- * origin<TAB>round" line each after a header, e.g. to merge the slices of a
+ * origin<TAB>round" line each after a header (fields escaped as
+ * common/nb_escape.h says), e.g. to merge the slices of a
  * labeling job array (jobs/label-array.sbatch) without copying labels. */
 static int write_manifest(const export_opts *o, const shard_set *set, uint64_t total)
 {
@@ -314,7 +316,12 @@ static int write_manifest(const export_opts *o, const shard_set *set, uint64_t t
 		if (!r)
 			export_die("%s", nb_errmsg());
 		const shard_meta *m = shard_reader_meta(r);
-		nb_buf_addf(&b, "%s\t%zu\t%s\t%d\n", set->v[i].path, shard_count(r), m->origin, m->round);
+		/* Paths and origins escaped (schemas/captions_tsv.md): a TAB or a
+		 * newline in a file name stays inside its field. */
+		nb_buf_add_escaped(&b, set->v[i].path, strlen(set->v[i].path));
+		nb_buf_addf(&b, "\t%zu\t", shard_count(r));
+		nb_buf_add_escaped(&b, m->origin, strlen(m->origin));
+		nb_buf_addf(&b, "\t%d\n", m->round);
 		shard_close(r);
 	}
 	if (nb_write_file_atomic(o->out, b.data, b.len) < 0)
@@ -502,5 +509,8 @@ int cmd_export(int argc, char **argv)
 		o.format = FMT_MANIFEST;
 	else
 		return cli_usage_error(&cmd, "--format: '%s' is not llava, jsonl or manifest", format);
+	/* Before any work: --out must be a regular file or nothing. */
+	if (nb_check_output(o.out) < 0)
+		nb_die("%s", nb_errmsg());
 	return export_run(&o, npos, argv + 1, &cmd);
 }

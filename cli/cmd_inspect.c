@@ -11,6 +11,8 @@
 #include <hdf5.h>
 
 #include "common/nb_error.h"
+#include "common/nb_escape.h"
+#include "common/nb_io.h"
 #include "common/scene.h"
 #include "common/vocab.h"
 #include "cli/cli_args.h"
@@ -33,7 +35,7 @@ static void json_str(FILE *f, const char *s)
 	for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
 		if (*p == '"' || *p == '\\')
 			fprintf(f, "\\%c", *p);
-		else if (*p < 0x20)
+		else if (*p < 0x20 || *p == 0x7f)
 			fprintf(f, "\\u%04x", *p);
 		else
 			fputc(*p, f);
@@ -70,10 +72,13 @@ static void print_attr_value(FILE *f, hid_t attr, int json)
 				snprintf(buf, sizeof buf, "<string of %zu bytes>", size);
 			}
 		}
-		if (json)
+		if (json) {
 			json_str(f, buf);
-		else
-			fprintf(f, "'%s'", buf);
+		} else {
+			fputc('\'', f);
+			nb_fput_escaped(f, buf);
+			fputc('\'', f);
+		}
 	} else if ((cls == H5T_INTEGER || cls == H5T_FLOAT) && n >= 1 && n <= (1 << 20)) {
 		int is_float = cls == H5T_FLOAT, is_unsigned = cls == H5T_INTEGER && H5Tget_sign(type) == H5T_SGN_NONE;
 		size_t count = (size_t)n;
@@ -132,7 +137,8 @@ static herr_t print_attr(hid_t obj, const char *name, const H5A_info_t *info, vo
 		json_str(w->f, name);
 		fputs(": ", w->f);
 	} else {
-		fprintf(w->f, "  %-16s ", name);
+		char q[256];
+		fprintf(w->f, "  %-16s ", nb_quote(q, sizeof q, name));
 	}
 	print_attr_value(w->f, a, w->json);
 	if (!w->json)
@@ -234,7 +240,8 @@ static void print_datasets(FILE *f, const ds_list *l, int json)
 			print_shape(f, d);
 			fprintf(f, ", \"raw_bytes\": %llu, \"stored_bytes\": %llu}", d->raw, d->stored);
 		} else {
-			fprintf(f, "  %-20s ", d->name);
+			char q[256];
+			fprintf(f, "  %-20s ", nb_quote(q, sizeof q, d->name));
 			print_shape(f, d);
 			fprintf(f, "  raw %llu B, stored %llu B\n", d->raw, d->stored);
 		}
@@ -266,9 +273,14 @@ static void print_sample(FILE *f, const shard_meta *m, const shard_sample *s, si
 		fputc('}', f);
 		return;
 	}
-	fprintf(f, "  [%zu] id %llu  source '%s'\n", index, (unsigned long long)s->id, s->source);
-	if (m->kind == SHARD_CAPTIONS)
-		fprintf(f, "      caption (%d tokens, score %.3f): %s\n", s->ntokens, s->score, caption);
+	fprintf(f, "  [%zu] id %llu  source '", index, (unsigned long long)s->id);
+	nb_fput_escaped(f, s->source);
+	fputs("'\n", f);
+	if (m->kind == SHARD_CAPTIONS) {
+		fprintf(f, "      caption (%d tokens, score %.3f): ", s->ntokens, s->score);
+		nb_fput_escaped(f, caption);
+		fputc('\n', f);
+	}
 	if (s->objects)
 		fprintf(f, "      truth: %s\n", truth);
 }
@@ -310,8 +322,9 @@ static int inspect_shard(const char *path, const inspect_opts *o)
 		print_datasets(f, &l, 1);
 		fputs("], \"first\": [", f);
 	} else {
-		fprintf(f, "%s\n  schema %s v%d (%s shard), %zu samples of %dx%d RGB\n", path, schema, SHARD_VERSION,
-			kind, shard_count(r), m->height, m->width);
+		nb_fput_escaped(f, path);
+		fprintf(f, "\n  schema %s v%d (%s shard), %zu samples of %dx%d RGB\n", schema, SHARD_VERSION, kind,
+			shard_count(r), m->height, m->width);
 		fprintf(f, "  %llu bytes raw, %llu stored, ratio %.2f\n", raw, stored, ratio);
 		fprintf(f, "  checksums: %s\nattributes:\n",
 			shard_has_checksums(r) ? "Fletcher-32 on every chunk of every dataset"
@@ -378,7 +391,8 @@ static int inspect_checkpoint(const char *path, hid_t file, const inspect_opts *
 		fprintf(f, "], \"total_params\": %llu, \"adam\": %s, \"datasets\": %d, \"raw_bytes\": %llu, "
 			   "\"stored_bytes\": %llu}\n", total, adam ? "true" : "false", all.n, raw, stored);
 	} else {
-		fprintf(f, "%s\n  schema %s (checkpoint)\nattributes:\n", path, CHECKPOINT_SCHEMA);
+		nb_fput_escaped(f, path);
+		fprintf(f, "\n  schema %s (checkpoint)\nattributes:\n", CHECKPOINT_SCHEMA);
 		print_attrs(f, file, 0);
 		fprintf(f, "params (%d tensors):\n", params.n);
 		print_datasets(f, &params, 0);
@@ -399,7 +413,8 @@ static int inspect_file(const char *path, const inspect_opts *o)
 		return 1;
 	}
 	if (!S_ISREG(st.st_mode)) {
-		fprintf(stderr, "nboost: fatal: cannot inspect '%s': not a regular file\n", path);
+		fprintf(stderr, "nboost: fatal: cannot inspect '%s': it is a %s, not a regular file\n", path,
+			nb_file_kind(st.st_mode));
 		return 1;
 	}
 	if (shard_zstd_register() < 0 || H5Fis_hdf5(path) <= 0) {
@@ -417,7 +432,9 @@ static int inspect_file(const char *path, const inspect_opts *o)
 	char schema[256], why[256];
 	int status;
 	if (h5u_get_str(file, "schema", schema, sizeof schema, why, sizeof why) < 0) {
-		fprintf(stderr, "nboost: fatal: cannot inspect '%s': not an nboost file: %s\n", path, why);
+		char q[300];
+		fprintf(stderr, "nboost: fatal: cannot inspect '%s': not an nboost file: %s\n", path,
+			nb_quote(q, sizeof q, why));
 		status = 1;
 	} else if (!strcmp(schema, SHARD_SCHEMA_IMAGES) || !strcmp(schema, SHARD_SCHEMA_CAPTIONS)) {
 		H5Fclose(file);
@@ -426,8 +443,10 @@ static int inspect_file(const char *path, const inspect_opts *o)
 	} else if (!strcmp(schema, CHECKPOINT_SCHEMA)) {
 		status = inspect_checkpoint(path, file, o);
 	} else {
+		char q[300];
 		fprintf(stderr, "nboost: fatal: cannot inspect '%s': unknown schema '%s' (expected %s, %s or %s)\n",
-			path, schema, SHARD_SCHEMA_IMAGES, SHARD_SCHEMA_CAPTIONS, CHECKPOINT_SCHEMA);
+			path, nb_quote(q, sizeof q, schema), SHARD_SCHEMA_IMAGES, SHARD_SCHEMA_CAPTIONS,
+			CHECKPOINT_SCHEMA);
 		status = 1;
 	}
 	if (file >= 0)

@@ -3,6 +3,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "common/nb_io.h"
 #include "model/blas.h"
 #include "cli/commands.h"
 
@@ -35,9 +36,9 @@ static void usage(FILE *f)
 		   "Job-file keys can be overridden as --section.key=value. See README.md.\n");
 }
 
-int main(int argc, char **argv)
+/* Runs the command named by argv[1]; its exit status. */
+static int dispatch(int argc, char **argv)
 {
-	blas_runtime_init(argc, argv);
 	if (argc < 2) {
 		usage(stderr);
 		return 2;
@@ -56,4 +57,17 @@ int main(int argc, char **argv)
 	fprintf(stderr, "nboost: unknown command '%s'\n\n", argv[1]);
 	usage(stderr);
 	return 2;
+}
+
+int main(int argc, char **argv)
+{
+	blas_runtime_init(argc, argv);
+	int rc = dispatch(argc, argv);
+	/* Every command's output, checked in one place: a full disk or
+	 * /dev/full on stdout is an error, not a silent success. */
+	if (nb_stdout_close() < 0) {
+		fprintf(stderr, "nboost: fatal: %s\n", nb_errmsg());
+		return rc ? rc : 1;
+	}
+	return rc;
 }

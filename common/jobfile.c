@@ -5,8 +5,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "common/nb_error.h"
+#include "common/nb_escape.h"
 #include "common/nb_io.h"
 #include "common/nb_num.h"
 
@@ -90,10 +92,43 @@ static char *trim(char *s)
 	return s;
 }
 
+#define BOM "\xef\xbb\xbf"
+
+/* A line's first control character (not TAB; CR only as the last byte, of
+ * a CRLF line end): job files are text, and a line is quoted in messages. */
+static const char *control_char(const char *line)
+{
+	for (const unsigned char *p = (const unsigned char *)line; *p; p++)
+		if ((*p < 0x20 && *p != '\t' && !(*p == '\r' && !p[1])) || *p == 0x7f)
+			return (const char *)p;
+	return NULL;
+}
+
+/* Checks that a line is text: 0, or nb_error naming the line and what is
+ * wrong with it. */
+static int check_line(const char *line, const char *name, int lineno)
+{
+	if (strlen(line) > 4096)
+		return nb_error("job file '%s' line %d: line longer than 4096 characters", name, lineno);
+	if (!strncmp(line, BOM, 3))
+		return nb_error("job file '%s' line %d: a byte-order mark inside the file (were files concatenated?)",
+				name, lineno);
+	const char *c = control_char(line);
+	if (c) {
+		char one[2] = {*c, '\0'}, q[8];
+		return nb_error("job file '%s' line %d: control character '%s' in a text file", name, lineno,
+				nb_quote(q, sizeof q, one));
+	}
+	return 0;
+}
+
 jobfile *jobfile_parse(const char *text, const char *name)
 {
 	jobfile *j = jobfile_new();
-	char section[128] = "";
+	char section[128] = "", q[200];
+	/* A UTF-8 byte-order mark (Windows editors write one) is not text. */
+	if (!strncmp(text, BOM, 3))
+		text += 3;
 	char *copy = nb_xstrdup(text);
 	char *line = copy;
 	int lineno = 0;
@@ -102,10 +137,8 @@ jobfile *jobfile_parse(const char *text, const char *name)
 		if (next)
 			*next++ = '\0';
 		lineno++;
-		if (strlen(line) > 4096) {
-			nb_error("job file '%s' line %d: line longer than 4096 characters", name, lineno);
+		if (check_line(line, name, lineno) < 0)
 			goto fail;
-		}
 		char *hash = strchr(line, '#');
 		if (hash)
 			*hash = '\0';
@@ -118,26 +151,29 @@ jobfile *jobfile_parse(const char *text, const char *name)
 			char *close = strchr(s, ']');
 			if (!close || *trim(close + 1) != '\0') {
 				nb_error("job file '%s' line %d: malformed section header '%s' (expected [name])",
-					 name, lineno, s);
+					 name, lineno, nb_quote(q, sizeof q, s));
 				goto fail;
 			}
 			*close = '\0';
 			char *sec = trim(s + 1);
 			if (!valid_name(sec, strlen(sec)) || strlen(sec) >= sizeof section) {
-				nb_error("job file '%s' line %d: invalid section name '%s'", name, lineno, sec);
+				nb_error("job file '%s' line %d: invalid section name '%s'", name, lineno,
+					 nb_quote(q, sizeof q, sec));
 				goto fail;
 			}
 			snprintf(section, sizeof section, "%s", sec);
 		} else {
 			char *eq = strchr(s, '=');
 			if (!eq) {
-				nb_error("job file '%s' line %d: expected 'key = value', got '%s'", name, lineno, s);
+				nb_error("job file '%s' line %d: expected 'key = value', got '%s'", name, lineno,
+					 nb_quote(q, sizeof q, s));
 				goto fail;
 			}
 			*eq = '\0';
 			char *k = trim(s), *v = trim(eq + 1);
 			if (!section[0]) {
-				nb_error("job file '%s' line %d: key '%s' comes before any [section]", name, lineno, k);
+				nb_error("job file '%s' line %d: key '%s' comes before any [section]", name, lineno,
+					 nb_quote(q, sizeof q, k));
 				goto fail;
 			}
 			char key[300], origin[600];
@@ -152,7 +188,7 @@ jobfile *jobfile_parse(const char *text, const char *name)
 				goto fail;
 			}
 			if (jobfile_set(j, key, v, origin) < 0) {
-				nb_error("job file '%s' line %d: invalid key '%s'", name, lineno, k);
+				nb_error("job file '%s' line %d: invalid key '%s'", name, lineno, nb_quote(q, sizeof q, k));
 				goto fail;
 			}
 		}
@@ -171,8 +207,12 @@ fail:
 
 jobfile *jobfile_load(const char *path)
 {
-	FILE *f = fopen(path, "rb");
+	int fd = nb_open_input(path, "job file");
+	if (fd < 0)
+		return NULL;
+	FILE *f = fdopen(fd, "rb");
 	if (!f) {
+		close(fd);
 		nb_error("cannot open job file '%s': %s", path, strerror(errno));
 		return NULL;
 	}
@@ -182,7 +222,7 @@ jobfile *jobfile_load(const char *path)
 	size_t k;
 	while (b.len <= JOBFILE_MAX_BYTES && (k = fread(chunk, 1, sizeof chunk, f)) > 0)
 		nb_buf_add(&b, chunk, k);
-	int bad = ferror(f);
+	int bad = ferror(f) ? errno : 0;
 	fclose(f);
 	if (b.len > JOBFILE_MAX_BYTES) {
 		free(b.data);
@@ -191,7 +231,7 @@ jobfile *jobfile_load(const char *path)
 	}
 	if (bad) {
 		free(b.data);
-		nb_error("cannot read job file '%s'", path);
+		nb_error("cannot read job file '%s': %s", path, strerror(bad));
 		return NULL;
 	}
 	nb_buf_add(&b, "", 0);

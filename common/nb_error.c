@@ -6,7 +6,30 @@
 #include <stdlib.h>
 #include <string.h>
 
-static _Thread_local char last_error[1024];
+/* Messages longer than this keep their start and their end (the cause),
+ * with "..." for the middle (shorten_middle). */
+#define NB_ERRMSG_MAX 2048
+
+static _Thread_local char last_error[NB_ERRMSG_MAX];
+
+/* Copies the n-byte message msg into out (cap bytes), cutting its middle
+ * when it does not fit, at UTF-8 character boundaries: a long path in a
+ * message must not push the cause ("File name too long") out of it. */
+static void shorten_middle(char *out, size_t cap, const char *msg, size_t n)
+{
+	if (n < cap) {
+		memcpy(out, msg, n + 1);
+		return;
+	}
+	size_t keep = (cap - 4) / 2, head = keep, tail = n - keep;
+	while (head > 0 && ((unsigned char)msg[head] & 0xc0) == 0x80)
+		head--;
+	while (tail < n && ((unsigned char)msg[tail] & 0xc0) == 0x80)
+		tail++;
+	memcpy(out, msg, head);
+	memcpy(out + head, "...", 3);
+	memcpy(out + head + 3, msg + tail, n - tail + 1);
+}
 
 /* "nboost: <prefix><message>" on stderr, after whatever stdout holds, so
  * that the two streams interleave in the order things happened. */
@@ -29,14 +52,27 @@ void nb_die(const char *fmt, ...)
 
 int nb_error(const char *fmt, ...)
 {
-	/* Format into a local buffer first: callers may pass nb_errmsg() as an
-	 * argument to add context ("cannot load 'x': %s"). */
-	char tmp[sizeof last_error];
+	/* Format in full first (callers may pass nb_errmsg() as an argument to
+	 * add context: "cannot load 'x': %s"), then shorten. */
+	char local[8192], *tmp = local;
 	va_list ap;
 	va_start(ap, fmt);
-	vsnprintf(tmp, sizeof tmp, fmt, ap);
+	int n = vsnprintf(local, sizeof local, fmt, ap);
 	va_end(ap);
-	memcpy(last_error, tmp, sizeof tmp);
+	if (n < 0) {
+		snprintf(local, sizeof local, "unprintable error message");
+		n = (int)strlen(local);
+	} else if ((size_t)n >= sizeof local && (tmp = malloc((size_t)n + 1)) != NULL) {
+		va_start(ap, fmt);
+		vsnprintf(tmp, (size_t)n + 1, fmt, ap);
+		va_end(ap);
+	} else if ((size_t)n >= sizeof local) {
+		tmp = local; /* no memory: the first 8 KiB, as they are */
+		n = (int)sizeof local - 1;
+	}
+	shorten_middle(last_error, sizeof last_error, tmp, (size_t)n);
+	if (tmp != local)
+		free(tmp);
 	return -1;
 }
 

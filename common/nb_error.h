@@ -6,6 +6,8 @@
  *   NB_BUG()   a broken internal invariant: prints file and line, aborts.
  * Messages state the failing thing first, in lowercase with no full stop, and
  * name the file or the value: "cannot open shard 'x.h5': wrong schema 'foo'".
+ * A message longer than 2 KiB keeps its start and its end, where the cause
+ * is, with "..." for the middle (a 4,000-byte path never hides the cause).
  * The message buffer is thread-local (like errno), so ranks' threads and the
  * library never share mutable error state. */
 #ifndef NB_ERROR_H

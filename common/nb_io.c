@@ -37,31 +37,135 @@ void nb_buf_addf(nb_buf *b, const char *fmt, ...)
 	b->len += (size_t)n;
 }
 
-char *nb_read_file(const char *path, size_t *len)
+const char *nb_file_kind(mode_t mode)
 {
-	FILE *f = fopen(path, "rb");
-	if (!f) {
-		int e = errno;
-		nb_error("cannot open '%s': %s", path, strerror(e));
-		errno = e;
-		return NULL;
+	if (S_ISREG(mode))
+		return "regular file";
+	if (S_ISFIFO(mode))
+		return "FIFO";
+	if (S_ISDIR(mode))
+		return "directory";
+	if (S_ISLNK(mode))
+		return "symbolic link";
+	if (S_ISCHR(mode))
+		return "character device";
+	if (S_ISBLK(mode))
+		return "block device";
+	if (S_ISSOCK(mode))
+		return "socket";
+	return "special file";
+}
+
+/* "cannot open <what> 'path': <cause>" with errno e kept. */
+static int open_error(const char *path, const char *what, int e, const char *cause)
+{
+	nb_error("cannot open %s%s'%s': %s", what ? what : "", what ? " " : "", path, cause);
+	errno = e;
+	return -1;
+}
+
+int nb_open_input(const char *path, const char *what)
+{
+	struct stat st;
+	char kind[80];
+	if (stat(path, &st) < 0)
+		return open_error(path, what, errno, strerror(errno));
+	if (!S_ISREG(st.st_mode)) {
+		snprintf(kind, sizeof kind, "it is a %s, not a regular file", nb_file_kind(st.st_mode));
+		return open_error(path, what, EINVAL, kind);
 	}
+	int fd = open(path, O_RDONLY | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
+	if (fd < 0)
+		return open_error(path, what, errno, strerror(errno));
+	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
+		int e = errno;
+		close(fd);
+		if (S_ISREG(st.st_mode))
+			return open_error(path, what, e, strerror(e));
+		snprintf(kind, sizeof kind, "it is a %s, not a regular file", nb_file_kind(st.st_mode));
+		return open_error(path, what, EINVAL, kind);
+	}
+	/* Back to blocking reads (a no-op for regular files on Linux). */
+	int fl = fcntl(fd, F_GETFL);
+	if (fl >= 0)
+		fcntl(fd, F_SETFL, fl & ~O_NONBLOCK);
+	return fd;
+}
+
+int nb_check_input(const char *path, const char *what)
+{
+	int fd = nb_open_input(path, what);
+	if (fd < 0)
+		return -1;
+	close(fd);
+	return 0;
+}
+
+char *nb_read_input(const char *path, const char *what, size_t *len)
+{
+	int fd = nb_open_input(path, what);
+	if (fd < 0)
+		return NULL;
 	nb_buf b = {0};
 	char chunk[65536];
-	size_t n;
-	while ((n = fread(chunk, 1, sizeof chunk, f)) > 0)
-		nb_buf_add(&b, chunk, n);
-	int bad = ferror(f);
-	fclose(f);
-	if (bad) {
-		free(b.data);
-		nb_error("cannot read '%s': read error", path);
-		errno = EIO;
-		return NULL;
+	for (;;) {
+		ssize_t n = read(fd, chunk, sizeof chunk);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0) {
+			int e = errno;
+			close(fd);
+			free(b.data);
+			nb_error("cannot read %s%s'%s': %s", what ? what : "", what ? " " : "", path, strerror(e));
+			errno = e;
+			return NULL;
+		}
+		if (n == 0)
+			break;
+		nb_buf_add(&b, chunk, (size_t)n);
 	}
+	close(fd);
 	nb_buf_add(&b, "", 0);
 	*len = b.len;
 	return b.data;
+}
+
+char *nb_read_file(const char *path, size_t *len) { return nb_read_input(path, NULL, len); }
+
+int nb_check_output(const char *path)
+{
+	struct stat st;
+	if (lstat(path, &st) < 0) {
+		if (errno == ENOENT)
+			return 0;
+		return nb_error("cannot write '%s': %s", path, strerror(errno));
+	}
+	if (!S_ISREG(st.st_mode))
+		return nb_error("cannot write '%s': it is a %s, not a regular file (only regular files are replaced)",
+				path, nb_file_kind(st.st_mode));
+	return 0;
+}
+
+/* errno of the first failed write to stdout seen here, 0 if none. */
+static int stdout_errno;
+
+int nb_stdout_flush(void)
+{
+	if (fflush(stdout) != 0 && !stdout_errno)
+		stdout_errno = errno ? errno : EIO;
+	if (!ferror(stdout) && !stdout_errno)
+		return 0;
+	if (stdout_errno)
+		return nb_error("error writing standard output: %s", strerror(stdout_errno));
+	return nb_error("error writing standard output: an earlier write failed");
+}
+
+int nb_stdout_close(void)
+{
+	int rc = nb_stdout_flush();
+	if (fclose(stdout) != 0 && rc == 0)
+		return nb_error("error writing standard output: %s", strerror(errno));
+	return rc;
 }
 
 static int make_one_dir(const char *path)
@@ -85,7 +189,7 @@ int nb_mkdir_p(const char *path)
 	if (n == 0)
 		return nb_error("cannot create a directory with an empty name");
 	if (n >= sizeof buf)
-		return nb_error("cannot create directory '%.64s...': path too long", path);
+		return nb_error("cannot create directory '%.64s...': %s", path, strerror(ENAMETOOLONG));
 	memcpy(buf, path, n + 1);
 	while (n > 1 && buf[n - 1] == '/')
 		buf[--n] = '\0';
@@ -148,6 +252,10 @@ static int fsync_file(const char *path)
 int nb_publish(const char *tmp, const char *path, int durable)
 {
 	const char *step = NULL;
+	if (nb_check_output(path) < 0) {
+		unlink(tmp);
+		return -1;
+	}
 	if (durable && fsync_file(tmp) < 0)
 		step = "fsync";
 	else if (rename(tmp, path) < 0)
@@ -163,9 +271,12 @@ int nb_publish(const char *tmp, const char *path, int durable)
 int nb_write_file_atomic(const char *path, const void *data, size_t len)
 {
 	char tmp[4200];
-	if (nb_tmp_name(tmp, sizeof tmp, path) < 0)
+	if (nb_check_output(path) < 0 || nb_tmp_name(tmp, sizeof tmp, path) < 0)
 		return -1;
-	int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+	/* A stale temporary of an earlier process with this pid goes; O_EXCL
+	 * then never follows a link or opens a FIFO left at that name. */
+	unlink(tmp);
+	int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
 	if (fd < 0)
 		return nb_error("cannot write '%s': %s", path, strerror(errno));
 	const char *p = data;

@@ -5,6 +5,7 @@
 #define NB_IO_H
 
 #include <stddef.h>
+#include <sys/types.h>
 
 #include "common/nb_error.h"
 
@@ -34,16 +35,46 @@ void nb_buf_addf(nb_buf *b, const char *fmt, ...) NB_PRINTF(2, 3);
 		}                                                                            \
 	} while (0)
 
-/* Reads a whole file into a NUL-terminated buffer (caller frees). NULL with
- * errno set and nb_errmsg() naming the file and the cause on failure. */
+/* What a file of this st_mode is, for messages: "regular file", "FIFO",
+ * "directory", "symbolic link", "character device", "block device",
+ * "socket" (each takes the article "a"). */
+const char *nb_file_kind(mode_t mode);
+
+/* Opens path read-only if it is a regular file (symbolic links followed),
+ * never blocking: a FIFO or a device is refused before it is opened, and
+ * the open itself is non-blocking with a check of what was opened (for a
+ * file swapped in between). The fd, or -1 with errno set and nb_error
+ * "cannot open <what> 'x': <cause>" or "...: it is a FIFO, not a regular
+ * file" (what NULL: "cannot open 'x': ..."). */
+int nb_open_input(const char *path, const char *what);
+
+/* nb_open_input, then close: 0 when path is a regular file that can be
+ * opened, else -1 with the same nb_error. For inputs that another library
+ * opens (HDF5, libpng), so that it never blocks on a FIFO. */
+int nb_check_input(const char *path, const char *what);
+
+/* Reads a whole regular file (nb_open_input) into a NUL-terminated buffer
+ * (caller frees). NULL with errno set and nb_errmsg() naming what, the file
+ * and the cause on failure. nb_read_file is nb_read_input with what NULL. */
+char *nb_read_input(const char *path, const char *what, size_t *len);
 char *nb_read_file(const char *path, size_t *len);
+
+/* 0 when path does not exist or is a regular file: what an atomic write
+ * may replace. Anything else (a FIFO, a device, a directory, a socket, a
+ * symbolic link, which is not followed) is refused with nb_error "cannot
+ * write 'x': it is a FIFO, not a regular file", so that a write never
+ * turns a special file into a regular one. Called by nb_publish and
+ * nb_write_file_atomic; callers that do long work before writing call it
+ * first, to fail before the work. */
+int nb_check_output(const char *path);
 
 /* The temporary name of path for this process: "<dir>/.<name>.tmp.<pid>".
  * 0, or nb_error when it does not fit in n bytes. */
 int nb_tmp_name(char *tmp, size_t n, const char *path);
 
-/* The one atomic publish: makes the complete file `tmp` visible as `path`.
- * With durable, fsyncs tmp first and the directory after the rename, so a
+/* The one atomic publish: makes the complete file `tmp` visible as `path`
+ * (refused, as nb_check_output, when path is there and is not a regular
+ * file). With durable, fsyncs tmp first and the directory after the rename, so a
  * crash leaves the old file or the new one. On failure tmp is removed and
  * the nb_error names path, the step that failed and the cause:
  * "cannot write 'x': rename of '.x.tmp.12' failed: ...". */
@@ -52,6 +83,14 @@ int nb_publish(const char *tmp, const char *path, int durable);
 /* Writes data to nb_tmp_name(path), then nb_publish(durable). 0, or
  * nb_error naming the file and the cause (the temporary file is removed). */
 int nb_write_file_atomic(const char *path, const void *data, size_t len);
+
+/* Flushes stdout. 0, or nb_error "error writing standard output: <cause>"
+ * when this flush or an earlier write to stdout failed (a full disk,
+ * /dev/full, a closed pipe with SIGPIPE ignored). */
+int nb_stdout_flush(void);
+/* Flushes and closes stdout, at the end of main: 0 or nb_error as
+ * nb_stdout_flush. */
+int nb_stdout_close(void);
 
 /* fsync of the directory holding path (makes a rename durable). 0 or nb_error. */
 int nb_fsync_parent(const char *path);

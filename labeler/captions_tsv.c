@@ -1,12 +1,12 @@
 #include "labeler/captions_tsv.h"
 
-#include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "common/nb_error.h"
+#include "common/nb_escape.h"
 #include "common/nb_io.h"
 
 #define BOM "\xef\xbb\xbf"
@@ -26,22 +26,6 @@ static int parse_id(const char *s, size_t n, uint64_t *out)
 	}
 	*out = v;
 	return 0;
-}
-
-/* The first 40 bytes of a bad id for a message, with anything but printable
- * ASCII written as \xHH so that the message stays one readable line. */
-static const char *quote_id(const char *s, size_t n, char *buf, size_t cap)
-{
-	size_t at = 0;
-	for (size_t i = 0; i < n && i < 40 && at + 5 < cap; i++) {
-		unsigned char c = (unsigned char)s[i];
-		if (c >= 0x20 && c < 0x7f)
-			buf[at++] = (char)c;
-		else
-			at += (size_t)snprintf(buf + at, cap - at, "\\x%02x", c);
-	}
-	buf[at] = '\0';
-	return buf;
 }
 
 static int cmp_row(const void *a, const void *b)
@@ -70,11 +54,19 @@ static int parse_line(const char *name, long line, char *s, size_t l, captions_t
 		return nb_error("captions '%s' line %ld: malformed line (expected id<TAB>caption)", name, line);
 	if (parse_id(s, (size_t)(tab - s), &r->id) < 0) {
 		char q[200];
+		*tab = '\0';
 		return nb_error("captions '%s' line %ld: id '%s' is not an unsigned integer", name, line,
-				quote_id(s, (size_t)(tab - s), q, sizeof q));
+				nb_quote(q, sizeof q, s));
 	}
+	char *text = tab + 1;
+	size_t tl = l - (size_t)(text - s), at;
+	if (memchr(text, '\t', tl))
+		return nb_error("captions '%s' line %ld: a TAB inside the caption (write it as \\t; "
+				"expected id<TAB>caption)", name, line);
+	if (nb_unescape(text, tl, &tl, &at) < 0)
+		return nb_error("captions '%s' line %ld: %s", name, line, nb_errmsg());
 	r->line = line;
-	r->text = tab + 1;
+	r->text = text;
 	return 0;
 }
 
@@ -113,15 +105,22 @@ int captions_tsv_read(const char *path, captions_tsv *t)
 {
 	memset(t, 0, sizeof *t);
 	size_t len;
-	char *data = nb_read_file(path, &len);
+	char *data = nb_read_input(path, "captions", &len);
 	if (!data)
-		return nb_error("cannot open captions '%s': %s", path, strerror(errno));
+		return -1;
 	if (captions_tsv_parse(path, data, len, t) < 0) {
 		free(data);
 		return -1;
 	}
 	t->buf = data;
 	return 0;
+}
+
+void captions_tsv_add(nb_buf *b, uint64_t id, const char *caption)
+{
+	nb_buf_addf(b, "%" PRIu64 "\t", id);
+	nb_buf_add_escaped(b, caption, strlen(caption));
+	nb_buf_add(b, "\n", 1);
 }
 
 void captions_tsv_free(captions_tsv *t)

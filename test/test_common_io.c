@@ -11,7 +11,14 @@
 #include <dirent.h>
 #include <unistd.h>
 
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/sysmacros.h>
+#include <sys/un.h>
+
 #include "common/nb_error.h"
+#include "common/nb_escape.h"
 #include "common/nb_io.h"
 #include "common/nb_num.h"
 #include "common/nb_time.h"
@@ -119,8 +126,8 @@ static void test_publish(const char *dir)
 			  test_contains(nb_errmsg(), "fsync of") && test_contains(nb_errmsg(), "No such file"),
 		  "%s", nb_errmsg());
 	CHECK(nb_publish(tmp, path, 0) == -1 && test_contains(nb_errmsg(), "rename of"));
-	/* A failed rename (the destination is a non-empty directory) removes
-	 * the temporary and leaves the destination alone. */
+	/* A directory as the destination is refused before the rename: the
+	 * temporary is removed and the directory left alone. */
 	char sub[4300], inner[4400];
 	snprintf(sub, sizeof sub, "%s/sub", dir);
 	snprintf(inner, sizeof inner, "%s/keep", sub);
@@ -129,11 +136,274 @@ static void test_publish(const char *dir)
 	CHECK(nb_tmp_name(tmp, sizeof tmp, sub) == 0);
 	FILE *f = fopen(tmp, "w");
 	fclose(f);
-	CHECK(nb_publish(tmp, sub, 1) == -1 && test_contains(nb_errmsg(), "rename of"));
+	CHECK_MSG(nb_publish(tmp, sub, 1) == -1 && test_contains(nb_errmsg(), "it is a directory, not a regular file"),
+		  "%s", nb_errmsg());
 	CHECK(access(tmp, F_OK) != 0 && access(inner, F_OK) == 0);
 	remove(inner);
 	rmdir(sub);
 	remove(path);
+}
+
+/* A file's whole content, or "" when it cannot be read. */
+static const char *content(const char *path, char *buf, size_t cap)
+{
+	FILE *f = fopen(path, "rb");
+	size_t n = f ? fread(buf, 1, cap - 1, f) : 0;
+	if (f)
+		fclose(f);
+	buf[n] = '\0';
+	return buf;
+}
+
+/* A special file where an output goes: nb_write_file_atomic and nb_publish
+ * refuse it, naming the path and its kind; it is left as it was (a FIFO is
+ * never opened: the alarm turns a blocked open into a failure) and no
+ * temporary file stays behind. */
+static void refuse_target(const char *dir, const char *target, const char *kind)
+{
+	char want[4400], tmp[4200];
+	snprintf(want, sizeof want, "cannot write '%s': it is a %s, not a regular file", target, kind);
+	int before = count_entries(dir);
+	alarm(20);
+	nb_errclear();
+	CHECK_MSG(nb_write_file_atomic(target, "new", 3) == -1 && test_contains(nb_errmsg(), want), "%s: '%s'", kind,
+		  nb_errmsg());
+	CHECK(nb_tmp_name(tmp, sizeof tmp, target) == 0);
+	FILE *f = fopen(tmp, "w");
+	CHECK(f != NULL);
+	if (f)
+		fclose(f);
+	for (int durable = 0; durable <= 1; durable++) {
+		nb_errclear();
+		CHECK_MSG(nb_publish(tmp, target, durable) == -1 && test_contains(nb_errmsg(), want), "%s: '%s'", kind,
+			  nb_errmsg());
+	}
+	alarm(0);
+	CHECK_MSG(access(tmp, F_OK) != 0 && count_entries(dir) == before, "%s: a temporary file is left", kind);
+	struct stat st;
+	CHECK_MSG(lstat(target, &st) == 0 && !strcmp(nb_file_kind(st.st_mode), kind), "%s is now a %s", kind,
+		  nb_file_kind(st.st_mode));
+}
+
+static void test_special_targets(const char *dir)
+{
+	char path[4200], victim[4200], buf[64];
+	snprintf(path, sizeof path, "%s/fifo", dir);
+	CHECK(mkfifo(path, 0644) == 0);
+	refuse_target(dir, path, "FIFO");
+	remove(path);
+	/* A symbolic link is refused, not followed: its target keeps its content. */
+	snprintf(victim, sizeof victim, "%s/victim", dir);
+	CHECK(nb_write_file_atomic(victim, "old", 3) == 0);
+	snprintf(path, sizeof path, "%s/link", dir);
+	CHECK(symlink(victim, path) == 0);
+	refuse_target(dir, path, "symbolic link");
+	CHECK(!strcmp(content(victim, buf, sizeof buf), "old"));
+	remove(path);
+	remove(victim);
+	snprintf(path, sizeof path, "%s/dir", dir);
+	CHECK(mkdir(path, 0755) == 0);
+	refuse_target(dir, path, "directory");
+	rmdir(path);
+	/* A socket (its path must fit in sun_path; skipped when it does not). */
+	struct sockaddr_un sa = {.sun_family = AF_UNIX};
+	int sock = socket(AF_UNIX, SOCK_STREAM, 0);
+	if (snprintf(sa.sun_path, sizeof sa.sun_path, "%s/sock", dir) < (int)sizeof sa.sun_path && sock >= 0 &&
+	    bind(sock, (struct sockaddr *)&sa, sizeof sa) == 0) {
+		refuse_target(dir, sa.sun_path, "socket");
+		remove(sa.sun_path);
+	}
+	if (sock >= 0)
+		close(sock);
+	/* A character device like /dev/null (root only: skipped otherwise). */
+	snprintf(path, sizeof path, "%s/null", dir);
+	if (mknod(path, S_IFCHR | 0666, makedev(1, 3)) == 0) {
+		refuse_target(dir, path, "character device");
+		remove(path);
+	} else {
+		fprintf(stderr, "test_common_io: cannot mknod (%s): the device case is skipped\n", strerror(errno));
+	}
+	/* A regular file, and nothing, are fine. */
+	snprintf(path, sizeof path, "%s/plain", dir);
+	CHECK(nb_check_output(path) == 0);
+	CHECK(nb_write_file_atomic(path, "a", 1) == 0 && nb_check_output(path) == 0);
+	CHECK(nb_write_file_atomic(path, "b", 1) == 0 && !strcmp(content(path, buf, sizeof buf), "b"));
+	remove(path);
+}
+
+/* Inputs: only regular files are read, a FIFO is refused at once. */
+static void test_special_inputs(const char *dir)
+{
+	char path[4200], want[4400];
+	size_t len;
+	snprintf(path, sizeof path, "%s/in.fifo", dir);
+	CHECK(mkfifo(path, 0644) == 0);
+	alarm(20);
+	nb_errclear();
+	CHECK(nb_read_file(path, &len) == NULL);
+	alarm(0);
+	snprintf(want, sizeof want, "cannot open '%s': it is a FIFO, not a regular file", path);
+	CHECK_MSG(test_contains(nb_errmsg(), want), "%s", nb_errmsg());
+	remove(path);
+	nb_errclear();
+	CHECK(nb_read_file(dir, &len) == NULL);
+	snprintf(want, sizeof want, "cannot open '%s': it is a directory, not a regular file", dir);
+	CHECK_MSG(test_contains(nb_errmsg(), want), "%s", nb_errmsg());
+	/* A symbolic link to a regular file is read through. */
+	char target[4200];
+	snprintf(target, sizeof target, "%s/t.txt", dir);
+	snprintf(path, sizeof path, "%s/l.txt", dir);
+	CHECK(nb_write_file_atomic(target, "hi", 2) == 0 && symlink(target, path) == 0);
+	char *back = nb_read_file(path, &len);
+	CHECK(back && len == 2 && !strcmp(back, "hi"));
+	free(back);
+	remove(path);
+	remove(target);
+}
+
+/* A message longer than the buffer keeps its start and its cause. */
+static void test_long_message(const char *dir)
+{
+	char path[4200];
+	int n = snprintf(path, sizeof path, "%s/", dir);
+	while (n < 4100)
+		n += snprintf(path + n, sizeof path - (size_t)n, "%s", n % 200 == 0 ? "/" : "d");
+	path[4100] = '\0';
+	const char *cause = strerror(ENAMETOOLONG);
+	size_t cl = strlen(cause);
+	nb_error("cannot write '%s': %s", path, cause);
+	const char *m = nb_errmsg();
+	size_t ml = strlen(m);
+	CHECK_MSG(ml < 4096 && ml >= cl && !strcmp(m + ml - cl, cause), "%zu bytes, ends '%s'", ml,
+		  ml > 80 ? m + ml - 80 : m);
+	CHECK(!strncmp(m, "cannot write '", 14) && strstr(m, "...") != NULL);
+	/* Nested context keeps it too. */
+	nb_error("cannot save 'x': %s", nb_errmsg());
+	m = nb_errmsg();
+	ml = strlen(m);
+	CHECK(!strncmp(m, "cannot save 'x': cannot write '", 31) && ml >= cl && !strcmp(m + ml - cl, cause));
+	/* Through the real failures: the write and mkdir -p. */
+	CHECK(nb_write_file_atomic(path, "x", 1) == -1);
+	m = nb_errmsg();
+	ml = strlen(m);
+	CHECK_MSG(ml >= cl && !strcmp(m + ml - cl, cause), "ends '%s'", ml > 80 ? m + ml - 80 : m);
+	CHECK(nb_mkdir_p(path) == -1);
+	m = nb_errmsg();
+	ml = strlen(m);
+	CHECK_MSG(ml >= cl && !strcmp(m + ml - cl, cause), "ends '%s'", ml > 80 ? m + ml - 80 : m);
+	/* A short message is kept whole; multi-byte characters are not cut. */
+	nb_error("short: %s", "ok");
+	CHECK(!strcmp(nb_errmsg(), "short: ok"));
+	char wide[6000] = "";
+	for (int i = 0; i < 1900; i++)
+		strcat(wide, "\xc3\xa9");
+	nb_error("%s", wide);
+	m = nb_errmsg();
+	const char *dots = strstr(m, "...");
+	CHECK(dots && (unsigned char)dots[-1] == 0xa9 && (unsigned char)dots[3] == 0xc3);
+	/* nb_errmsg() as an argument to nb_error(), with an exact-size fill. */
+	char exact[2048];
+	memset(exact, 'e', sizeof exact - 1);
+	exact[sizeof exact - 1] = '\0';
+	nb_error("%s", exact);
+	nb_error("%s", nb_errmsg());
+	CHECK(strlen(nb_errmsg()) == 2047 && strstr(nb_errmsg(), "...") == NULL);
+	nb_error("%s!", nb_errmsg());
+	CHECK(strlen(nb_errmsg()) < 2048 && strstr(nb_errmsg(), "...") != NULL && !strcmp(nb_errmsg() + 2040, "eeeeee!"));
+	nb_errclear();
+}
+
+/* s escapes to want, and back (NUL, which no C string holds, is escaped
+ * but does not unescape). */
+static void escapes_to(const char *s, size_t n, const char *want)
+{
+	nb_buf b = {0};
+	nb_buf_add_escaped(&b, s, n);
+	CHECK_MSG(b.data && !strcmp(b.data, want), "escaped '%s', expected '%s'", b.data ? b.data : "(null)", want);
+	size_t len = 0, at = 0;
+	if (!memchr(s, '\0', n))
+		CHECK_MSG(b.data && nb_unescape(b.data, b.len, &len, &at) == 0 && len == n && !memcmp(b.data, s, n),
+			  "'%s' does not unescape: %s", want, nb_errmsg());
+	free(b.data);
+}
+#define ESCAPES_TO(lit, want) escapes_to(lit, sizeof lit - 1, want)
+
+/* s does not unescape; the message holds want, the offset is at. */
+static void unescape_fails(const char *s, const char *want, size_t want_at)
+{
+	char copy[64];
+	snprintf(copy, sizeof copy, "%s", s);
+	size_t len, at = 99;
+	nb_errclear();
+	CHECK_MSG(nb_unescape(copy, strlen(copy), &len, &at) == -1 && test_contains(nb_errmsg(), want) && at == want_at,
+		  "'%s': '%s' at %zu", s, nb_errmsg(), at);
+}
+
+static void test_escape(void)
+{
+	ESCAPES_TO("", "");
+	ESCAPES_TO("plain text/path.png 1", "plain text/path.png 1");
+	ESCAPES_TO("a\tb\nc\rd\\e", "a\\tb\\nc\\rd\\\\e");
+	ESCAPES_TO("\x1b[31mred\x1b[0m", "\\x1b[31mred\\x1b[0m");
+	ESCAPES_TO("\x01\x1f\x7f", "\\x01\\x1f\\x7f");
+	ESCAPES_TO("\0x", "\\x00x");
+	/* valid UTF-8 is kept; C1 controls and invalid bytes are not */
+	ESCAPES_TO("caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80 \xc2\xa0", "caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80 \xc2\xa0");
+	ESCAPES_TO("\xc2\x9b" "1m\xc2\x80", "\\xc2\\x9b1m\\xc2\\x80");
+	ESCAPES_TO("\xff\xfe", "\\xff\\xfe");
+	ESCAPES_TO("\xc3", "\\xc3");
+	ESCAPES_TO("\xc3(", "\\xc3(");
+	ESCAPES_TO("\xc0\x80", "\\xc0\\x80");                 /* overlong */
+	ESCAPES_TO("\xed\xa0\x80", "\\xed\\xa0\\x80");         /* a surrogate */
+	ESCAPES_TO("\xf4\x90\x80\x80", "\\xf4\\x90\\x80\\x80"); /* above U+10FFFF */
+	ESCAPES_TO("\xe2\x82", "\\xe2\\x82");                  /* cut short */
+
+	/* Every byte but NUL, and random byte strings: the escaping has no
+	 * control byte, and unescaping gives the input back. */
+	unsigned x = 12345;
+	for (int t = 1; t < 2000; t++) {
+		char in[48];
+		size_t n = t < 256 ? 1 : (x = x * 1103515245u + 12345u) % sizeof in;
+		for (size_t i = 0; i < n; i++) {
+			in[i] = t < 256 ? (char)t : (char)((x = x * 1103515245u + 12345u) >> 16);
+			in[i] = in[i] ? in[i] : 'z';
+		}
+		nb_buf b = {0};
+		nb_buf_add_escaped(&b, in, n);
+		int clean = 1;
+		for (size_t i = 0; i < b.len; i++)
+			clean &= (unsigned char)b.data[i] >= 0x20 && (unsigned char)b.data[i] != 0x7f;
+		size_t len = 0, at;
+		CHECK_MSG(clean && nb_unescape(b.data, b.len, &len, &at) == 0 && len == n && !memcmp(b.data, in, n),
+			  "round trip %d", t);
+		free(b.data);
+	}
+
+	char ok[] = "\\x1B\\x41";
+	size_t len, at;
+	CHECK(nb_unescape(ok, strlen(ok), &len, &at) == 0 && len == 2 && !strcmp(ok, "\x1b" "A"));
+	unescape_fails("a\\qb", "bad escape '\\q' (expected \\\\, \\t, \\n, \\r or \\xNN)", 1);
+	unescape_fails("ab\\", "bad escape '\\' at the end", 2);
+	unescape_fails("\\x4", "bad escape '\\x4'", 0);
+	unescape_fails("x\\x4g", "bad escape '\\x4g'", 1);
+	unescape_fails("\\x00", "bad escape '\\x00' (a NUL byte)", 0);
+	unescape_fails("\\\x1b", "bad escape '\\\\x1b'", 0);
+
+	char q[16];
+	CHECK(!strcmp(nb_quote(q, sizeof q, "a\tb"), "a\\tb"));
+	CHECK(!strcmp(nb_quote(q, sizeof q, "\x1b\x1b\x1b\x1b\x1b"), "\\x1b\\x1b\\x1b..."));
+	CHECK(!strcmp(nb_quote(q, sizeof q, "0123456789abcdef"), "0123456789ab..."));
+	CHECK(!strcmp(nb_quote(q, sizeof q, "0123456789abcde"), "0123456789abcde"));
+
+	FILE *f = tmpfile();
+	CHECK(f != NULL);
+	if (f) {
+		char back[64] = "";
+		nb_fput_escaped(f, "x\ty\x1b");
+		rewind(f);
+		CHECK(fgets(back, sizeof back, f) && !strcmp(back, "x\\ty\\x1b"));
+		fclose(f);
+	}
 }
 
 /* Parsing s fails and the message holds every needle. */
@@ -317,6 +587,10 @@ int main(void)
 	free(b.data);
 	remove(path);
 	test_publish(dir);
+	test_special_targets(dir);
+	test_special_inputs(dir);
+	test_long_message(dir);
+	test_escape();
 	rmdir(dir);
 	free(dir);
 	return test_summary("test_common_io");

@@ -4,6 +4,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "common/nb_error.h"
 #include "common/jobfile.h"
@@ -233,6 +235,58 @@ static void test_files(void)
 	free(dir);
 }
 
+/* A byte-order mark, control characters, a FIFO and a directory. */
+static void test_hostile(void)
+{
+	/* A UTF-8 BOM at the start is skipped; line numbers still count from 1. */
+	jobfile *j = jobfile_parse("\xef\xbb\xbf[train]\nsteps = 5\n", "bom.conf");
+	CHECK_MSG(j != NULL, "%s", nb_errmsg());
+	if (j) {
+		CHECK(!strcmp(jobfile_get(j, "train.steps"), "5") && !strcmp(jobfile_origin(j, "train.steps"), "bom.conf:2"));
+		jobfile_free(j);
+	}
+	/* One past the start is named: files concatenated, or a second BOM. */
+	parse_fails("[a]\nb = 1\n\xef\xbb\xbf[c]\n", "job file 'bad.conf' line 3: a byte-order mark inside the file", NULL);
+	parse_fails("\xef\xbb\xbf\xef\xbb\xbf[a]\n", "line 1: a byte-order mark inside the file", NULL);
+	/* Control characters: refused, and written escaped in the message. */
+	parse_fails("[train]\n\x1b[31mred = 1\n", "job file 'bad.conf' line 2: control character '\\x1b' in a text file", NULL);
+	parse_fails("[a]\nb = x\by\n", "line 2: control character '\\x08'", NULL);
+	parse_fails("[a]\nb = x\ry\n", "line 2: control character '\\r'", NULL);
+	parse_fails("[a]\nb = \x7f\n", "line 2: control character '\\x7f'", NULL);
+	CHECK(!strchr(nb_errmsg(), 0x7f));
+	/* TAB and a CRLF line end are fine. */
+	j = jobfile_parse("[a]\r\nb\t=\t1\r\n", "t.conf");
+	CHECK_MSG(j && !strcmp(jobfile_get(j, "a.b"), "1"), "%s", nb_errmsg());
+	jobfile_free(j);
+	/* Invalid UTF-8 in a quoted line is escaped. */
+	parse_fails("[a]\nb \xff\n", "expected 'key = value', got 'b \\xff'", NULL);
+
+	char *dir = test_tmpdir("jobfile-hostile");
+	char path[4200], want[4400];
+	snprintf(path, sizeof path, "%s/bom.conf", dir);
+	FILE *f = fopen(path, "wb");
+	fputs("\xef\xbb\xbf[train]\nsteps = 5\n", f);
+	fclose(f);
+	j = jobfile_load(path);
+	CHECK_MSG(j != NULL && !strcmp(jobfile_get(j, "train.steps"), "5"), "%s", nb_errmsg());
+	jobfile_free(j);
+	remove(path);
+	/* A FIFO is refused at once (the alarm turns a blocked open into a failure). */
+	snprintf(path, sizeof path, "%s/job.fifo", dir);
+	CHECK(mkfifo(path, 0644) == 0);
+	alarm(20);
+	CHECK(jobfile_load(path) == NULL);
+	alarm(0);
+	snprintf(want, sizeof want, "cannot open job file '%s': it is a FIFO, not a regular file", path);
+	CHECK_MSG(test_contains(nb_errmsg(), want), "%s", nb_errmsg());
+	remove(path);
+	CHECK(jobfile_load(dir) == NULL);
+	snprintf(want, sizeof want, "cannot open job file '%s': it is a directory, not a regular file", dir);
+	CHECK_MSG(test_contains(nb_errmsg(), want), "%s", nb_errmsg());
+	rmdir(dir);
+	free(dir);
+}
+
 int main(void)
 {
 	test_valid();
@@ -240,5 +294,6 @@ int main(void)
 	test_getter_errors();
 	test_overrides();
 	test_files();
+	test_hostile();
 	return test_summary("test_jobfile");
 }
