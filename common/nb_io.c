@@ -6,6 +6,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <dirent.h>
+#include <signal.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -235,6 +237,68 @@ int nb_tmp_name(char *tmp, size_t n, const char *path)
 	if (k < 0 || (size_t)k >= n)
 		return nb_error("cannot write '%s': path too long", path);
 	return 0;
+}
+
+long nb_tmp_owner(const char *name)
+{
+	if (name[0] != '.')
+		return -1;
+	const char *tag = NULL;
+	for (const char *p = strstr(name, ".tmp."); p; p = strstr(p + 1, ".tmp."))
+		tag = p;
+	if (!tag || tag == name)
+		return -1;
+	size_t digits = strspn(tag + 5, "0123456789");
+	if (digits == 0 || digits > 9 || tag[5 + digits])
+		return -1;
+	return strtol(tag + 5, NULL, 10);
+}
+
+int nb_pid_alive(long pid)
+{
+	if (pid == (long)getpid())
+		return 1;
+	if (pid <= 0 || (kill((pid_t)pid, 0) != 0 && errno != EPERM))
+		return 0;
+	char path[64], buf[512];
+	snprintf(path, sizeof path, "/proc/%ld/stat", pid);
+	FILE *f = fopen(path, "r");
+	if (!f)
+		return 1; /* no /proc: trust kill() */
+	size_t n = fread(buf, 1, sizeof buf - 1, f);
+	fclose(f);
+	buf[n] = '\0';
+	/* "pid (comm) S ...": comm may hold spaces and parentheses; the state
+	 * follows the last ')' */
+	const char *close_paren = strrchr(buf, ')');
+	if (!close_paren || close_paren[1] != ' ')
+		return 1;
+	char state = close_paren[2];
+	return state != 'Z' && state != 'X' && state != 'x';
+}
+
+int nb_sweep_tmp(const char *dir)
+{
+	DIR *d = opendir(dir);
+	if (!d)
+		return nb_error("cannot sweep temporary files in '%s': %s", dir, strerror(errno));
+	int removed = 0;
+	struct dirent *e;
+	while ((e = readdir(d))) {
+		long pid = nb_tmp_owner(e->d_name);
+		if (pid < 0 || nb_pid_alive(pid))
+			continue;
+		size_t n = strlen(dir) + strlen(e->d_name) + 2;
+		char *p = nb_xmalloc(n);
+		snprintf(p, n, "%s/%s", dir, e->d_name);
+		if (unlink(p) == 0)
+			removed++;
+		else if (errno != ENOENT)
+			nb_warn("cannot remove the temporary file '%s': %s", p, strerror(errno));
+		free(p);
+	}
+	closedir(d);
+	return removed;
 }
 
 static int fsync_file(const char *path)

@@ -72,6 +72,19 @@ int nb_check_output(const char *path);
  * 0, or nb_error when it does not fit in n bytes. */
 int nb_tmp_name(char *tmp, size_t n, const char *path);
 
+/* The writer's pid of a temporary file name ".<name>.tmp.<pid>" (the last
+ * ".tmp." tag), or -1 for any other name. */
+long nb_tmp_owner(const char *name);
+
+/* 1 when process pid runs on this host: it exists and is not a zombie (a
+ * process that exited but was not reaped writes nothing more). */
+int nb_pid_alive(long pid);
+
+/* Removes dir's temporary files (nb_tmp_owner) whose writer is not alive:
+ * leftovers of killed writers. A live writer's file stays. Returns how many
+ * were removed, or -1 + nb_error when dir cannot be read. */
+int nb_sweep_tmp(const char *dir);
+
 /* The one atomic publish: makes the complete file `tmp` visible as `path`
  * (refused, as nb_check_output, when path is there and is not a regular
  * file). With durable, fsyncs tmp first and the directory after the rename, so a

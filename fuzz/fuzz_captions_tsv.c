@@ -1,12 +1,15 @@
 /* libFuzzer target: the captions TSV reader (labeler/captions_tsv.h) on
  * arbitrary bytes. Besides memory safety it checks the reader's promises:
  * either a message naming the file, or rows sorted by unique id, each with
- * a line number in range and a caption that is one line of the input. */
+ * a line number in range and a caption unescaped from one field of the
+ * input (schemas/captions_tsv.md): escaping it again and undoing that gives
+ * it back, and a newline in it came from a "\n" escape. */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "common/nb_error.h"
+#include "common/nb_escape.h"
 #include "labeler/captions_tsv.h"
 
 #define REQUIRE(c)       \
@@ -42,7 +45,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		 * the CR before it), so it holds neither. */
 		size_t l = strlen(r->text);
 		REQUIRE(r->text + l <= buf + size);
-		REQUIRE(!memchr(r->text, '\n', l));
+		nb_buf e = {0};
+		nb_buf_add_escaped(&e, r->text, l);
+		nb_buf_add(&e, "", 1);
+		REQUIRE(!memchr(e.data, '\n', e.len) && !memchr(e.data, '\t', e.len));
+		size_t back, at;
+		REQUIRE(nb_unescape(e.data, e.len - 1, &back, &at) == 0);
+		REQUIRE(back == l && memcmp(e.data, r->text, l) == 0);
+		free(e.data);
 	}
 	captions_tsv_free(&t);
 	free(buf);

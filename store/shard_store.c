@@ -14,6 +14,7 @@
 #include <hdf5.h>
 
 #include "common/nb_error.h"
+#include "common/nb_io.h"
 #include "store/h5util.h"
 #include "store/h5zstd.h"
 
@@ -113,71 +114,9 @@ void shard_list_free(char **paths, int n)
 	free(paths);
 }
 
-/* ".<name>.tmp.<pid>" -> pid, or -1 when the name is not a temporary. */
-static long temp_owner(const char *name)
-{
-	if (name[0] != '.')
-		return -1;
-	const char *tag = NULL;
-	for (const char *p = strstr(name, ".tmp."); p; p = strstr(p + 1, ".tmp."))
-		tag = p;
-	if (!tag || tag == name)
-		return -1;
-	const char *digits = tag + 5;
-	if (!*digits)
-		return -1;
-	long pid = 0;
-	for (const char *p = digits; *p; p++) {
-		if (*p < '0' || *p > '9' || pid > 100000000L)
-			return -1;
-		pid = pid * 10 + (*p - '0');
-	}
-	return pid;
-}
-
-/* 1 when process pid exists on this host and is not a zombie (a process
- * that exited but was not reaped writes nothing more). */
-static int writer_alive(long pid)
-{
-	if (kill((pid_t)pid, 0) != 0 && errno != EPERM)
-		return 0;
-	char path[64], buf[512];
-	snprintf(path, sizeof path, "/proc/%ld/stat", pid);
-	FILE *f = fopen(path, "r");
-	if (!f)
-		return 1; /* no /proc: trust kill() */
-	size_t n = fread(buf, 1, sizeof buf - 1, f);
-	fclose(f);
-	buf[n] = '\0';
-	/* "pid (comm) S ...": comm may hold spaces and parentheses, the state
-	 * follows the last ')'. */
-	const char *close = strrchr(buf, ')');
-	if (!close || close[1] != ' ')
-		return 1;
-	char state = close[2];
-	return state != 'Z' && state != 'X' && state != 'x';
-}
-
 int shard_sweep_tmp(const char *dir)
 {
-	DIR *d = opendir(dir);
-	if (!d)
-		return nb_error("cannot sweep temporaries in '%s': %s", dir, strerror(errno));
-	int removed = 0;
-	struct dirent *e;
-	while ((e = readdir(d))) {
-		long pid = temp_owner(e->d_name);
-		if (pid < 0)
-			continue;
-		/* A live writer on this host keeps its file; anything else was
-		 * left by a writer that died (or is a zombie) before commit. */
-		if (pid == (long)getpid() || (pid > 0 && writer_alive(pid)))
-			continue;
-		char *p = join_path(dir, e->d_name);
-		if (unlink(p) == 0)
-			removed++;
-		free(p);
-	}
-	closedir(d);
-	return removed;
+	/* a live writer on this host keeps its file; anything else was left
+	 * by a writer that died (or is a zombie) before commit */
+	return nb_sweep_tmp(dir);
 }

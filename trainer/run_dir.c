@@ -93,61 +93,7 @@ int run_dir_lock(const char *dir)
 
 /* ---- temporaries of interrupted writes ---- */
 
-/* ".<name>.tmp.<pid>" (nb_tmp_name) -> pid, or -1 for any other name. */
-static long tmp_writer(const char *name)
-{
-	const char *tag = strrchr(name, '.');
-	if (name[0] != '.' || !tag || tag - name < 5 || strncmp(tag - 4, ".tmp", 4) || tag - 4 == name)
-		return -1;
-	size_t digits = strspn(tag + 1, "0123456789");
-	if (digits == 0 || digits > 9 || tag[1 + digits])
-		return -1;
-	return strtol(tag + 1, NULL, 10);
-}
-
-/* Whether process pid still runs on this host: it exists and is not a
- * zombie (a zombie has exited; only its parent has not reaped it). */
-static int writer_alive(long pid)
-{
-	if (pid == (long)getpid())
-		return 1;
-	if (pid <= 0 || (kill((pid_t)pid, 0) < 0 && errno != EPERM))
-		return 0;
-	char path[64], buf[512];
-	snprintf(path, sizeof path, "/proc/%ld/stat", pid);
-	FILE *f = fopen(path, "r");
-	if (!f)
-		return 1; /* no /proc: trust kill() */
-	size_t n = fread(buf, 1, sizeof buf - 1, f);
-	fclose(f);
-	buf[n] = '\0';
-	/* "pid (comm) S ...": the state follows the last ')' */
-	const char *close_paren = strrchr(buf, ')');
-	char state = close_paren && close_paren[1] == ' ' ? close_paren[2] : '?';
-	return state != 'Z' && state != 'X';
-}
-
-int run_dir_sweep_tmp(const char *dir)
-{
-	DIR *d = opendir(dir);
-	if (!d)
-		return nb_error("cannot sweep temporary files in '%s': %s", dir, strerror(errno));
-	int removed = 0;
-	struct dirent *e;
-	while ((e = readdir(d))) {
-		long pid = tmp_writer(e->d_name);
-		if (pid < 0 || writer_alive(pid))
-			continue;
-		char *p = path_in(dir, e->d_name);
-		if (unlink(p) == 0)
-			removed++;
-		else if (errno != ENOENT)
-			nb_warn("cannot remove the temporary file '%s': %s", p, strerror(errno));
-		free(p);
-	}
-	closedir(d);
-	return removed;
-}
+int run_dir_sweep_tmp(const char *dir) { return nb_sweep_tmp(dir); }
 
 int run_dir_check(run_dir *rd, int resume)
 {
