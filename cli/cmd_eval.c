@@ -208,7 +208,8 @@ static void score_dir(vlm_model *m, const eval_opts *o, const char *dir, const c
 		print_pope(&pp);
 	if (o->json)
 		print_json(split, &r, 0, o->pope ? &pp : NULL);
-	fflush(stdout);
+	if (nb_stdout_flush() < 0) /* each split's report as it is done */
+		nb_die("%s", nb_errmsg());
 	free(mo.out.data);
 	free(mo.gt);
 }
