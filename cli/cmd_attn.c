@@ -32,21 +32,21 @@ static void print_table(const attn_result *r, const char *dir)
 	       r->positions[ATTN_CORRECT], r->positions[ATTN_HALLUCINATED]);
 	printf("\nshare of attention per layer: visual = on the image tokens, text = on bos and the\n"
 	       "caption so far, max = on the single most-attended token (docs/metrics.md)\n\n");
-	printf("%-6s", "layer");
+	printf("%-5s", "layer");
 	for (int g = 0; g < ATTN_GROUPS; g++)
-		printf("  %-22s", group_name[g]);
-	printf("\n%-6s", "");
+		printf("   %-*s", g + 1 < ATTN_GROUPS ? 20 : 0, group_name[g]);
+	printf("\n%-5s", "");
 	for (int g = 0; g < ATTN_GROUPS; g++)
-		printf("  %6s %6s %6s  ", "visual", "text", "max");
+		printf("   %6s %6s %6s", "visual", "text", "max");
 	printf("\n");
 	for (int l = 0; l < r->layers; l++) {
-		printf("%-6d", l);
+		printf("%-5d", l);
 		for (int g = 0; g < ATTN_GROUPS; g++) {
 			const attn_share *s = &r->share[g][l];
 			if (r->positions[g])
-				printf("  %6.4f %6.4f %6.4f  ", s->visual, s->text, s->max);
+				printf("   %6.4f %6.4f %6.4f", s->visual, s->text, s->max);
 			else
-				printf("  %6s %6s %6s  ", "-", "-", "-");
+				printf("   %6s %6s %6s", "-", "-", "-");
 		}
 		printf("\n");
 	}
