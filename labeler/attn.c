@@ -127,12 +127,14 @@ int attn_add_batch(attn_result *r, vlm_model *m, const uint8_t *images, const ui
 	if (n < 1 || n > vlm_max_batch(m))
 		return nb_error("attention shares: %d images not in 1..%d (the model's max_batch)", n,
 				vlm_max_batch(m));
+	if (c->dec_layers > ATTN_MAX_LAYERS)
+		return nb_error("attention shares: %d decoder layers, more than %d", c->dec_layers, ATTN_MAX_LAYERS);
 	int T = 1;
 	for (int i = 0; i < n; i++) {
 		if (lens[i] < 0 || lens[i] > c->max_text - 1 || lens[i] > stride)
 			return nb_error("attention shares: a caption of %d words does not fit max_text %d "
-					"(bos + words)",
-					lens[i], c->max_text);
+					"(bos + words) or the token stride %d",
+					lens[i], c->max_text, stride);
 		T = lens[i] + 1 > T ? lens[i] + 1 : T;
 	}
 	uint16_t *in = nb_xmalloc(sizeof(uint16_t) * (size_t)n * (size_t)T);
