@@ -21,6 +21,7 @@ static const command commands[] = {
 	{"run", cmd_run, "the semi-supervised pipeline: master, noisy teachers, filters, students (MPI)"},
 	{"train", cmd_train, "train the captioner with NoiseBoost on caption shards (MPI)"},
 	{"eval", cmd_eval, "score captions (a TSV, or a model's) against ground truth"},
+	{"attn", cmd_attn, "attention shares per layer: image, caption, anchor; correct vs hallucinated"},
 	{"caption", cmd_caption, "caption PNG/JPEG images with a trained model"},
 	{"inspect", cmd_inspect, "summarise a shard or a checkpoint"},
 	{"export", cmd_export, "write pseudo-labels and labels as JSON lines or LLaVA JSON + PNGs"},

@@ -405,6 +405,7 @@ static void decoder_run(vlm_model *m, const uint16_t *inputs, int B, int T)
 	layernorm_forward(m->lnf, m->lnf_mean, m->lnf_rstd, m->xt, P + m->dec_lnf_w, P + m->dec_lnf_b, B * T, Dd);
 	linear_forward(m->logits, m->lnf, P + m->head_w, P + m->head_b, B * T, Dd, c->vocab);
 	m->cur_T = T;
+	m->cur_B = B;
 }
 
 const float *vlm_decoder_logits(vlm_model *m, const float *vis, const uint16_t *inputs, int B, int T)
@@ -576,4 +577,23 @@ const float *vlm_forward_logits(vlm_model *m, const vlm_batch *b, const vlm_nois
 		return NULL;
 	forward(m, b, noise);
 	return m->logits;
+}
+
+int vlm_visual_tokens(const vlm_model *m) { return m->nv; }
+
+const float *vlm_attention(const vlm_model *m, int layer, int *B, int *T)
+{
+	if (layer < 0 || layer >= m->cfg.dec_layers) {
+		nb_error("attention: decoder layer %d not in 0..%d", layer, m->cfg.dec_layers - 1);
+		return NULL;
+	}
+	if (m->cur_B == 0) {
+		nb_error("attention: no forward pass has run yet");
+		return NULL;
+	}
+	if (B)
+		*B = m->cur_B;
+	if (T)
+		*T = m->cur_T;
+	return m->dec_a[layer].att;
 }

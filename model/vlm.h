@@ -98,4 +98,17 @@ double vlm_forward_loss(vlm_model *m, const vlm_batch *b, const vlm_noise *noise
  * bad batch (the causes of vlm_forward_backward). */
 const float *vlm_forward_logits(vlm_model *m, const vlm_batch *b, const vlm_noise *noise);
 
+/* The visual tokens nv = (image_size / patch)^2: the first nv positions of
+ * the decoder's sequence [visual ; text]. */
+int vlm_visual_tokens(const vlm_model *m);
+/* The attention probabilities of decoder layer `layer` (0..dec_layers-1) in
+ * the last forward pass over a batch (vlm_forward_backward, _loss or
+ * _logits; model/decode.h's decoding does not change them): [B, dec_heads,
+ * Lb, Lb], Lb = nv + T, B and T that batch's (written to *B, *T when
+ * non-NULL). Row i is query position i's softmax over keys 0..i (causal:
+ * keys after i hold 0). The forward keeps them for backward, so reading
+ * them costs nothing. Valid until the model is used again. NULL + nb_error
+ * for a layer out of range or before any forward pass. */
+const float *vlm_attention(const vlm_model *m, int layer, int *B, int *T);
+
 #endif

@@ -47,6 +47,7 @@ struct vlm_model {
 	float *gradmem;
 	float *dres, *dln, *dqkv, *datty, *dh1, *dh2, *dlogits;
 	int cur_T;                   /* text positions of the last forward */
+	int cur_B;                   /* its batch size (0: none yet) */
 };
 
 /* One block forward over x[B, T, C] (pre-LN: attention then MLP, both with
