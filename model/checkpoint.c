@@ -538,31 +538,17 @@ static int refuse_link(link_check *lc, hid_t g, const char *name, const H5L_info
 			"checkpoint must not make nboost read another file)", lc->c->path, lc->prefix, name, obj, file);
 }
 
+/* External raw storage and virtual layouts: store/h5util's check, the one
+ * the shard reader uses. */
 static int check_storage(link_check *lc, hid_t d, const char *name)
 {
-	hid_t dcpl = H5Dget_create_plist(d);
-	if (dcpl < 0) {
-		lc->refused = 1;
-		return nb_error("cannot load checkpoint '%s': cannot read the layout of '%s%s' (file corrupt)",
-				lc->c->path, lc->prefix, name);
-	}
-	int rc = 0;
-	if (H5Pget_external_count(dcpl) != 0) {
-		char file[1024] = "?";
-		off_t off;
-		hsize_t size;
-		if (H5Pget_external(dcpl, 0, sizeof file, file, &off, &size) < 0)
-			snprintf(file, sizeof file, "?");
-		rc = nb_error("cannot load checkpoint '%s': '%s%s' uses external storage (file '%s'; refused: a "
-			      "checkpoint must not make nboost read another file)", lc->c->path, lc->prefix, name, file);
-	} else if (H5Pget_layout(dcpl) == H5D_VIRTUAL) {
-		rc = nb_error("cannot load checkpoint '%s': '%s%s' is a virtual dataset (data from other files; "
-			      "refused: a checkpoint must not make nboost read another file)", lc->c->path, lc->prefix,
-			      name);
-	}
-	H5Pclose(dcpl);
-	lc->refused |= rc < 0;
-	return rc;
+	char shown[600], why[1024];
+	snprintf(shown, sizeof shown, "%s%s", lc->prefix, name);
+	if (h5u_check_dataset_storage(d, shown, why, sizeof why) == 0)
+		return 0;
+	lc->refused = 1;
+	return nb_error("cannot load checkpoint '%s': %s (a checkpoint must not make nboost read another file)",
+			lc->c->path, why);
 }
 
 static int check_group(link_check *lc, hid_t g);

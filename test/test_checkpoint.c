@@ -410,7 +410,7 @@ int main(void)
 		H5Pclose(dcpl);
 	}
 	H5Fclose(h);
-	expect_refused(p, "'/params/head.b' uses external storage", secret);
+	expect_refused(p, "dataset '/params/head.b' stores its data in an external file", secret);
 	h = edit_copy(good, in_dir(p, sizeof p, "virtual.h5"));
 	{
 		hsize_t n27 = 27;
@@ -423,7 +423,7 @@ int main(void)
 		H5Pclose(dcpl);
 	}
 	H5Fclose(h);
-	expect_refused(p, "'/params/head.b' is a virtual dataset", NULL);
+	expect_refused(p, "dataset '/params/head.b' is a virtual dataset", NULL);
 	h = edit_copy(good, in_dir(p, sizeof p, "extlink.h5"));
 	CHECK(H5Ldelete(h, "/params/head.w", H5P_DEFAULT) >= 0);
 	CHECK(H5Lcreate_external(good, "/params/head.w", h, "/params/head.w", H5P_DEFAULT, H5P_DEFAULT) >= 0);
