@@ -13,7 +13,6 @@ enum { MAXN = 4 };
 /* An n-gram of vocabulary ids is a dense index: base-VOCAB_SIZE digits after
  * the offset of its order, so document frequencies fit one flat array and no
  * hashing is needed. */
-#define NGRAM_SPACE (27L + 27L * 27 + 27L * 27 * 27 + 27L * 27 * 27 * 27)
 static const long ngram_offset[MAXN + 1] = {0, 0, 27L, 27L + 27 * 27, 27L + 27 * 27 + 27 * 27 * 27};
 _Static_assert(VOCAB_SIZE == 27, "the n-gram index space above assumes a 27-word vocabulary");
 
@@ -292,12 +291,35 @@ typedef struct {
 	int length;                  /* coco-caption's length: the number of bigrams */
 } tfidf_info;
 
-static double idf_weight(const int *df, long key, double log_images)
+/* Document frequencies: the n-grams that occur in some reference, sorted,
+ * each with the number of images whose references hold it. (A dense table
+ * of all 551,880 possible n-grams cost 2.2 MB zeroed per metrics_finish.) */
+typedef struct {
+	long *key;
+	int *count;
+	size_t n;
+} df_table;
+
+static int df_of(const df_table *df, long key)
 {
-	return log_images - log(df[key] > 1 ? (double)df[key] : 1.0);
+	size_t lo = 0, hi = df->n;
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		if (df->key[mid] < key)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo < df->n && df->key[lo] == key ? df->count[lo] : 0;
 }
 
-static void tfidf_norms(const ngram_count *c, int nc, const int *df, double log_images, tfidf_info *info)
+static double idf_weight(const df_table *df, long key, double log_images)
+{
+	int d = df_of(df, key);
+	return log_images - log(d > 1 ? (double)d : 1.0);
+}
+
+static void tfidf_norms(const ngram_count *c, int nc, const df_table *df, double log_images, tfidf_info *info)
 {
 	memset(info, 0, sizeof *info);
 	for (int i = 0; i < nc; i++) {
@@ -315,7 +337,7 @@ static void tfidf_norms(const ngram_count *c, int nc, const int *df, double log_
  * tf-idf product over the norms, times the gaussian length penalty; then the
  * mean over the orders. */
 static double cider_pair(const ngram_count *cc, int ncc, const tfidf_info *ci, const ngram_count *rc, int nrc,
-			 const tfidf_info *ri, const int *df, double log_images)
+			 const tfidf_info *ri, const df_table *df, double log_images)
 {
 	double val[MAXN] = {0};
 	for (int i = 0; i < ncc; i++) {
@@ -344,30 +366,45 @@ static void finish_cider(metrics_acc *a, metrics_result *r)
 		r->cider_d = 0;
 		return;
 	}
-	int *df = nb_xcalloc((size_t)NGRAM_SPACE, sizeof(int));
+	/* each image's distinct reference n-grams, all images together */
+	long *all = NULL;
+	size_t nall = 0, cap = 0;
 	for (size_t i = 0; i < a->nimg; i++) {
 		const image_entry *e = &a->img[i];
 		/* Document frequency counts images, so n-grams shared by several
-		 * references of one image count once: collect, sort, count runs. */
+		 * references of one image count once: collect, sort, keep one. */
 		size_t total = 0;
 		for (int k = 0; k < e->nrefs; k++)
 			total += 4 * (size_t)a->ref_len[e->refs + (size_t)k];
-		long *keys = nb_xmalloc(total * sizeof(long) + sizeof(long));
-		size_t nk = 0;
+		NB_GROW(all, cap, nall + total + 1, 1024);
+		size_t start = nall;
 		for (int k = 0; k < e->nrefs; k++) {
 			ngram_count *rc;
 			size_t ref = e->refs + (size_t)k;
 			int nrc = ngram_counts(a->tok + a->ref_off[ref], a->ref_len[ref], &rc);
 			for (int j = 0; j < nrc; j++)
-				keys[nk++] = rc[j].key;
+				all[nall++] = rc[j].key;
 			free(rc);
 		}
-		qsort(keys, nk, sizeof(long), cmp_long);
-		for (size_t j = 0; j < nk; j++)
-			if (j == 0 || keys[j] != keys[j - 1])
-				df[keys[j]]++;
-		free(keys);
+		qsort(all + start, nall - start, sizeof(long), cmp_long);
+		size_t w = start;
+		for (size_t j = start; j < nall; j++)
+			if (j == start || all[j] != all[j - 1])
+				all[w++] = all[j];
+		nall = w;
 	}
+	qsort(all, nall, sizeof(long), cmp_long);
+	df_table dft = {nb_xmalloc((nall + 1) * sizeof(long)), nb_xmalloc((nall + 1) * sizeof(int)), 0};
+	for (size_t j = 0; j < nall; j++) {
+		if (dft.n > 0 && dft.key[dft.n - 1] == all[j]) {
+			dft.count[dft.n - 1]++;
+			continue;
+		}
+		dft.key[dft.n] = all[j];
+		dft.count[dft.n++] = 1;
+	}
+	free(all);
+	const df_table *df = &dft;
 	double log_images = log((double)a->nimg);
 	double total = 0;
 	for (size_t i = 0; i < a->nimg; i++) {
@@ -390,7 +427,8 @@ static void finish_cider(metrics_acc *a, metrics_result *r)
 		free(cc);
 	}
 	r->cider_d = total / (double)a->nimg;
-	free(df);
+	free(dft.key);
+	free(dft.count);
 }
 
 void metrics_finish(metrics_acc *a, metrics_result *res)
