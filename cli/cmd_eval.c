@@ -240,9 +240,7 @@ static int corpus_splits(const char *dir, char ***names)
 
 static int score_model(const eval_opts *o)
 {
-	/* --pope decodes up to 2 * 6 * 9 sequences per image in one batch */
-	int batch = (int)o->batch < 128 && o->pope ? 128 : (int)o->batch;
-	vlm_model *m = ckpt_load_model(o->model, batch);
+	vlm_model *m = ckpt_load_model(o->model, (int)o->batch);
 	if (!m)
 		nb_die("%s", nb_errmsg());
 	if (!o->corpus) {

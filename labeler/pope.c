@@ -9,6 +9,7 @@
 #include "common/nb_error.h"
 #include "common/nb_time.h"
 #include "common/vocab.h"
+#include "labeler/evaluate.h"
 #include "model/decode.h"
 #include "store/shard_store.h"
 
@@ -136,14 +137,13 @@ int pope_shards(vlm_model *m, const char *dir, const char *progress, pope_result
 {
 	memset(r, 0, sizeof *r);
 	const vlm_config *cfg = vlm_get_config(m);
+	/* the checks of evaluate_shards: shards with /objects of the model's size */
 	char **paths = NULL;
+	if (evaluate_check_shards(dir, cfg->image_size, NULL) < 0)
+		return -1;
 	int np = shard_list(dir, &paths);
 	if (np < 0)
 		return -1;
-	if (np == 0) {
-		shard_list_free(paths, 0);
-		return nb_error("no shards in '%s'", dir);
-	}
 	decoder *d = decoder_create(m, 1, POPE_MAX_BRANCHES);
 	if (!d) {
 		shard_list_free(paths, np);
@@ -157,12 +157,6 @@ int pope_shards(vlm_model *m, const char *dir, const char *progress, pope_result
 			rc = -1;
 			break;
 		}
-		const shard_meta *meta = shard_reader_meta(rd);
-		if (!meta->has_objects)
-			rc = nb_error("shard '%s': no /objects ground truth to probe", paths[f]);
-		else if (meta->height != cfg->image_size || meta->width != cfg->image_size)
-			rc = nb_error("shard '%s': images are %dx%d but the model takes %dx%d", paths[f], meta->height,
-				      meta->width, cfg->image_size, cfg->image_size);
 		for (size_t i = 0; rc == 0 && i < shard_count(rd); i++) {
 			shard_sample s;
 			if (shard_get(rd, i, &s) < 0) {

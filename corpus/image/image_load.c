@@ -1,6 +1,5 @@
 /* Decoding an image file from disk (nboost caption, tests). */
 #include <errno.h>
-#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -8,31 +7,19 @@
 #include <unistd.h>
 
 #include "common/nb_error.h"
+#include "common/nb_io.h"
 #include "corpus/image/image_io.h"
 
-/* Opens path for reading without blocking (a FIFO's open() waits for a
- * writer, forever if none comes) and checks that it is a regular file
- * before anything is read. The stream, or NULL after nb_error; *size set. */
+/* nb_open_input: a regular file, opened without blocking (a FIFO's open()
+ * waits for a writer, forever if none comes). The stream, or NULL after
+ * nb_error; *size set. */
 static FILE *open_regular(const char *path, size_t *size)
 {
-	int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC | O_NOCTTY);
-	if (fd < 0) {
-		nb_error("cannot open image '%s': %s", path, strerror(errno));
+	int fd = nb_open_input(path, "image");
+	if (fd < 0)
 		return NULL;
-	}
 	struct stat st;
-	if (fstat(fd, &st) != 0) {
-		nb_error("cannot read image '%s': %s", path, strerror(errno));
-		close(fd);
-		return NULL;
-	}
-	if (!S_ISREG(st.st_mode)) {
-		nb_error("cannot read image '%s': not a regular file (%s)", path,
-			 S_ISFIFO(st.st_mode) ? "a FIFO" : S_ISDIR(st.st_mode) ? "a directory" : "a device or socket");
-		close(fd);
-		return NULL;
-	}
-	FILE *f = fdopen(fd, "rb");
+	FILE *f = fstat(fd, &st) == 0 ? fdopen(fd, "rb") : NULL;
 	if (!f) {
 		nb_error("cannot read image '%s': %s", path, strerror(errno));
 		close(fd);

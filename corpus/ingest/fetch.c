@@ -249,8 +249,7 @@ static int file_url_refused(const char *url, char *detail, size_t cap)
 		int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC | O_NOCTTY);
 		struct stat st;
 		if (fd >= 0 && fstat(fd, &st) == 0 && !S_ISREG(st.st_mode)) {
-			snprintf(detail, cap, "'%s' is not a regular file (%s)", path,
-				 S_ISFIFO(st.st_mode) ? "a FIFO" : S_ISDIR(st.st_mode) ? "a directory" : "a device or socket");
+			snprintf(detail, cap, "'%s' is not a regular file (a %s)", path, nb_file_kind(st.st_mode));
 			refused = 1;
 		}
 		if (fd >= 0)
