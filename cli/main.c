@@ -24,6 +24,7 @@ static const command commands[] = {
 	{"attn", cmd_attn, "attention shares per layer: image, caption, anchor; correct vs hallucinated"},
 	{"caption", cmd_caption, "caption PNG/JPEG images with a trained model"},
 	{"inspect", cmd_inspect, "summarise a shard or a checkpoint"},
+	{"experiment", cmd_experiment, "the hallucination study: arms x seeds as child jobs, resumable; results.md + plots"},
 	{"export", cmd_export, "write pseudo-labels and labels as JSON lines or LLaVA JSON + PNGs"},
 };
 
@@ -32,7 +33,7 @@ static void usage(FILE *f)
 	fprintf(f, "usage: nboost <command> [options]    (nboost <command> --help for details)\n\n"
 		   "commands:\n");
 	for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
-		fprintf(f, "  %-8s %s\n", commands[i].name, commands[i].summary);
+		fprintf(f, "  %-10s %s\n", commands[i].name, commands[i].summary);
 	fprintf(f, "\nMPI commands run as one process, or under mpirun/srun with one rank per process.\n"
 		   "Job-file keys can be overridden as --section.key=value. See README.md.\n");
 }

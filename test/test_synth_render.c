@@ -438,11 +438,34 @@ static void test_hard_splits(int scenes)
 	CHECK(h == PINNED_HARD_FNV);
 }
 
+/* Every occluded scene keeps at least one visible object: a caption with
+ * no statement is refused by the shard writer (the bar that hides them
+ * all is drawn again from the bar's own stream). */
+static void test_occlusion_keeps_an_object(int scenes)
+{
+	int occ3 = -1;
+	for (int s = 0; s < SYNTH_SPLITS; s++)
+		if (!strcmp(synth_splits[s].name, "test-shift-occlude-3"))
+			occ3 = s;
+	CHECK(occ3 >= 0);
+	int empty = 0;
+	for (int i = 0; i < scenes; i++) {
+		synth_scene sc;
+		synth_make(1, occ3, (uint64_t)i, 48, &sc, NULL);
+		int left = 0;
+		for (int c = 0; c < SCENE_CELLS; c++)
+			left += sc.cells[c] != 0;
+		empty += left == 0;
+	}
+	CHECK_MSG(empty == 0, "%d of %d occluded scenes have no visible object left", empty, scenes);
+}
+
 int main(void)
 {
 	/* valgrind runs ~50x slower: fewer scenes there, same assertions */
 	int div = getenv("NB_UNDER_VALGRIND") ? 5 : 1;
 	test_object_colours(400 / div);
+	test_occlusion_keeps_an_object(4000 / div);
 	test_background(300 / div);
 	test_objects_inside_cells(300 / div);
 	test_sizes_measured(40 / div);

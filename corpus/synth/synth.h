@@ -71,6 +71,7 @@ typedef struct {
 extern const synth_split_def synth_splits[SYNTH_SPLITS];
 #define SYNTH_BAR_GRAY 128
 #define SYNTH_MIN_VISIBLE 0.5f   /* an occluded object less visible than this leaves the ground truth */
+#define SYNTH_BAR_TRIES 64       /* bars drawn before one leaves an object visible (then the most visible stays) */
 
 typedef struct {
 	uint8_t code;        /* scene_obj_code(size, color, shape) */

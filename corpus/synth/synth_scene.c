@@ -154,11 +154,10 @@ static float visible_share(const synth_scene *sc, const synth_object *o)
 	return in ? (float)seen / (float)in : 0.0f;
 }
 
-void synth_occlude(synth_scene *sc, nb_rng *rng, const synth_split_def *def)
+/* Draws the bar; 1 when it leaves at least one object visible. */
+static int place_bar(synth_scene *sc, nb_rng *rng, float t)
 {
-	if (def->occlude <= 0.0f)
-		return;
-	const float size = (float)sc->size, t = def->occlude * size / SCENE_COLS;
+	const float size = (float)sc->size;
 	int vertical = (int)nb_rng_below(rng, 2);
 	float at = (size - t) * nb_rng_uniform(rng);
 	sc->bar = 1;
@@ -166,11 +165,39 @@ void synth_occlude(synth_scene *sc, nb_rng *rng, const synth_split_def *def)
 	sc->bar_x1 = vertical ? at + t : size;
 	sc->bar_y0 = vertical ? 0.0f : at;
 	sc->bar_y1 = vertical ? size : at + t;
+	for (int i = 0; i < sc->nobj; i++)
+		if (visible_share(sc, &sc->obj[i]) >= SYNTH_MIN_VISIBLE)
+			return 1;
+	return 0;
+}
+
+void synth_occlude(synth_scene *sc, nb_rng *rng, const synth_split_def *def)
+{
+	if (def->occlude <= 0.0f)
+		return;
+	const float t = def->occlude * (float)sc->size / SCENE_COLS;
+	/* A bar that hides every object would leave a caption with no
+	 * statement, which no shard may hold: draw it again from the bar's
+	 * stream (deterministic), up to SYNTH_BAR_TRIES times, then keep the
+	 * most visible object. */
+	int tries = 1;
+	while (!place_bar(sc, rng, t) && tries < SYNTH_BAR_TRIES)
+		tries++;
 	/* Hidden objects are still drawn (under the bar); only the ground
 	 * truth forgets them. */
-	for (int i = 0; i < sc->nobj; i++)
-		if (visible_share(sc, &sc->obj[i]) < SYNTH_MIN_VISIBLE)
+	int best = 0, kept = 0;
+	float best_share = -1.0f;
+	for (int i = 0; i < sc->nobj; i++) {
+		float share = visible_share(sc, &sc->obj[i]);
+		if (share > best_share)
+			best_share = share, best = i;
+		if (share < SYNTH_MIN_VISIBLE)
 			sc->cells[sc->obj[i].cell] = 0;
+		else
+			kept++;
+	}
+	if (!kept)
+		sc->cells[sc->obj[best].cell] = sc->obj[best].code;
 }
 
 void synth_make(uint64_t seed, int split, uint64_t index, int size, synth_scene *sc, uint8_t *rgb)
