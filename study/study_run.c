@@ -61,8 +61,9 @@ typedef struct {
 /* ---- child processes ---------------------------------------------------- */
 
 /* The environment of a child: the launcher's per-rank variables removed
- * (a child nboost is its own MPI job, not a rank of ours), thread counts
- * set. Returns a NULL-terminated array; entries point into environ or
+ * (a child nboost is its own MPI job, not a rank of ours: Open MPI's
+ * singleton start reads PMIx, Open MPI and Slurm step variables), thread
+ * counts set. Returns a NULL-terminated array; entries point into environ or
  * into `keep`. */
 static char **child_env(int threads, char keep[3][64])
 {
@@ -73,7 +74,7 @@ static char **child_env(int threads, char keep[3][64])
 	size_t k = 0;
 	for (size_t i = 0; i < n; i++) {
 		const char *e = environ[i];
-		int launcher = !strncmp(e, "PMIX_", 5) || !strncmp(e, "PMI_", 4) ||
+		int launcher = !strncmp(e, "PMIX_", 5) || !strncmp(e, "PMI_", 4) || !strncmp(e, "SLURM_", 6) ||
 			       (!strncmp(e, "OMPI_", 5) && strncmp(e, "OMPI_ALLOW_RUN_AS_ROOT", 22) &&
 				(strncmp(e, "OMPI_MCA_", 9) || !strncmp(e, "OMPI_MCA_ess", 12) ||
 				 !strncmp(e, "OMPI_MCA_orte_", 14) || !strncmp(e, "OMPI_MCA_pmix", 13) ||
@@ -191,6 +192,15 @@ static void args_free(args *a)
 		free(a->v[i]);
 	free(a->v);
 	*a = (args){0};
+}
+
+/* Wall-clock time (seconds since 1970): file times and the report's
+ * start times. Durations use nb_now (monotonic). */
+static double wall_now(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
 }
 
 static int exists(const char *path)
@@ -465,6 +475,8 @@ static void put_cost(nb_buf *r, const char *name, const phase_cost *p)
 	nb_buf_addf(r, "\"%s\":{\"wall_s\":%.1f,\"cpu_s\":%.1f}", name, p->wall, p->cpu);
 }
 
+static char *study_commit; /* read once when the study starts */
+
 static char *git_commit(void)
 {
 	FILE *f = popen("git rev-parse HEAD 2>/dev/null", "r");
@@ -478,8 +490,8 @@ static char *git_commit(void)
 	return nb_xstrdup(buf[0] ? buf : "unknown");
 }
 
-static int write_result(const study_conf *c, const job *jb, phase_cost cost[3],
-			double started)
+static int write_result(const study_conf *c, const job *jb, phase_cost cost[3], double started,
+			double started_wall)
 {
 	const study_arm *arm = &c->arms[jb->arm];
 	char path[4200];
@@ -495,14 +507,12 @@ static int write_result(const study_conf *c, const job *jb, phase_cost cost[3],
 		    arm->rounds);
 	nb_json_put_str(&r, c->job);
 	nb_buf_adds(&r, "},\"commit\":");
-	char *commit = git_commit();
-	nb_json_put_str(&r, commit);
-	free(commit);
+	nb_json_put_str(&r, study_commit ? study_commit : "unknown");
 	char host[256] = "";
 	gethostname(host, sizeof host - 1);
 	nb_buf_adds(&r, ",\"host\":");
 	nb_json_put_str(&r, host);
-	nb_buf_addf(&r, ",\"started_unix\":%.0f,\"wall_s\":%.1f,\"cost\":{", started, nb_now() - started);
+	nb_buf_addf(&r, ",\"started_unix\":%.0f,\"wall_s\":%.1f,\"cost\":{", started_wall, nb_now() - started);
 	put_cost(&r, "train", &cost[0]), nb_buf_adds(&r, ","), put_cost(&r, "eval", &cost[1]), nb_buf_adds(&r, ",");
 	put_cost(&r, "attn", &cost[2]);
 	nb_buf_adds(&r, "}");
@@ -542,7 +552,7 @@ static int run_job(const study_conf *c, const study_run_opts *o, const job *jb)
 	job_path(log, sizeof log, jb, "job.log");
 	arm_model(model, sizeof model, c, o->out, jb->arm, jb->seed);
 	phase_cost cost[3] = {{0}};
-	double started = nb_now();
+	double started = nb_now(), started_wall = wall_now();
 	int rc = arm->kind == ARM_SEMI ? phase_semi(c, o, jb, log, &cost[0]) : phase_train(c, o, jb, log, &cost[0]);
 	if (!rc && arm->kind != ARM_LM) {
 		args a = {0};
@@ -564,7 +574,7 @@ static int run_job(const study_conf *c, const study_run_opts *o, const job *jb)
 		args_free(&a);
 	}
 	if (!rc)
-		rc = write_result(c, jb, cost, started);
+		rc = write_result(c, jb, cost, started, started_wall);
 	return rc;
 }
 
@@ -607,13 +617,16 @@ static int job_done(const job *jb)
 }
 
 /* A job that failed in another process of this study (its "failed" file
- * is newer than our start) counts as failed here too. */
-static int failed_elsewhere(const job *jb, double since)
+ * is newer than our start) counts as failed here too. A process alone
+ * retries every failed job: a rerun is how a failure is retried. */
+static int failed_elsewhere(const job *jb, const study_run_opts *o, double since)
 {
 	char p[4200];
 	struct stat st;
+	if (o->nranks < 2)
+		return 0;
 	job_path(p, sizeof p, jb, "failed");
-	return stat(p, &st) == 0 && (double)st.st_mtime >= since - 1;
+	return stat(p, &st) == 0 && (double)st.st_mtim.tv_sec + st.st_mtim.tv_nsec * 1e-9 > since;
 }
 
 static int deps_of(const study_conf *c, int arm, int deps[2])
@@ -662,7 +675,9 @@ int study_run(const study_conf *c, const study_run_opts *o)
 		return -1;
 	}
 	install_handlers();
-	double t0 = nb_now();
+	free(study_commit);
+	study_commit = git_commit();
+	double t0 = nb_now(), wall0 = wall_now();
 	if (prepare_corpus(c, o) < 0) {
 		free(jobs);
 		return stop_sig ? STUDY_EXIT_STOPPED : -1;
@@ -679,7 +694,7 @@ int study_run(const study_conf *c, const study_run_opts *o)
 				jb->state = 2;
 				continue;
 			}
-			if (failed_elsewhere(jb, t0)) {
+			if (failed_elsewhere(jb, o, wall0)) {
 				jb->state = 3;
 				continue;
 			}

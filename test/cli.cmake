@@ -5,3 +5,4 @@ nb_script_test(cli_options cli_options.sh)
 # test_shard_sources writes the shard with odd sources that the script uses.
 nb_unit_test(test_shard_sources nb_store)
 nb_script_test(cli_robust cli_robust.sh)
+nb_script_test(study_cli study_cli.sh)
