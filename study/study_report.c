@@ -666,7 +666,7 @@ static void md_attn(const study_conf *c, const arm_results *ars, nb_buf *md)
 	}
 }
 
-static void md_costs(const study_conf *c, const arm_results *ars, nb_buf *md)
+static void md_costs(const study_conf *c, const arm_results *ars, const char *out, nb_buf *md)
 {
 	static const char *const phases[] = {"train", "eval", "attn"};
 	nb_buf_adds(md, "\n## Cost\n\nWall and CPU time per finished job, summed over the seeds that finished "
@@ -696,6 +696,14 @@ static void md_costs(const study_conf *c, const arm_results *ars, nb_buf *md)
 		nb_buf_addf(md, "| %s | %d | %.0f s | %.0f s | %.0f s | %.0f s | %.0f s |\n", c->arms[a].name, ars[a].done,
 			    wall[0], wall[1], wall[2], tw, cpu);
 	}
+	char path[4200];
+	snprintf(path, sizeof path, "%s/corpus-cost.json", out);
+	struct stat st;
+	nb_json *cc = stat(path, &st) == 0 ? nb_json_load(path) : NULL;
+	if (cc)
+		nb_buf_addf(md, "\nRendering the corpus (`nboost synth`): %.0f s of wall time, %.0f s of CPU time.\n",
+			    nb_json_getnum(cc, "wall_s", NAN), nb_json_getnum(cc, "cpu_s", NAN));
+	nb_json_free(cc);
 	if (isfinite(first))
 		nb_buf_addf(md, "\nAll jobs: %.0f s of wall time and %.0f s of CPU time; from the first job's start to the "
 				"last job's end: %.0f s (%.1f h).\n",
@@ -733,7 +741,7 @@ int study_report(const study_conf *c, const char *out)
 		md_labels(c, ars, &md);
 		md_attn(c, ars, &md);
 		rc = make_plots(c, ars, out, &md);
-		md_costs(c, ars, &md);
+		md_costs(c, ars, out, &md);
 	}
 	if (!rc) {
 		write_json(c, ars, &js, done);

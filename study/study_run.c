@@ -311,6 +311,16 @@ static int prepare_corpus(const study_conf *c, const study_run_opts *o)
 	}
 	if (!rc)
 		rc = make_subsets(c, o->out);
+	/* The rendering's cost, for the report: the first time only (a rerun
+	 * finds the corpus complete and costs nothing). */
+	char costf[4200];
+	snprintf(costf, sizeof costf, "%s/corpus-cost.json", o->out);
+	if (!rc && !exists(costf)) {
+		nb_buf b = {0};
+		nb_buf_addf(&b, "{\"wall_s\":%.1f,\"cpu_s\":%.1f}\n", cost.wall, cost.cpu);
+		rc = nb_write_file_atomic(costf, b.data, b.len);
+		free(b.data);
+	}
 	close(fd);
 	return rc;
 }
