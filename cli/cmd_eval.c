@@ -65,8 +65,12 @@ static int cmp_truth(const void *a, const void *b)
 static void print_json(const char *split, const metrics_result *r, long missing, const pope_result *pp)
 {
 	printf("{");
-	if (split)
-		printf("\"split\":\"%s\",", split);
+	if (split) {
+		printf("\"split\":\"");
+		for (const unsigned char *c = (const unsigned char *)split; *c; c++)
+			printf(*c == '"' || *c == '\\' ? "\\%c" : *c < 0x20 ? "\\u%04x" : "%c", *c);
+		printf("\",");
+	}
 	printf("\"n\":%ld,\"missing\":%ld,\"chair_i\":%.9g,\"chair_s\":%.9g,\"recall\":%.9g,"
 	       "\"tuple_precision\":%.9g,\"tuple_recall\":%.9g,\"tuple_f1\":%.9g,\"bleu1\":%.9g,\"bleu2\":%.9g,"
 	       "\"bleu3\":%.9g,\"bleu4\":%.9g,\"cider_d\":%.9g,\"statements\":%ld,\"malformed\":%ld,"
@@ -88,37 +92,41 @@ static void print_json(const char *split, const metrics_result *r, long missing,
 	printf("}\n");
 }
 
-static void print_pope(const pope_result *pp)
+static void print_pope(FILE *f, const pope_result *pp)
 {
-	printf("POPE probes          %ld  (%ld present, %ld absent, favoured by the prior)\n", pp->probes,
+	fprintf(f, "POPE probes          %ld  (%ld present, %ld absent, favoured by the prior)\n", pp->probes,
 	       pp->positives, pp->probes - pp->positives);
-	printf("POPE accuracy        %.4f\n", pp->accuracy);
-	printf("POPE precision       %.4f\n", pp->precision);
-	printf("POPE recall          %.4f\n", pp->recall);
-	printf("POPE F1              %.4f\n", pp->f1);
-	printf("POPE yes ratio       %.4f\n", pp->yes_ratio);
+	fprintf(f, "POPE accuracy        %.4f\n", pp->accuracy);
+	fprintf(f, "POPE precision       %.4f\n", pp->precision);
+	fprintf(f, "POPE recall          %.4f\n", pp->recall);
+	fprintf(f, "POPE F1              %.4f\n", pp->f1);
+	fprintf(f, "POPE yes ratio       %.4f\n", pp->yes_ratio);
 }
 
-static void print_scores(const metrics_result *r, long missing)
+static void print_scores(FILE *f, const metrics_result *r, long missing)
 {
-	printf("n (images scored)    %ld\n", r->captions);
-	printf("missing captions     %ld\n", missing);
-	printf("CHAIR_i              %.4f  (%ld of %ld mentions)\n", r->chair_i, r->hallucinated, r->mentions);
-	printf("CHAIR_s              %.4f  (%ld of %ld captions)\n", r->chair_s, r->hallucinating_captions,
+	fprintf(f, "n (images scored)    %ld\n", r->captions);
+	fprintf(f, "missing captions     %ld\n", missing);
+	fprintf(f, "CHAIR_i              %.4f  (%ld of %ld mentions)\n", r->chair_i, r->hallucinated, r->mentions);
+	fprintf(f, "CHAIR_s              %.4f  (%ld of %ld captions)\n", r->chair_s, r->hallucinating_captions,
 	       r->captions);
-	printf("object recall        %.4f  (%ld of %ld objects)\n", r->recall, r->gt_recalled, r->gt_objects);
-	printf("tuple precision      %.4f\n", r->tuple_p);
-	printf("tuple recall         %.4f\n", r->tuple_r);
-	printf("tuple F1             %.4f\n", r->tuple_f1);
-	printf("BLEU-4               %.4f\n", r->bleu[3]);
-	printf("CIDEr-D              %.4f\n", r->cider_d);
-	printf("malformed statements %ld of %ld\n", r->malformed, r->statements);
-	printf("CHAIR_i by position  ");
+	fprintf(f, "object recall        %.4f  (%ld of %ld objects)\n", r->recall, r->gt_recalled, r->gt_objects);
+	fprintf(f, "tuple precision      %.4f\n", r->tuple_p);
+	fprintf(f, "tuple recall         %.4f\n", r->tuple_r);
+	fprintf(f, "tuple F1             %.4f\n", r->tuple_f1);
+	fprintf(f, "BLEU-4               %.4f\n", r->bleu[3]);
+	fprintf(f, "CIDEr-D              %.4f\n", r->cider_d);
+	fprintf(f, "malformed statements %ld of %ld\n", r->malformed, r->statements);
+	fprintf(f, "CHAIR_i by position  ");
 	for (int k = 0; k < METRICS_POSITIONS; k++)
 		if (r->pos_mentions[k])
-			printf("%s%d:%.3f", k ? " " : "", k + 1, r->pos_chair_i[k]);
-	printf("\n");
+			fprintf(f, "%s%d:%.3f", k ? " " : "", k + 1, r->pos_chair_i[k]);
+	fprintf(f, "\n");
 }
+
+/* Where the human-readable report goes: stdout, or stderr with --json so
+ * that stdout holds JSON alone. */
+static FILE *report(const eval_opts *o) { return o->json ? stderr : stdout; }
 
 static void write_gt(const char *path, const evaluate_truth *gt, long n)
 {
@@ -171,7 +179,7 @@ static int score_tsv(const eval_opts *o, evaluate_truth *gt, long ngt)
 		nb_warn("captions '%s': %ld of %ld ground-truth images have no caption", o->captions, missing, ngt);
 	metrics_result r;
 	metrics_finish(acc, &r);
-	print_scores(&r, missing);
+	print_scores(report(o), &r, missing);
 	if (o->json)
 		print_json(NULL, &r, missing, NULL);
 	metrics_free(acc);
@@ -202,10 +210,10 @@ static void score_dir(vlm_model *m, const eval_opts *o, const char *dir, const c
 	if (mo.want_out && nb_write_file_atomic(o->out_captions, mo.out.data, mo.out.len) < 0)
 		nb_die("%s", nb_errmsg());
 	if (split)
-		printf("== %s (%s)\n", split, dir);
-	print_scores(&r, 0);
+		fprintf(report(o), "== %s (%s)\n", split, dir);
+	print_scores(report(o), &r, 0);
 	if (o->pope)
-		print_pope(&pp);
+		print_pope(report(o), &pp);
 	if (o->json)
 		print_json(split, &r, 0, o->pope ? &pp : NULL);
 	if (nb_stdout_flush() < 0) /* each split's report as it is done */
@@ -285,7 +293,9 @@ static int parse_args(int argc, char **argv, eval_opts *o)
 		CLI_OPT_FLAG("pope", 0, &o->pope,
 			     "with --model: also probe objects POPE-style: present ones against\n"
 			     "absent ones the prior favours (docs/metrics.md)"),
-		CLI_OPT_FLAG("json", 0, &o->json, "also print the scores as one JSON line (per split)"),
+		CLI_OPT_FLAG("json", 0, &o->json,
+			     "print the scores as one JSON line per split on stdout, and\n"
+			     "nothing else there (the report goes to stderr)"),
 		CLI_OPT_END,
 	};
 	const cli_command cmd = {
