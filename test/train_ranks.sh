@@ -51,7 +51,8 @@ for _ in $(seq 200); do [ -s "$T/sig/metrics.jsonl" ] && break; sleep 0.05; done
 sleep 0.3
 kill -USR1 $pid
 wait $pid
-check "2 ranks, SIGUSR1 via mpirun: exit 75 ($(tail -2 "$T/sig.err"))" test $? -eq 75
+rc=$?
+check "2 ranks, SIGUSR1 via mpirun: exit 75 ($(tail -2 "$T/sig.err"))" test $rc -eq 75
 k=$(digest "$T/sig/checkpoint.h5" | cut -d' ' -f2)
 check "2 ranks, SIGUSR1: checkpoint mid-run (step $k)" test "$k" -gt 0 -a "$k" -lt 3000
 check "2 ranks, SIGUSR1: one stop message" test "$(grep -c "stopped at step $k/3000 on a signal" "$T/sig.err")" -eq 1

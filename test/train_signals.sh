@@ -38,7 +38,8 @@ stopped() {
 start usr1
 kill -USR1 $pid
 wait $pid
-check "SIGUSR1 to mpirun: exit 75 ($(tail -1 "$T/usr1.err"))" test $? -eq 75
+rc=$?
+check "SIGUSR1 to mpirun: exit 75 ($(tail -1 "$T/usr1.err"))" test $rc -eq 75
 stopped usr1
 
 start ranks
@@ -46,7 +47,8 @@ ranks=$(ps -o pid= --ppid $pid)
 check "two ranks under mpirun ($ranks)" test "$(echo $ranks | wc -w)" -eq 2
 kill -TERM $ranks
 wait $pid
-check "SIGTERM to the ranks: mpirun exits 75 ($(tail -1 "$T/ranks.err"))" test $? -eq 75
+rc=$?
+check "SIGTERM to the ranks: mpirun exits 75 ($(tail -1 "$T/ranks.err"))" test $rc -eq 75
 stopped ranks
 
 start term --mca odls_base_sigkill_timeout 30
