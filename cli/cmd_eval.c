@@ -23,11 +23,13 @@
 #include "common/vocab.h"
 #include "cli/cli_args.h"
 #include "cli/commands.h"
+#include "pipeline/ranks.h"
 
 typedef struct {
 	const char *shards, *captions, *model, *out_captions, *write_gt, *corpus;
 	long batch;
 	int json, allow_missing, pope;
+	int rank, size; /* MPI: --model splits the images over the ranks */
 } eval_opts;
 
 /* Model mode: what on_caption keeps of each decoded image. */
@@ -54,6 +56,63 @@ static int on_caption(void *ctx, uint64_t id, const uint16_t *tokens, int n, con
 		mo->ngt++;
 	}
 	return 0;
+}
+
+/* One decoded image as it travels to rank 0: id, token count, cells, tokens. */
+typedef struct {
+	uint64_t id;
+	int32_t n;
+	uint8_t cells[SCENE_CELLS];
+} caption_rec;
+
+/* evaluate_shards' on_caption on every rank: the image's record, to be
+ * scored on rank 0 in shard order. */
+static int keep_record(void *ctx, uint64_t id, const uint16_t *tokens, int n, const uint8_t cells[SCENE_CELLS])
+{
+	nb_buf *b = ctx;
+	caption_rec r = {.id = id, .n = n};
+	memcpy(r.cells, cells, SCENE_CELLS);
+	nb_buf_add(b, &r, sizeof r);
+	nb_buf_add(b, tokens, (size_t)n * sizeof(uint16_t));
+	return 0;
+}
+
+static void sink_buf(void *ctx, const void *bytes, size_t n) { nb_buf_add(ctx, bytes, n); }
+
+static int cmp_u64(const void *a, const void *b)
+{
+	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+	return (x > y) - (x < y);
+}
+
+/* Rank 0: scores the records of every rank in order (the order of one
+ * process, so the same sums and bytes), keeps what --out-captions and
+ * --write-gt need, and checks that no id appears twice across shares. */
+static void score_records(const nb_buf *b, const char *dir, model_out *mo, metrics_result *res)
+{
+	metrics_acc *acc = metrics_new();
+	uint64_t *ids = NULL;
+	long n = 0, cap = 0;
+	for (size_t at = 0; at < b->len;) {
+		caption_rec r;
+		memcpy(&r, b->data + at, sizeof r);
+		at += sizeof r;
+		uint16_t *tok = nb_xmalloc((size_t)r.n * sizeof(uint16_t) + 1);
+		memcpy(tok, b->data + at, (size_t)r.n * sizeof(uint16_t));
+		at += (size_t)r.n * sizeof(uint16_t);
+		metrics_add_tokens(acc, tok, r.n, r.cells);
+		on_caption(mo, r.id, tok, r.n, r.cells);
+		free(tok);
+		NB_GROW(ids, cap, n + 1, 1024);
+		ids[n++] = r.id;
+	}
+	qsort(ids, (size_t)n, sizeof *ids, cmp_u64);
+	for (long i = 1; i < n; i++)
+		if (ids[i] == ids[i - 1])
+			nb_die("shards in '%s': image id %" PRIu64 " appears twice", dir, ids[i]);
+	free(ids);
+	metrics_finish(acc, res);
+	metrics_free(acc);
 }
 
 static int cmp_truth(const void *a, const void *b)
@@ -194,12 +253,24 @@ static void score_dir(vlm_model *m, const eval_opts *o, const char *dir, const c
 {
 	model_out mo = {.want_out = o->out_captions != NULL, .want_gt = o->write_gt != NULL};
 	nb_buf_add(&mo.out, "", 0);
-	char prefix[128];
+	char prefix[160];
 	snprintf(prefix, sizeof prefix, "eval%s%s", split ? " " : "", split ? split : "");
-	evaluate_opts eo = {.batch = (int)o->batch, .progress = prefix, .on_caption = on_caption, .ctx = &mo};
+	if (o->size > 1) /* rank 0's share: its ETA is the whole job's */
+		snprintf(prefix + strlen(prefix), sizeof prefix - strlen(prefix), " (rank 0 of %d)", o->size);
+	nb_buf recs = {0};
+	nb_buf_add(&recs, "", 0);
+	evaluate_opts eo = {.batch = (int)o->batch, .progress = o->rank == 0 ? prefix : NULL,
+			    .on_caption = keep_record, .ctx = &recs, .part = o->rank, .nparts = o->size};
 	metrics_result r;
-	if (evaluate_shards(m, dir, &eo, &r) < 0)
-		nb_die("%s", nb_errmsg());
+	ranks_agree(evaluate_shards(m, dir, &eo, &r) == 0, "scoring the shards");
+	ranks_gather_in_order(o->rank ? recs.data : NULL, o->rank ? recs.len : 0, sink_buf, &recs);
+	if (o->rank != 0) {
+		free(recs.data);
+		free(mo.out.data);
+		return;
+	}
+	score_records(&recs, dir, &mo, &r);
+	free(recs.data);
 	pope_result pp;
 	if (o->pope && pope_shards(m, dir, prefix, &pp) < 0)
 		nb_die("%s", nb_errmsg());
@@ -249,8 +320,7 @@ static int corpus_splits(const char *dir, char ***names)
 static int score_model(const eval_opts *o)
 {
 	vlm_model *m = ckpt_load_model(o->model, (int)o->batch);
-	if (!m)
-		nb_die("%s", nb_errmsg());
+	ranks_agree(m != NULL, "loading the checkpoint");
 	if (!o->corpus) {
 		score_dir(m, o, o->shards, NULL);
 	} else {
@@ -305,7 +375,9 @@ static int parse_args(int argc, char **argv, eval_opts *o)
 			    "       nboost eval --corpus DIR --model CKPT [--pope] [--json]\n",
 		.about = "Scores captions against the ground truth (/objects) of the shards in DIR:\n"
 			 "CHAIR_i, CHAIR_s, object recall, tuple P/R/F1, BLEU-4, CIDEr-D, CHAIR_i by\n"
-			 "statement position, and with --pope the POPE probe (docs/metrics.md).\n",
+			 "statement position, and with --pope the POPE probe (docs/metrics.md).\n"
+			 "With --model under mpirun/srun the ranks split the images and rank 0 prints\n"
+			 "the report, the same as one process (--pope runs on rank 0 alone).\n",
 		.opts = opts,
 	};
 	int npos, rc = cli_parse(&cmd, argc, argv, &npos);
@@ -344,8 +416,12 @@ int cmd_eval(int argc, char **argv)
 	if (rc >= 0)
 		return rc;
 	check_files(&o);
-	if (o.model)
-		return score_model(&o);
+	if (o.model) {
+		ranks_start(&argc, &argv, &o.rank, &o.size);
+		score_model(&o);
+		ranks_finish();
+		return 0;
+	}
 	evaluate_truth *gt;
 	long n;
 	if (evaluate_read_truth(o.shards, "eval", &gt, &n) < 0)
