@@ -1,3 +1,5 @@
 nb_script_test(slurm_smoke slurm_smoke.sh)
 nb_script_test(run_slurm run_slurm.sh)
 set_tests_properties(run_slurm PROPERTIES RUN_SERIAL TRUE)
+nb_script_test(jobs_slurm jobs_slurm.sh)
+set_tests_properties(jobs_slurm PROPERTIES RUN_SERIAL TRUE)
