@@ -25,17 +25,19 @@ int cli_usage_error(const cli_command *c, const char *fmt, ...)
 
 static int left_width(const cli_option *o)
 {
-	return (o->short_name ? 4 : 0) + 2 + (int)strlen(o->name) + (o->arg ? 1 + (int)strlen(o->arg) : 0);
+	return (o->short_name ? 4 : 0) + 2 + (int)strlen(o->name) + (o->arg ? 1 + (int)strlen(o->arg) : 0) +
+	       (o->flag_value ? 3 + (int)strlen(o->flag_value) : 0);
 }
 
 /* "  -q, --quiet    help", continuation lines of help indented to match. */
 static void print_option(FILE *f, char sh, const char *name, const char *arg, const char *help, int width)
 {
 	char left[128];
+	const char *sep = arg && arg[0] != '[' ? " " : ""; /* "--out DIR", "--resume[=auto]" */
 	if (sh)
-		snprintf(left, sizeof left, "-%c, --%s%s%s", sh, name, arg ? " " : "", arg ? arg : "");
+		snprintf(left, sizeof left, "-%c, --%s%s%s", sh, name, sep, arg ? arg : "");
 	else
-		snprintf(left, sizeof left, "--%s%s%s", name, arg ? " " : "", arg ? arg : "");
+		snprintf(left, sizeof left, "--%s%s%s", name, sep, arg ? arg : "");
 	fprintf(f, "  %-*s", width, left);
 	const char *s = help;
 	for (;;) {
@@ -61,13 +63,22 @@ void cli_usage(const cli_command *c, FILE *f)
 		width = 15; /* "--section.key=V" */
 	width += 2;
 	fprintf(f, "\noptions:\n");
-	for (const cli_option *o = c->opts; o->name; o++)
-		print_option(f, o->short_name, o->name, o->arg, o->help, width);
+	for (const cli_option *o = c->opts; o->name; o++) {
+		char flag_arg[64];
+		const char *arg = o->arg;
+		if (o->flag_value) { /* "--resume[=auto]" */
+			snprintf(flag_arg, sizeof flag_arg, "[=%s]", o->flag_value);
+			arg = flag_arg;
+		}
+		print_option(f, o->short_name, o->name, arg, o->help, width);
+	}
 	if (c->overrides)
 		print_option(f, 0, "section.key=V", NULL, "override any job-file key (schemas/job_file.md)", width);
 	print_option(f, 'h', "help", NULL, "this text", width);
 	if (c->footer)
 		fprintf(f, "\n%s", c->footer);
+	fprintf(f, "\nexit status: 0 done, 1 error, 2 usage, 75 stopped on a signal, resumable\n"
+		   "(docs/exit-codes.md)\n");
 }
 
 /* ---- parsing ---- */
@@ -96,7 +107,10 @@ static int set_value(const cli_option *o, const char *val)
 	snprintf(what, sizeof what, "--%s", o->name);
 	switch (o->kind) {
 	case CLI_FLAG:
-		*o->dest.flag = 1;
+		if (val && (!o->flag_value || strcmp(val, o->flag_value)))
+			return nb_error("%s: '%s' is not a value it takes (only --%s or --%s=%s)", what, val, o->name,
+					o->name, o->flag_value ? o->flag_value : "");
+		*o->dest.flag = val ? 2 : 1;
 		return 0;
 	case CLI_STRING:
 		if (!*val)
@@ -155,7 +169,7 @@ static int one_option(const cli_command *c, int argc, char **argv, int *i, unsig
 		if (!o)
 			return cli_usage_error(c, "unknown option '%s'", a);
 	}
-	if (o->kind == CLI_FLAG && val)
+	if (o->kind == CLI_FLAG && val && !o->flag_value)
 		return cli_usage_error(c, "option '--%s' takes no value", o->name);
 	if (o->kind != CLI_FLAG && !val) {
 		if (*i + 1 >= argc)

@@ -55,10 +55,13 @@ typedef struct {
 	double dlo, dhi;
 	int required;
 	const char *arg;  /* value placeholder in the help: "DIR", "N" */
+	const char *flag_value; /* CLI_FLAG only: also accepts --name=<this>, which sets *dest.flag = 2 */
 	const char *help; /* may hold '\n': continuation lines are indented */
 } cli_option;
 
 #define CLI_OPT_FLAG(nm, sh, p, hp) {.name = (nm), .short_name = (sh), .kind = CLI_FLAG, .dest.flag = (p), .help = (hp)}
+/* A flag that also takes one fixed value: --resume or --resume=auto. */
+#define CLI_OPT_FLAG_OR(nm, p, v, hp) {.name = (nm), .kind = CLI_FLAG, .dest.flag = (p), .flag_value = (v), .help = (hp)}
 #define CLI_OPT_STRING(nm, p, ar, hp) {.name = (nm), .kind = CLI_STRING, .dest.str = (p), .arg = (ar), .help = (hp)}
 #define CLI_OPT_REQUIRED(nm, p, ar, hp) \
 	{.name = (nm), .kind = CLI_STRING, .dest.str = (p), .required = 1, .arg = (ar), .help = (hp)}

@@ -14,6 +14,7 @@
 #include "common/nb_error.h"
 #include "common/nb_escape.h"
 #include "common/nb_io.h"
+#include "common/nb_time.h"
 #include "model/decode.h"
 #include "model/checkpoint.h"
 #include "model/vlm.h"
@@ -21,6 +22,7 @@
 #include "cli/cli_args.h"
 #include "cli/commands.h"
 #include "corpus/image/image_io.h"
+#include "pipeline/ranks.h"
 #include "store/shard_store.h"
 
 #define DEF_BATCH 16
@@ -53,7 +55,9 @@ static int parse_args(int argc, char **argv, caption_args *a)
 			    "       nboost caption --model CKPT --shards DIR [options]\n",
 		.about = "Captions PNG/JPEG images with a trained checkpoint (greedy, clean stream).\n"
 			 "Each image is center-cropped and resized to the model's input size.\n"
-			 "Prints one line per image: path<TAB>caption, escaped as in schemas/captions_tsv.md.\n",
+			 "Prints one line per image: path<TAB>caption, escaped as in schemas/captions_tsv.md.\n"
+			 "Under mpirun/srun the ranks split the images of --shards (rank 0 prints every\n"
+			 "line, in order: the same output as one process); progress with an ETA on stderr.\n",
 		.opts = opts,
 		.positional = "IMAGE",
 		.max_pos = -1,
@@ -144,43 +148,111 @@ static void flush_or_die(void)
 		nb_die("%s", nb_errmsg());
 }
 
-/* Captions the first n slots and prints "id<TAB>source<TAB>caption" for
- * each; frees the sources. */
-static void caption_shard_batch(captioner *c, int n, char **sources)
+/* Captions the first n slots and appends "id<TAB>source<TAB>caption" for
+ * each to out; frees the sources. */
+static void caption_shard_batch(captioner *c, int n, char **sources, nb_buf *out)
 {
 	captioner_run(c, n);
 	for (int k = 0; k < n; k++) {
-		printf("%llu\t", (unsigned long long)c->keys[k]);
-		nb_fput_escaped(stdout, sources[k]);
-		putchar('\t');
-		nb_fput_escaped(stdout, captioner_text(c, k));
-		putchar('\n');
+		nb_buf_addf(out, "%llu\t", (unsigned long long)c->keys[k]);
+		nb_buf_add_escaped(out, sources[k], strlen(sources[k]));
+		nb_buf_add(out, "\t", 1);
+		const char *text = captioner_text(c, k);
+		nb_buf_add_escaped(out, text, strlen(text));
+		nb_buf_add(out, "\n", 1);
 		free(sources[k]);
 	}
-	flush_or_die();
 }
 
-/* Captions every sample of the committed shards in dir, in shard order.
- * Dies on a bad shard. */
-static void caption_shards(captioner *c, const char *dir)
+/* Writes and empties out (rank 0: its lines as they are made). */
+static void write_out(nb_buf *out)
 {
-	char **paths = NULL;
-	int nshards = shard_list(dir, &paths);
+	if (out->len && fwrite(out->data, 1, out->len, stdout) != out->len)
+		nb_die("cannot write the captions to stdout");
+	flush_or_die();
+	out->len = 0;
+}
+
+static void sink_stdout(void *ctx, const void *bytes, size_t n)
+{
+	(void)ctx;
+	if (fwrite(bytes, 1, n, stdout) != n)
+		nb_die("cannot write the captions to stdout");
+}
+
+/* Progress on stderr (rank 0, at most every 2 s): its share's count, the
+ * rate and the ETA, which is the whole job's since the shares are equal. */
+typedef struct {
+	double t0, last;
+	long share, total;
+	int size;
+} progress;
+
+static void progress_tick(progress *p, long done, int last)
+{
+	double now = nb_now();
+	if (!last && now - p->last < 2.0)
+		return;
+	p->last = now;
+	double rate = now > p->t0 ? (double)done / (now - p->t0) : 0;
+	char eta[32];
+	nb_fmt_duration(eta, sizeof eta, rate > 0 ? (double)(p->share - done) / rate : -1);
+	fprintf(stderr, "caption: %ld of %ld images", done, p->share);
+	if (p->size > 1)
+		fprintf(stderr, " (rank 0's share; %ld over %d ranks)", p->total, p->size);
+	fprintf(stderr, "  %.1f img/s  ETA %s\n", rate, eta);
+}
+
+/* The committed shards of dir with their sample counts; dies on a bad one. */
+static int list_shards(const char *dir, char ***paths, long **counts, long *total)
+{
+	int nshards = shard_list(dir, paths);
 	if (nshards < 0)
 		nb_die("%s", nb_errmsg());
 	if (nshards == 0)
 		nb_die("no committed shards in '%s'", dir);
-	char **sources = nb_xcalloc((size_t)c->batch, sizeof(char *));
-	int n = 0;
-	long total = 0;
+	*counts = nb_xcalloc((size_t)nshards, sizeof(long));
+	*total = 0;
 	for (int si = 0; si < nshards; si++) {
+		shard_reader *r = shard_open((*paths)[si]);
+		if (!r)
+			nb_die("%s", nb_errmsg());
+		(*counts)[si] = (long)shard_count(r);
+		*total += (*counts)[si];
+		shard_close(r);
+	}
+	return nshards;
+}
+
+/* Captions every sample of the committed shards in dir, in shard order.
+ * Under MPI each rank captions a contiguous block of the samples (in
+ * shard order) and rank 0 prints them all in order, the same bytes as one
+ * process. Dies on a bad shard. */
+static void caption_shards(captioner *c, const char *dir, int rank, int size)
+{
+	char **paths = NULL;
+	long *counts = NULL, total = 0, lo, hi;
+	int nshards = list_shards(dir, &paths, &counts, &total);
+	ranks_block(total, rank, size, &lo, &hi);
+	char **sources = nb_xcalloc((size_t)c->batch, sizeof(char *));
+	nb_buf out = {0};
+	nb_buf_add(&out, "", 0);
+	int n = 0;
+	long done = 0, first = 0; /* first: the global index of the shard's first sample */
+	progress pr = {.t0 = nb_now(), .share = hi - lo, .total = total, .size = size};
+	pr.last = pr.t0;
+	for (int si = 0; si < nshards; first += counts[si], si++) {
+		if (first + counts[si] <= lo || first >= hi)
+			continue;
 		shard_reader *r = shard_open(paths[si]);
 		if (!r)
 			nb_die("%s", nb_errmsg());
 		const shard_meta *meta = shard_reader_meta(r);
 		shard_sample smp;
-		int st;
-		while ((st = shard_next(r, &smp)) == 1) {
+		int st = 1;
+		for (long g = first; g < hi && (st = shard_next(r, &smp)) == 1; g++) {
+			if (g < lo)
+				continue;
 			nb_image img = {meta->width, meta->height, (uint8_t *)smp.image};
 			if (meta->width == c->size && meta->height == c->size)
 				memcpy(captioner_slot(c, n), smp.image, (size_t)c->size * (size_t)c->size * 3);
@@ -189,9 +261,13 @@ static void caption_shards(captioner *c, const char *dir)
 			c->keys[n] = smp.id;
 			sources[n] = nb_xstrdup(smp.source ? smp.source : "");
 			if (++n == c->batch) {
-				caption_shard_batch(c, n, sources);
-				total += n;
+				caption_shard_batch(c, n, sources, &out);
+				done += n;
 				n = 0;
+				if (rank == 0) {
+					write_out(&out);
+					progress_tick(&pr, done, 0);
+				}
 			}
 		}
 		if (st < 0)
@@ -199,11 +275,22 @@ static void caption_shards(captioner *c, const char *dir)
 		shard_close(r);
 	}
 	if (n) {
-		caption_shard_batch(c, n, sources);
-		total += n;
+		caption_shard_batch(c, n, sources, &out);
+		done += n;
 	}
-	fprintf(stderr, "nboost caption: %ld images from %d shard(s) in '%s'\n", total, nshards, dir);
+	if (rank == 0) {
+		write_out(&out);
+		progress_tick(&pr, done, 1);
+	}
+	ranks_gather_in_order(rank ? out.data : NULL, rank ? out.len : 0, sink_stdout, NULL);
+	if (rank == 0) {
+		flush_or_die();
+		fprintf(stderr, "nboost caption: %ld images from %d shard(s) in '%s'%s\n", total, nshards, dir,
+			size > 1 ? " (split over the ranks)" : "");
+	}
+	free(out.data);
 	free(sources);
+	free(counts);
 	shard_list_free(paths, nshards);
 }
 
@@ -252,15 +339,18 @@ int cmd_caption(int argc, char **argv)
 	long batch = a.batch, max_pixels = a.max_pixels, max_tokens = a.max_tokens;
 	if (nb_check_input(model, "checkpoint") < 0)
 		nb_die("%s", nb_errmsg());
+	int rank = 0, size = 1;
+	ranks_start(&argc, &argv, &rank, &size);
 	captioner cap;
 	captioner_open(&cap, model, (int)batch, max_tokens);
 	int failed = 0;
 	if (shards)
-		caption_shards(&cap, shards);
-	else
+		caption_shards(&cap, shards, rank, size);
+	else if (rank == 0) /* image files: on rank 0 alone */
 		failed = caption_files(&cap, argv + 1, a.nfiles, max_pixels);
 	captioner_close(&cap);
 	if (failed)
 		fprintf(stderr, "nboost caption: %d of %d images failed\n", failed, a.nfiles);
+	ranks_finish();
 	return failed ? 1 : 0;
 }

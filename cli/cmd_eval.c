@@ -23,11 +23,13 @@
 #include "common/vocab.h"
 #include "cli/cli_args.h"
 #include "cli/commands.h"
+#include "pipeline/ranks.h"
 
 typedef struct {
 	const char *shards, *captions, *model, *out_captions, *write_gt, *corpus;
 	long batch;
 	int json, allow_missing, pope;
+	int rank, size; /* MPI: --model splits the images over the ranks */
 } eval_opts;
 
 /* Model mode: what on_caption keeps of each decoded image. */
@@ -56,6 +58,63 @@ static int on_caption(void *ctx, uint64_t id, const uint16_t *tokens, int n, con
 	return 0;
 }
 
+/* One decoded image as it travels to rank 0: id, token count, cells, tokens. */
+typedef struct {
+	uint64_t id;
+	int32_t n;
+	uint8_t cells[SCENE_CELLS];
+} caption_rec;
+
+/* evaluate_shards' on_caption on every rank: the image's record, to be
+ * scored on rank 0 in shard order. */
+static int keep_record(void *ctx, uint64_t id, const uint16_t *tokens, int n, const uint8_t cells[SCENE_CELLS])
+{
+	nb_buf *b = ctx;
+	caption_rec r = {.id = id, .n = n};
+	memcpy(r.cells, cells, SCENE_CELLS);
+	nb_buf_add(b, &r, sizeof r);
+	nb_buf_add(b, tokens, (size_t)n * sizeof(uint16_t));
+	return 0;
+}
+
+static void sink_buf(void *ctx, const void *bytes, size_t n) { nb_buf_add(ctx, bytes, n); }
+
+static int cmp_u64(const void *a, const void *b)
+{
+	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+	return (x > y) - (x < y);
+}
+
+/* Rank 0: scores the records of every rank in order (the order of one
+ * process, so the same sums and bytes), keeps what --out-captions and
+ * --write-gt need, and checks that no id appears twice across shares. */
+static void score_records(const nb_buf *b, const char *dir, model_out *mo, metrics_result *res)
+{
+	metrics_acc *acc = metrics_new();
+	uint64_t *ids = NULL;
+	long n = 0, cap = 0;
+	for (size_t at = 0; at < b->len;) {
+		caption_rec r;
+		memcpy(&r, b->data + at, sizeof r);
+		at += sizeof r;
+		uint16_t *tok = nb_xmalloc((size_t)r.n * sizeof(uint16_t) + 1);
+		memcpy(tok, b->data + at, (size_t)r.n * sizeof(uint16_t));
+		at += (size_t)r.n * sizeof(uint16_t);
+		metrics_add_tokens(acc, tok, r.n, r.cells);
+		on_caption(mo, r.id, tok, r.n, r.cells);
+		free(tok);
+		NB_GROW(ids, cap, n + 1, 1024);
+		ids[n++] = r.id;
+	}
+	qsort(ids, (size_t)n, sizeof *ids, cmp_u64);
+	for (long i = 1; i < n; i++)
+		if (ids[i] == ids[i - 1])
+			nb_die("shards in '%s': image id %" PRIu64 " appears twice", dir, ids[i]);
+	free(ids);
+	metrics_finish(acc, res);
+	metrics_free(acc);
+}
+
 static int cmp_truth(const void *a, const void *b)
 {
 	uint64_t x = ((const evaluate_truth *)a)->id, y = ((const evaluate_truth *)b)->id;
@@ -65,8 +124,12 @@ static int cmp_truth(const void *a, const void *b)
 static void print_json(const char *split, const metrics_result *r, long missing, const pope_result *pp)
 {
 	printf("{");
-	if (split)
-		printf("\"split\":\"%s\",", split);
+	if (split) {
+		printf("\"split\":\"");
+		for (const unsigned char *c = (const unsigned char *)split; *c; c++)
+			printf(*c == '"' || *c == '\\' ? "\\%c" : *c < 0x20 ? "\\u%04x" : "%c", *c);
+		printf("\",");
+	}
 	printf("\"n\":%ld,\"missing\":%ld,\"chair_i\":%.9g,\"chair_s\":%.9g,\"recall\":%.9g,"
 	       "\"tuple_precision\":%.9g,\"tuple_recall\":%.9g,\"tuple_f1\":%.9g,\"bleu1\":%.9g,\"bleu2\":%.9g,"
 	       "\"bleu3\":%.9g,\"bleu4\":%.9g,\"cider_d\":%.9g,\"statements\":%ld,\"malformed\":%ld,"
@@ -88,37 +151,41 @@ static void print_json(const char *split, const metrics_result *r, long missing,
 	printf("}\n");
 }
 
-static void print_pope(const pope_result *pp)
+static void print_pope(FILE *f, const pope_result *pp)
 {
-	printf("POPE probes          %ld  (%ld present, %ld absent, favoured by the prior)\n", pp->probes,
+	fprintf(f, "POPE probes          %ld  (%ld present, %ld absent, favoured by the prior)\n", pp->probes,
 	       pp->positives, pp->probes - pp->positives);
-	printf("POPE accuracy        %.4f\n", pp->accuracy);
-	printf("POPE precision       %.4f\n", pp->precision);
-	printf("POPE recall          %.4f\n", pp->recall);
-	printf("POPE F1              %.4f\n", pp->f1);
-	printf("POPE yes ratio       %.4f\n", pp->yes_ratio);
+	fprintf(f, "POPE accuracy        %.4f\n", pp->accuracy);
+	fprintf(f, "POPE precision       %.4f\n", pp->precision);
+	fprintf(f, "POPE recall          %.4f\n", pp->recall);
+	fprintf(f, "POPE F1              %.4f\n", pp->f1);
+	fprintf(f, "POPE yes ratio       %.4f\n", pp->yes_ratio);
 }
 
-static void print_scores(const metrics_result *r, long missing)
+static void print_scores(FILE *f, const metrics_result *r, long missing)
 {
-	printf("n (images scored)    %ld\n", r->captions);
-	printf("missing captions     %ld\n", missing);
-	printf("CHAIR_i              %.4f  (%ld of %ld mentions)\n", r->chair_i, r->hallucinated, r->mentions);
-	printf("CHAIR_s              %.4f  (%ld of %ld captions)\n", r->chair_s, r->hallucinating_captions,
+	fprintf(f, "n (images scored)    %ld\n", r->captions);
+	fprintf(f, "missing captions     %ld\n", missing);
+	fprintf(f, "CHAIR_i              %.4f  (%ld of %ld mentions)\n", r->chair_i, r->hallucinated, r->mentions);
+	fprintf(f, "CHAIR_s              %.4f  (%ld of %ld captions)\n", r->chair_s, r->hallucinating_captions,
 	       r->captions);
-	printf("object recall        %.4f  (%ld of %ld objects)\n", r->recall, r->gt_recalled, r->gt_objects);
-	printf("tuple precision      %.4f\n", r->tuple_p);
-	printf("tuple recall         %.4f\n", r->tuple_r);
-	printf("tuple F1             %.4f\n", r->tuple_f1);
-	printf("BLEU-4               %.4f\n", r->bleu[3]);
-	printf("CIDEr-D              %.4f\n", r->cider_d);
-	printf("malformed statements %ld of %ld\n", r->malformed, r->statements);
-	printf("CHAIR_i by position  ");
+	fprintf(f, "object recall        %.4f  (%ld of %ld objects)\n", r->recall, r->gt_recalled, r->gt_objects);
+	fprintf(f, "tuple precision      %.4f\n", r->tuple_p);
+	fprintf(f, "tuple recall         %.4f\n", r->tuple_r);
+	fprintf(f, "tuple F1             %.4f\n", r->tuple_f1);
+	fprintf(f, "BLEU-4               %.4f\n", r->bleu[3]);
+	fprintf(f, "CIDEr-D              %.4f\n", r->cider_d);
+	fprintf(f, "malformed statements %ld of %ld\n", r->malformed, r->statements);
+	fprintf(f, "CHAIR_i by position  ");
 	for (int k = 0; k < METRICS_POSITIONS; k++)
 		if (r->pos_mentions[k])
-			printf("%s%d:%.3f", k ? " " : "", k + 1, r->pos_chair_i[k]);
-	printf("\n");
+			fprintf(f, "%s%d:%.3f", k ? " " : "", k + 1, r->pos_chair_i[k]);
+	fprintf(f, "\n");
 }
+
+/* Where the human-readable report goes: stdout, or stderr with --json so
+ * that stdout holds JSON alone. */
+static FILE *report(const eval_opts *o) { return o->json ? stderr : stdout; }
 
 static void write_gt(const char *path, const evaluate_truth *gt, long n)
 {
@@ -171,7 +238,7 @@ static int score_tsv(const eval_opts *o, evaluate_truth *gt, long ngt)
 		nb_warn("captions '%s': %ld of %ld ground-truth images have no caption", o->captions, missing, ngt);
 	metrics_result r;
 	metrics_finish(acc, &r);
-	print_scores(&r, missing);
+	print_scores(report(o), &r, missing);
 	if (o->json)
 		print_json(NULL, &r, missing, NULL);
 	metrics_free(acc);
@@ -186,12 +253,24 @@ static void score_dir(vlm_model *m, const eval_opts *o, const char *dir, const c
 {
 	model_out mo = {.want_out = o->out_captions != NULL, .want_gt = o->write_gt != NULL};
 	nb_buf_add(&mo.out, "", 0);
-	char prefix[128];
+	char prefix[160];
 	snprintf(prefix, sizeof prefix, "eval%s%s", split ? " " : "", split ? split : "");
-	evaluate_opts eo = {.batch = (int)o->batch, .progress = prefix, .on_caption = on_caption, .ctx = &mo};
+	if (o->size > 1) /* rank 0's share: its ETA is the whole job's */
+		snprintf(prefix + strlen(prefix), sizeof prefix - strlen(prefix), " (rank 0 of %d)", o->size);
+	nb_buf recs = {0};
+	nb_buf_add(&recs, "", 0);
+	evaluate_opts eo = {.batch = (int)o->batch, .progress = o->rank == 0 ? prefix : NULL,
+			    .on_caption = keep_record, .ctx = &recs, .part = o->rank, .nparts = o->size};
 	metrics_result r;
-	if (evaluate_shards(m, dir, &eo, &r) < 0)
-		nb_die("%s", nb_errmsg());
+	ranks_agree(evaluate_shards(m, dir, &eo, &r) == 0, "scoring the shards");
+	ranks_gather_in_order(o->rank ? recs.data : NULL, o->rank ? recs.len : 0, sink_buf, &recs);
+	if (o->rank != 0) {
+		free(recs.data);
+		free(mo.out.data);
+		return;
+	}
+	score_records(&recs, dir, &mo, &r);
+	free(recs.data);
 	pope_result pp;
 	if (o->pope && pope_shards(m, dir, prefix, &pp) < 0)
 		nb_die("%s", nb_errmsg());
@@ -202,10 +281,10 @@ static void score_dir(vlm_model *m, const eval_opts *o, const char *dir, const c
 	if (mo.want_out && nb_write_file_atomic(o->out_captions, mo.out.data, mo.out.len) < 0)
 		nb_die("%s", nb_errmsg());
 	if (split)
-		printf("== %s (%s)\n", split, dir);
-	print_scores(&r, 0);
+		fprintf(report(o), "== %s (%s)\n", split, dir);
+	print_scores(report(o), &r, 0);
 	if (o->pope)
-		print_pope(&pp);
+		print_pope(report(o), &pp);
 	if (o->json)
 		print_json(split, &r, 0, o->pope ? &pp : NULL);
 	if (nb_stdout_flush() < 0) /* each split's report as it is done */
@@ -241,8 +320,7 @@ static int corpus_splits(const char *dir, char ***names)
 static int score_model(const eval_opts *o)
 {
 	vlm_model *m = ckpt_load_model(o->model, (int)o->batch);
-	if (!m)
-		nb_die("%s", nb_errmsg());
+	ranks_agree(m != NULL, "loading the checkpoint");
 	if (!o->corpus) {
 		score_dir(m, o, o->shards, NULL);
 	} else {
@@ -285,7 +363,9 @@ static int parse_args(int argc, char **argv, eval_opts *o)
 		CLI_OPT_FLAG("pope", 0, &o->pope,
 			     "with --model: also probe objects POPE-style: present ones against\n"
 			     "absent ones the prior favours (docs/metrics.md)"),
-		CLI_OPT_FLAG("json", 0, &o->json, "also print the scores as one JSON line (per split)"),
+		CLI_OPT_FLAG("json", 0, &o->json,
+			     "print the scores as one JSON line per split on stdout, and\n"
+			     "nothing else there (the report goes to stderr)"),
 		CLI_OPT_END,
 	};
 	const cli_command cmd = {
@@ -295,7 +375,9 @@ static int parse_args(int argc, char **argv, eval_opts *o)
 			    "       nboost eval --corpus DIR --model CKPT [--pope] [--json]\n",
 		.about = "Scores captions against the ground truth (/objects) of the shards in DIR:\n"
 			 "CHAIR_i, CHAIR_s, object recall, tuple P/R/F1, BLEU-4, CIDEr-D, CHAIR_i by\n"
-			 "statement position, and with --pope the POPE probe (docs/metrics.md).\n",
+			 "statement position, and with --pope the POPE probe (docs/metrics.md).\n"
+			 "With --model under mpirun/srun the ranks split the images and rank 0 prints\n"
+			 "the report, the same as one process (--pope runs on rank 0 alone).\n",
 		.opts = opts,
 	};
 	int npos, rc = cli_parse(&cmd, argc, argv, &npos);
@@ -334,8 +416,12 @@ int cmd_eval(int argc, char **argv)
 	if (rc >= 0)
 		return rc;
 	check_files(&o);
-	if (o.model)
-		return score_model(&o);
+	if (o.model) {
+		ranks_start(&argc, &argv, &o.rank, &o.size);
+		score_model(&o);
+		ranks_finish();
+		return 0;
+	}
 	evaluate_truth *gt;
 	long n;
 	if (evaluate_read_truth(o.shards, "eval", &gt, &n) < 0)

@@ -14,6 +14,7 @@
 
 #include "common/nb_error.h"
 #include "common/nb_io.h"
+#include "labeler/evaluate.h"
 #include "model/checkpoint.h"
 #include "pipeline/ranks.h"
 #include "cli/cli_args.h"
@@ -31,7 +32,7 @@ static void on_signal(int sig) { stop_requested = sig; }
 
 typedef struct {
 	const char *job_path, *labeled, *out, *steps;
-	int resume;
+	int resume; /* 1: --resume, 2: --resume=auto (decided in cmd_train) */
 	long stop_at;
 	char steps_buf[24]; /* steps points here when --steps is given */
 } cli_opts;
@@ -50,12 +51,13 @@ static int parse_cli(int argc, char **argv, cli_opts *o, jobfile *overrides)
 			       "caption shards to train on (default: data.labeled of the job)"),
 		CLI_OPT_STRING("out", &o->out, "RUNDIR",
 			       "run directory: checkpoint.h5, metrics.jsonl, config.conf\n(default: runs/train)"),
-		CLI_OPT_FLAG("resume", 0, &o->resume,
-			     "continue from RUNDIR/checkpoint.h5 (bit-identical on the same\nrank count)"),
+		CLI_OPT_FLAG_OR("resume", &o->resume, "auto",
+				"continue from RUNDIR/checkpoint.h5 (bit-identical on the same\nrank count); "
+				"=auto: resume when it exists, else start (for\nrequeued jobs)"),
 		CLI_OPT_LONG("steps", &steps, 0, 100000000, "N",
 			     "total steps, as --train.steps=N (default: train.steps, 4000)"),
 		CLI_OPT_LONG("stop-at", &o->stop_at, 0, 100000000, "N",
-			     "stop after step N as if signalled: checkpoint and exit 0\n(default: off)"),
+			     "stop after step N: checkpoint and exit 0 (default: off)"),
 		CLI_OPT_END,
 	};
 	const cli_command cmd = {
@@ -65,8 +67,9 @@ static int parse_cli(int argc, char **argv, cli_opts *o, jobfile *overrides)
 		.about = "Trains the captioner with AdamW and NoiseBoost on the caption shards in DIR.\n"
 			 "The global batch (train.batch) is split across ranks; results do not depend on\n"
 			 "the rank count beyond float rounding. SIGTERM, SIGINT or SIGUSR1 finish the\n"
-			 "current step, write the checkpoint and exit 0; --resume continues. Under\n"
-			 "mpirun send SIGUSR1 (mpirun itself exits 1 on SIGTERM; docs/training.md).\n",
+			 "current step, write the checkpoint and exit 75 (resumable); --resume\n"
+			 "continues. Under mpirun send SIGUSR1 (mpirun itself exits 1 on SIGTERM;\n"
+			 "docs/training.md).\n",
 		.opts = opts,
 		.footer = "threads: OMP_NUM_THREADS per rank when set; otherwise the ranks on a node split\n"
 			  "its CPUs (their affinity masks) evenly, at least one thread each.\n",
@@ -148,17 +151,54 @@ static trainer *start_trainer(const train_job *s, const run_dir *rd, int resume,
 	return t;
 }
 
-/* All ranks must stop at the same step: they agree on the flag. */
+/* All ranks must stop at the same step, for the same reason: they agree
+ * on it (the largest wins). 0: go on, 1: --stop-at, 2: a signal. */
 static int stop_now(long step, long stop_at)
 {
-	int mine = stop_requested != 0 || (stop_at >= 0 && step >= stop_at), any = 0;
-	MPI_Allreduce(&mine, &any, 1, MPI_INT, MPI_LOR, MPI_COMM_WORLD);
+	int mine = stop_requested != 0 ? 2 : stop_at >= 0 && step >= stop_at ? 1 : 0, any = 0;
+	MPI_Allreduce(&mine, &any, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD);
 	return any;
+}
+
+/* train.eval_every: rank 0 decodes data.test with the current weights
+ * (labeler/evaluate.h: clean, greedy) and logs CHAIR_i and tuple F1 to
+ * metrics.jsonl. The hook lives here because trainer/ may not use
+ * labeler/ (docs/design.md); the other ranks wait at the next step's
+ * collective. Dies on every rank when the scoring fails. */
+static void eval_held_out(trainer *t, const train_job *s, run_dir *rd, long step)
+{
+	int ok = 1;
+	if (rd->writer) {
+		metrics_result r;
+		evaluate_opts eo = {.batch = EVALUATE_BATCH};
+		ok = evaluate_shards(trainer_model(t), s->test, &eo, &r) == 0;
+		if (ok) {
+			char fields[512];
+			snprintf(fields, sizeof fields,
+				 "\"n\": %ld, \"chair_i\": %.9g, \"chair_s\": %.9g, \"recall\": %.9g, \"tuple_f1\": %.9g",
+				 r.captions, r.chair_i, r.chair_s, r.recall, r.tuple_f1);
+			ok = run_dir_log_eval(rd, step, fields) == 0;
+			fprintf(stderr, "train: step %ld: held-out '%s': CHAIR_i %.4f  tuple F1 %.4f  (%ld images)\n", step,
+				s->test, r.chair_i, r.tuple_f1, r.captions);
+		}
+	}
+	ranks_agree(ok, "scoring data.test");
+}
+
+/* Writes the checkpoint, and keeps a copy of it under train.keep_checkpoints.
+ * Dies on every rank on a failure. */
+static void save(trainer *t, const train_job *s, run_dir *rd, const char *config_text)
+{
+	if (trainer_save(t, rd->checkpoint, config_text) < 0)
+		ranks_fail_all();
+	ranks_agree(run_dir_keep_checkpoint(rd, trainer_step_index(t), s->keep_checkpoints) == 0,
+		    "keeping a step checkpoint");
 }
 
 /* Trains to train.steps or until a stop (a signal, --stop-at), watching
  * for new shards and checkpointing as the job says, and always at the end.
- * Returns whether it stopped early; dies on every rank on a failure. */
+ * Returns stop_now's reason when it stopped early, else 0; dies on every
+ * rank on a failure. */
 static int train_loop(trainer *t, const train_job *s, const cli_opts *o, run_dir *rd, const char *config_text)
 {
 	long total = s->tc.steps, saved_at = o->resume ? trainer_step_index(t) : -1;
@@ -166,10 +206,8 @@ static int train_loop(trainer *t, const train_job *s, const cli_opts *o, run_dir
 	run_dir_start(rd, trainer_step_index(t), total, s->log_every);
 	while (trainer_step_index(t) < total) {
 		long step = trainer_step_index(t);
-		if (stop_now(step, o->stop_at)) {
-			stopped = 1;
+		if ((stopped = stop_now(step, o->stop_at)) != 0)
 			break;
-		}
 		if (s->watch_every > 0 && step > 0 && step % s->watch_every == 0) {
 			int added = trainer_watch(t, s->labeled);
 			if (added < 0)
@@ -183,13 +221,14 @@ static int train_loop(trainer *t, const train_job *s, const cli_opts *o, run_dir
 			ranks_fail_all();
 		ranks_agree(run_dir_log_step(rd, &st) == 0, "logging metrics");
 		if (s->checkpoint_every > 0 && st.step % s->checkpoint_every == 0 && st.step < total) {
-			if (trainer_save(t, rd->checkpoint, config_text) < 0)
-				ranks_fail_all();
+			save(t, s, rd, config_text);
 			saved_at = st.step;
 		}
+		if (s->eval_every > 0 && s->test && (st.step % s->eval_every == 0 || st.step == total))
+			eval_held_out(t, s, rd, st.step);
 	}
-	if (saved_at != trainer_step_index(t) && trainer_save(t, rd->checkpoint, config_text) < 0)
-		ranks_fail_all();
+	if (saved_at != trainer_step_index(t))
+		save(t, s, rd, config_text);
 	return stopped;
 }
 
@@ -209,12 +248,24 @@ static void print_end(trainer *t, const train_job *s, const run_dir *rd, int sto
 	batcher *data = trainer_batcher(t);
 	if (stopped)
 		fprintf(stderr, "train: stopped at step %ld/%ld%s; checkpoint '%s'; continue with --resume\n",
-			trainer_step_index(t), s->tc.steps, stop_requested ? " on a signal" : "", rd->checkpoint);
+			trainer_step_index(t), s->tc.steps, stopped == 2 ? " on a signal" : "", rd->checkpoint);
 	else
 		fprintf(stderr, "train: done, %ld steps; checkpoint '%s'\n", s->tc.steps, rd->checkpoint);
 	if (batcher_ntruncated(data))
 		nb_warn("%zu caption(s) longer than %d words were truncated", batcher_ntruncated(data),
 			s->tc.model.max_text - 1);
+}
+
+/* --resume=auto: resume when RUNDIR/checkpoint.h5 exists (rank 0 looks,
+ * every rank follows), else start afresh. */
+static int resume_auto(const run_dir *rd)
+{
+	int have = rd->writer && access(rd->checkpoint, F_OK) == 0;
+	MPI_Bcast(&have, 1, MPI_INT, 0, MPI_COMM_WORLD);
+	if (rd->writer)
+		fprintf(stderr, "train: --resume=auto: %s\n",
+			have ? "a checkpoint exists, resuming" : "no checkpoint yet, starting");
+	return have;
 }
 
 int cmd_train(int argc, char **argv)
@@ -239,9 +290,21 @@ int cmd_train(int argc, char **argv)
 		ranks_finish();
 		return 2;
 	}
+	if (s.eval_every > 0 && !s.test) {
+		if (rank == 0)
+			fprintf(stderr, "nboost train: train.eval_every = %ld needs held-out shards: set data.test "
+					"(--data.test=DIR)\n", s.eval_every);
+		ranks_finish();
+		return NB_EXIT_USAGE;
+	}
+	if (s.test)
+		ranks_agree(rank != 0 || evaluate_check_shards(s.test, s.tc.model.image_size, NULL) == 0,
+			    "checking data.test");
 	char *config_text = train_job_effective_config(j, &s);
 	run_dir rd;
 	run_dir_init(&rd, o.out, rank == 0);
+	if (o.resume == 2)
+		o.resume = resume_auto(&rd);
 	ranks_agree(run_dir_check(&rd, o.resume) == 0, "setting up the run directory");
 	trainer *t = start_trainer(&s, &rd, o.resume, config_text);
 	ranks_agree(run_dir_open_files(&rd, config_text, o.resume, trainer_step_index(t)) == 0,
@@ -257,5 +320,5 @@ int cmd_train(int argc, char **argv)
 	free(config_text);
 	jobfile_free(j);
 	ranks_finish();
-	return 0;
+	return stopped == 2 ? NB_EXIT_STOPPED : NB_EXIT_OK;
 }

@@ -3,6 +3,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "common/nb_error.h"
 #include "common/nb_io.h"
 #include "model/blas.h"
 #include "cli/commands.h"
@@ -35,7 +36,9 @@ static void usage(FILE *f)
 	for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
 		fprintf(f, "  %-10s %s\n", commands[i].name, commands[i].summary);
 	fprintf(f, "\nMPI commands run as one process, or under mpirun/srun with one rank per process.\n"
-		   "Job-file keys can be overridden as --section.key=value. See README.md.\n");
+		   "Job-file keys can be overridden as --section.key=value. See README.md.\n"
+		   "Exit status: 0 done, 1 error, 2 usage, 75 stopped on a signal, resumable\n"
+		   "(docs/exit-codes.md).\n");
 }
 
 /* Runs the command named by argv[1]; its exit status. */
@@ -43,7 +46,7 @@ static int dispatch(int argc, char **argv)
 {
 	if (argc < 2) {
 		usage(stderr);
-		return 2;
+		return NB_EXIT_USAGE;
 	}
 	if (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") || !strcmp(argv[1], "help")) {
 		usage(stdout);

@@ -15,6 +15,12 @@
 
 #include <stddef.h>
 
+/* Exit statuses of every nboost command (docs/exit-codes.md). */
+#define NB_EXIT_OK 0      /* done */
+#define NB_EXIT_ERROR 1   /* failed: the message says why */
+#define NB_EXIT_USAGE 2   /* bad command line: the usage follows the message */
+#define NB_EXIT_STOPPED 75 /* stopped on a signal, resumable (EX_TEMPFAIL): rerun to continue */
+
 #if defined(__GNUC__)
 #define NB_PRINTF(a, b) __attribute__((format(printf, a, b)))
 #define NB_NORETURN __attribute__((noreturn))

@@ -156,10 +156,14 @@ int evaluate_shards(vlm_model *m, const char *dir, const evaluate_opts *o, metri
 	b.lens = nb_xmalloc((size_t)b.batch * sizeof(int));
 	b.acc = metrics_new();
 	uint64_t *ids = nb_xmalloc(((size_t)total + 1) * sizeof(uint64_t));
-	long n = 0;
+	long n = 0, lo = 0, hi = total, g = 0; /* g: the global index of the next sample */
+	if (o->nparts > 1) {
+		lo = (long)((long long)total * o->part / o->nparts);
+		hi = (long)((long long)total * (o->part + 1) / o->nparts);
+	}
 	int rc = 0;
 	progress pr;
-	progress_start(&pr, o->progress, o->progress_every, total);
+	progress_start(&pr, o->progress, o->progress_every, hi - lo);
 	for (int p = 0; p < np && rc == 0; p++) {
 		shard_reader *r = shard_open(paths[p]);
 		if (!r) {
@@ -173,9 +177,16 @@ int evaluate_shards(vlm_model *m, const char *dir, const evaluate_opts *o, metri
 			shard_close(r);
 			break;
 		}
+		if (g + (long)shard_count(r) <= lo || g >= hi) { /* outside this share: not read */
+			g += (long)shard_count(r);
+			shard_close(r);
+			continue;
+		}
 		shard_sample s;
 		int got = 0;
-		while (rc == 0 && (got = shard_next(r, &s)) == 1) {
+		while (rc == 0 && g < hi && (got = shard_next(r, &s)) == 1) {
+			if (g++ < lo)
+				continue;
 			if (n == total) {
 				rc = nb_error("shard '%s': changed while it was being scored", paths[p]);
 				break;

@@ -31,6 +31,11 @@ typedef struct {
 	double progress_every;       /* seconds between them; <= 0: 2 */
 	evaluate_caption_fn on_caption; /* NULL: none */
 	void *ctx;
+	/* A share of the work (the MPI split of `nboost eval --model`): with
+	 * nparts > 1 only the images [part*N/nparts, (part+1)*N/nparts) of the
+	 * N in shard order are decoded, and *res and the duplicate-id check
+	 * cover those alone; the caller merges the shares (on_caption). */
+	int part, nparts;
 } evaluate_opts;
 
 /* Checks the shards of dir for scoring: at least one, each readable, with

@@ -106,3 +106,45 @@ int ranks_threads_weighted(int heavy, int *automatic)
 	omp_set_num_threads(n);
 	return n;
 }
+
+#define GATHER_CHUNK (1 << 28) /* bytes per message: well under INT_MAX */
+
+void ranks_gather_in_order(const void *data, size_t n, void (*sink)(void *ctx, const void *bytes, size_t n),
+			   void *ctx)
+{
+	int rank, size;
+	MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+	MPI_Comm_size(MPI_COMM_WORLD, &size);
+	if (rank != 0) {
+		unsigned long long len = n;
+		/* rank 0 asks in turn, so that ranks do not flood it at once */
+		MPI_Recv(NULL, 0, MPI_BYTE, 0, 0, MPI_COMM_WORLD, MPI_STATUS_IGNORE);
+		MPI_Send(&len, 1, MPI_UNSIGNED_LONG_LONG, 0, 0, MPI_COMM_WORLD);
+		for (size_t at = 0; at < n; at += GATHER_CHUNK) {
+			size_t k = n - at < GATHER_CHUNK ? n - at : GATHER_CHUNK;
+			MPI_Send((const char *)data + at, (int)k, MPI_BYTE, 0, 0, MPI_COMM_WORLD);
+		}
+		return;
+	}
+	char *buf = NULL;
+	size_t cap = 0;
+	for (int r = 1; r < size; r++) {
+		unsigned long long len = 0;
+		MPI_Send(NULL, 0, MPI_BYTE, r, 0, MPI_COMM_WORLD);
+		MPI_Recv(&len, 1, MPI_UNSIGNED_LONG_LONG, r, 0, MPI_COMM_WORLD, MPI_STATUS_IGNORE);
+		for (unsigned long long at = 0; at < len; at += GATHER_CHUNK) {
+			size_t k = len - at < GATHER_CHUNK ? (size_t)(len - at) : GATHER_CHUNK;
+			if (k > cap)
+				buf = nb_xrealloc(buf, cap = k);
+			MPI_Recv(buf, (int)k, MPI_BYTE, r, 0, MPI_COMM_WORLD, MPI_STATUS_IGNORE);
+			sink(ctx, buf, k);
+		}
+	}
+	free(buf);
+}
+
+void ranks_block(long n, int rank, int size, long *lo, long *hi)
+{
+	*lo = (long)((long long)n * rank / size);
+	*hi = (long)((long long)n * (rank + 1) / size);
+}

@@ -41,4 +41,17 @@ void ranks_agree(int ok, const char *what);
  * containing "on another rank" is not a cause of its own. */
 NB_NORETURN void ranks_fail_all(void);
 
+/* Collective over MPI_COMM_WORLD: hands rank 0 the bytes of every other
+ * rank, in rank order (rank 1's, then rank 2's, ...), as calls of
+ * sink(ctx, bytes, n) on rank 0, several per rank for large buffers; rank
+ * 0's own bytes are not passed. Ranks > 0 pass their data; rank 0 passes
+ * NULL, 0. The work splits of `nboost caption` and `nboost eval`: each rank
+ * does a contiguous block of the images, so rank order is the order of one
+ * process. */
+void ranks_gather_in_order(const void *data, size_t n, void (*sink)(void *ctx, const void *bytes, size_t n),
+			   void *ctx);
+
+/* Rank r's contiguous share [*lo, *hi) of n items split over size ranks. */
+void ranks_block(long n, int rank, int size, long *lo, long *hi);
+
 #endif

@@ -26,12 +26,13 @@
 #define NB_PIPELINE_RUN_H
 
 #include "common/jobfile.h"
+#include "common/nb_error.h"
 #include "pipeline/run_job.h"
 
 /* Exit statuses of run_pipeline (and of `nboost run`). */
-#define RUN_DONE 0
-#define RUN_FAILED 1
-#define RUN_STOPPED 0 /* stopped on a signal, resumable: the same command continues */
+#define RUN_DONE NB_EXIT_OK
+#define RUN_FAILED NB_EXIT_ERROR
+#define RUN_STOPPED NB_EXIT_STOPPED /* stopped on a signal, resumable: the same command continues */
 
 /* Runs the pipeline on every rank of MPI_COMM_WORLD (collective; MPI is
  * initialised). job_text is the effective job file written to

@@ -28,8 +28,8 @@ S=$T/c/test
 "$NBOOST" eval --shards "$S" --write-gt "$T/gt.tsv" && ok || bad "write-gt failed"
 [ "$(wc -l <"$T/gt.tsv")" -eq 300 ] && ok || bad "gt.tsv has $(wc -l <"$T/gt.tsv") lines, expected 300"
 ls -a "$T" | grep -q '\.tmp\.' && bad "temporary file left behind" || ok
-"$NBOOST" eval --shards "$S" --captions "$T/gt.tsv" --json >"$T/self.out" && ok || bad "self eval failed"
-grep -q '^CHAIR_i  *0.0000' "$T/self.out" && ok || bad "table lacks CHAIR_i 0: $(cat "$T/self.out")"
+"$NBOOST" eval --shards "$S" --captions "$T/gt.tsv" --json >"$T/self.out" 2>"$T/self.err" && ok || bad "self eval failed"
+grep -q '^CHAIR_i  *0.0000' "$T/self.err" && ok || bad "table (stderr with --json) lacks CHAIR_i 0: $(cat "$T/self.err")"
 $PY - "$T/self.out" <<'PYEOF' && ok || bad "self scores not perfect"
 import json, sys
 j = json.loads(open(sys.argv[1]).read().strip().splitlines()[-1])
@@ -82,7 +82,7 @@ head -200 "$T/gt.tsv" >"$T/part.tsv"
 expect 1 "100 of 300 ground-truth images have no caption" "$NBOOST" eval --shards "$S" --captions "$T/part.tsv"
 expect 0 "100 of 300 ground-truth images have no caption" "$NBOOST" eval --shards "$S" --captions "$T/part.tsv" --allow-missing --json
 tail -1 "$T/out" | grep -q '"n":200,"missing":100,"chair_i":0,' && ok || bad "--allow-missing json: $(tail -1 "$T/out")"
-grep -q '^missing captions  *100$' "$T/out" && ok || bad "table lacks missing count"
+grep -q '^missing captions  *100$' "$T/err" && ok || bad "table lacks missing count"
 
 # an empty caption is a valid row (it mentions nothing); CRLF line ends are accepted
 sed 's/\t.*/\t/' "$T/gt.tsv" | sed 's/$/\r/' >"$T/blank.tsv"
@@ -117,7 +117,22 @@ expect 1 "images are 48x48 but the model takes 16x16" "$NBOOST" eval --shards "$
 "$NBOOST" eval --corpus "$T/h16" --model "$T/run/checkpoint.h5" --pope --json >"$T/c.out" 2>"$T/c.err" &&
 	ok || bad "eval --corpus failed: $(tail -3 "$T/c.err")"
 [ "$(grep -c '^{"split":' "$T/c.out")" -eq 16 ] && ok || bad "eval --corpus: $(grep -c '^{"split":' "$T/c.out") JSON lines, expected 16"
-grep -q '^== test-shift-occlude-3 ' "$T/c.out" && grep -q '^POPE yes ratio' "$T/c.out" && ok || bad "eval --corpus report lacks a split or POPE"
+grep -q '^== test-shift-occlude-3 ' "$T/c.err" && grep -q '^POPE yes ratio' "$T/c.err" && ok || bad "eval --corpus report (stderr with --json) lacks a split or POPE"
+# --json: stdout is JSON alone, one object per line, in every mode (the
+# report went to stderr); without --json the report is on stdout
+"$NBOOST" eval --shards "$S" --captions "$T/gt.tsv" --json >"$T/j1.out" 2>"$T/j1.err" && ok || bad "eval --json (TSV) failed"
+/usr/bin/python3 - "$T/j1.out" "$T/m.out" "$T/c.out" <<'PY' && ok || bad "eval --json: stdout is not JSON alone"
+import json, sys
+for path in sys.argv[1:]:
+    text = open(path).read()
+    assert text.endswith("\n") and text.strip(), (path, text[:200])
+    for line in text.splitlines():
+        obj = json.loads(line)  # any report line on stdout fails here
+        assert isinstance(obj, dict) and "chair_i" in obj, (path, line)
+PY
+grep -q '^CHAIR_i ' "$T/j1.err" && ok || bad "eval --json: the report is not on stderr"
+"$NBOOST" eval --shards "$S" --captions "$T/gt.tsv" >"$T/j2.out" 2>/dev/null && grep -q '^CHAIR_i ' "$T/j2.out" &&
+	! grep -q '^{' "$T/j2.out" && ok || bad "eval without --json: no report on stdout, or JSON there"
 # the corpus report of a split equals eval --shards of that split
 "$NBOOST" eval --shards "$T/h16/test-dense" --model "$T/run/checkpoint.h5" --pope --json >"$T/d.out" 2>/dev/null
 cmp -s <(grep '"split":"test-dense"' "$T/c.out" | sed 's/^{"split":"test-dense",/{/') <(tail -1 "$T/d.out") &&

@@ -4,7 +4,7 @@
 #      to completion, with the same pseudo-labels as mpirun;
 #   2. USR1 to the batch shell (what --signal=B:USR1@120 sends) during the
 #      students' training: the trap passes it to the ranks, the run stops
-#      cleanly (exit 0, journal not done), the job requeues itself, and the
+#      cleanly (exit 75, journal not done), the job requeues itself, and the
 #      second run resumes and finishes with the same pseudo-labels.
 # Run by ctest (NBOOST, MPIEXEC, HDF5_PLUGIN_PATH from test/CMakeLists.txt).
 set -u
@@ -74,7 +74,7 @@ if [ -n "$jid" ] && [ -n "$ready" ]; then
 	rc=$?
 	out="$T/job-$jid.out"
 	check "sbatch --wait followed the requeue to exit 0 ($(cat "$T/wait.err"))" test "$rc" -eq 0
-	check "the trap ran and requeued" grep -q '^run.sbatch: the run exited 0; requeueing$' "$out"
+	check "the trap ran and requeued" grep -q '^run.sbatch: the run exited 75 (stopped, resumable); requeueing$' "$out"
 	check "the master stopped on the signal" grep -q 'stopping (in-flight units finish' "$out"
 	check "the second run was a restart" grep -q '^run.sbatch: job .* restart 1:' "$out"
 	check "the journal shows a resume" grep -q '"ev":"resume"' "$T/r2/journal.jsonl"

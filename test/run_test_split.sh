@@ -65,9 +65,10 @@ MP=$(pgrep -P $TP)
 [ -n "$MP" ] && kill -TERM $(pgrep -P "$MP")
 wait $TP
 rc=$?
-check "stop while scoring: exit status 0, got $rc ($(tail -c 300 "$T/s.err"))" test "$rc" -eq 0
+check "stop while scoring: exit status 75 (stopped, resumable), got $rc ($(tail -c 300 "$T/s.err"))" test "$rc" -eq 75
 check "stop while scoring: the master says stopped" grep -q "run: stopped; rerun the same command" "$T/s.err"
-check "stop while scoring: no rank failed" eval '! grep -qE "fatal|non-zero exit" "$T/s.err"'
+check "stop while scoring: no rank failed" eval '! grep -qE "fatal|exited on signal" "$T/s.err"'
+check "stop while scoring: every non-zero exit is 75" eval '! grep "Exit code:" "$T/s.err" | grep -qv "Exit code: *75$"'
 check "stop while scoring: no test.json" test ! -e "$S/round-0/test.json"
 check "stop while scoring: the journal shows no done" eval '! grep -q "\"ev\":\"done\"" "$S/journal.jsonl"'
 run_ok "stop while scoring: the rerun" timeout 120 "$MPIEXEC" -np 4 "$NBOOST" run "${J[@]}" \

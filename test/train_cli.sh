@@ -52,7 +52,7 @@ run_ok "tiny run" "$NBOOST" train jobs/tiny.conf --labeled "$T/data" --out "$T/r
 check "metrics.jsonl has 6 lines" test "$(wc -l <"$T/run/metrics.jsonl")" -eq 6
 check "metrics lines carry every field" $PY -c 'import json,sys
 for l in open(sys.argv[1]):
-    d=json.loads(l); assert set(d)=={"step","loss","lr","grad_norm","samples_per_s","elapsed_s"}, d
+    d=json.loads(l); assert set(d)=={"step","loss","lr","grad_norm","samples_per_s","time","elapsed_s"}, d
     assert d["loss"]>0 and d["lr"]>0' "$T/run/metrics.jsonl"
 check "progress line on stderr" grep -qE '^train: step 6/6  loss [0-9.]+  lr .* samples/s  ETA' "$T/last.err"
 check "config.conf written" grep -qx "steps = 6" "$T/run/config.conf"

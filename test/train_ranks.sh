@@ -42,7 +42,8 @@ run_ok "2-rank checkpoint resumed on 1 rank" "$NBOOST" train "${A[@]}" --out "$T
 check "rank-count warning" grep -q "written by 2: the run continues, but not bit-identically" "$T/last.err"
 
 # a signal through mpirun (SIGUSR1 is forwarded to every rank): all ranks
-# agree on the stop step, checkpoint, exit 0; --resume finishes the run
+# agree on the stop step, checkpoint, exit 75 (resumable; mpirun passes it
+# on); --resume finishes the run
 $MPIEXEC -np 2 --oversubscribe "$NBOOST" train jobs/tiny.conf --labeled "$T/data" --steps 3000 --out "$T/sig" \
 	2>"$T/sig.err" &
 pid=$!
@@ -50,7 +51,8 @@ for _ in $(seq 200); do [ -s "$T/sig/metrics.jsonl" ] && break; sleep 0.05; done
 sleep 0.3
 kill -USR1 $pid
 wait $pid
-check "2 ranks, SIGUSR1 via mpirun: exit 0 ($(tail -2 "$T/sig.err"))" test $? -eq 0
+rc=$?
+check "2 ranks, SIGUSR1 via mpirun: exit 75 ($(tail -2 "$T/sig.err"))" test $rc -eq 75
 k=$(digest "$T/sig/checkpoint.h5" | cut -d' ' -f2)
 check "2 ranks, SIGUSR1: checkpoint mid-run (step $k)" test "$k" -gt 0 -a "$k" -lt 3000
 check "2 ranks, SIGUSR1: one stop message" test "$(grep -c "stopped at step $k/3000 on a signal" "$T/sig.err")" -eq 1

@@ -36,7 +36,8 @@ for _ in $(seq 100); do [ -s "$T/sig/metrics.jsonl" ] && break; sleep 0.05; done
 sleep 0.3
 kill -TERM $pid
 wait $pid
-check "SIGTERM: exit 0 ($(tail -2 "$T/sig.err"))" test $? -eq 0
+rc=$?
+check "SIGTERM: exit 75, stopped resumable ($(tail -2 "$T/sig.err"))" test $rc -eq 75
 check "SIGTERM: says stopped on a signal" grep -q "stopped at step [0-9]*/1500 on a signal" "$T/sig.err"
 k=$(digest "$T/sig/checkpoint.h5" | cut -d' ' -f2)
 check "SIGTERM: checkpoint mid-run (step $k)" test "$k" -gt 0 -a "$k" -lt 1500
@@ -73,7 +74,8 @@ for _ in $(seq 100); do [ -s "$T/lrun/metrics.jsonl" ] && break; sleep 0.05; don
 sleep 0.5
 kill -USR1 $pid
 wait $pid
-check "live: SIGUSR1 exit 0" test $? -eq 0
+rc=$?
+check "live: SIGUSR1 exit 75" test $rc -eq 75
 check "live: shard picked up while running ($(tail -2 "$T/live.err"))" grep -q "added 1 new shard(s), 80 samples in all" "$T/live.err"
 
 finish

@@ -26,7 +26,8 @@ expect_fail 1 "run directory '$T/one' is in use by another nboost (pid $holder)"
 check "the refused runs left the holder's files alone" test ! -e "$T/one/journal.jsonl"
 kill -TERM $holder
 wait $holder
-check "holder: SIGTERM exit 0" test $? -eq 0
+rc=$?
+check "holder: SIGTERM exit 75" test $rc -eq 75
 check "holder: its config.conf is its own (steps = 100000)" grep -qx "steps = 100000" "$T/one/config.conf"
 check "holder: one metrics line per step" $PY -c 'import json,sys
 steps=[json.loads(l)["step"] for l in open(sys.argv[1])]

@@ -1,9 +1,10 @@
 #!/bin/bash
 # Stopping `mpirun -np 2 nboost train` with a signal, as docs/training.md
 # ("Stopping a run") describes it under Open MPI 4.1:
-#   - SIGUSR1 to mpirun is forwarded to the ranks: checkpoint, exit 0;
+#   - SIGUSR1 to mpirun is forwarded to the ranks: checkpoint, exit 75
+#     (resumable), and mpirun exits 75 too;
 #   - SIGTERM to the ranks themselves (here: mpirun's children): checkpoint,
-#     every rank exits 0, and so does mpirun;
+#     every rank exits 75, and so does mpirun;
 #   - SIGTERM to mpirun: mpirun itself exits 1; whether the ranks are
 #     signalled (and checkpoint) or run on to the end depends on Open MPI's
 #     launcher and timing (both seen here), so only a valid checkpoint and
@@ -37,7 +38,8 @@ stopped() {
 start usr1
 kill -USR1 $pid
 wait $pid
-check "SIGUSR1 to mpirun: exit 0 ($(tail -1 "$T/usr1.err"))" test $? -eq 0
+rc=$?
+check "SIGUSR1 to mpirun: exit 75 ($(tail -1 "$T/usr1.err"))" test $rc -eq 75
 stopped usr1
 
 start ranks
@@ -45,7 +47,8 @@ ranks=$(ps -o pid= --ppid $pid)
 check "two ranks under mpirun ($ranks)" test "$(echo $ranks | wc -w)" -eq 2
 kill -TERM $ranks
 wait $pid
-check "SIGTERM to the ranks: mpirun exits 0 ($(tail -1 "$T/ranks.err"))" test $? -eq 0
+rc=$?
+check "SIGTERM to the ranks: mpirun exits 75 ($(tail -1 "$T/ranks.err"))" test $rc -eq 75
 stopped ranks
 
 start term --mca odls_base_sigkill_timeout 30

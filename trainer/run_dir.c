@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "common/nb_error.h"
@@ -181,6 +182,26 @@ static int log_line(run_dir *rd, const char *line, size_t len)
 	return 0;
 }
 
+/* Wall-clock seconds since the epoch, to the microsecond. */
+static double unix_time(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+int run_dir_log_eval(run_dir *rd, long step, const char *fields)
+{
+	if (!rd->writer || rd->log_fd < 0)
+		return 0;
+	nb_buf b = {0};
+	nb_buf_addf(&b, "{\"step\": %ld, \"time\": %.3f, \"elapsed_s\": %.3f, \"eval\": {%s}}\n", step, unix_time(),
+		    nb_now() - rd->t0, fields);
+	int rc = log_line(rd, b.data, b.len);
+	free(b.data);
+	return rc;
+}
+
 int run_dir_log_step(run_dir *rd, const train_stats *st)
 {
 	if (!rd->writer)
@@ -192,8 +213,8 @@ int run_dir_log_step(run_dir *rd, const train_stats *st)
 		char line[512];
 		int n = snprintf(line, sizeof line,
 				 "{\"step\": %ld, \"loss\": %.9g, \"lr\": %.9g, \"grad_norm\": %.9g, \"samples_per_s\": "
-				 "%.4g, \"elapsed_s\": %.3f}\n",
-				 st->step, st->loss, st->lr, st->grad_norm, sps, elapsed);
+				 "%.4g, \"time\": %.3f, \"elapsed_s\": %.3f}\n",
+				 st->step, st->loss, st->lr, st->grad_norm, sps, unix_time(), elapsed);
 		if (log_line(rd, line, (size_t)n < sizeof line ? (size_t)n : sizeof line - 1) < 0)
 			return -1;
 	}
@@ -206,6 +227,96 @@ int run_dir_log_step(run_dir *rd, const train_stats *st)
 		rd->last_print = t;
 	}
 	return 0;
+}
+
+/* ---- kept step checkpoints ---- */
+
+/* The step of a kept checkpoint's name "checkpoint-NNNNNNNN.h5", or -1. */
+static long kept_step(const char *name)
+{
+	const char *p = name + 11;
+	if (strncmp(name, "checkpoint-", 11) || strlen(p) != 11 || strcmp(p + 8, ".h5"))
+		return -1;
+	long v = 0;
+	for (int i = 0; i < 8; i++) {
+		if (p[i] < '0' || p[i] > '9')
+			return -1;
+		v = v * 10 + (p[i] - '0');
+	}
+	return v;
+}
+
+/* A copy of src at dst through a temporary (for file systems that refuse
+ * hard links). */
+static int copy_file(const char *src, const char *dst)
+{
+	size_t len;
+	char *data = nb_read_file(src, &len);
+	if (!data)
+		return nb_error("cannot keep checkpoint '%s': cannot read it: %s", src, strerror(errno));
+	int rc = nb_write_file_atomic(dst, data, len);
+	free(data);
+	return rc;
+}
+
+static int cmp_long(const void *a, const void *b)
+{
+	long x = *(const long *)a, y = *(const long *)b;
+	return (x > y) - (x < y);
+}
+
+/* Removes all but the keep newest kept checkpoints of rd->dir. */
+static int prune_kept(run_dir *rd, long keep)
+{
+	DIR *d = opendir(rd->dir);
+	if (!d)
+		return nb_error("cannot list run directory '%s': %s", rd->dir, strerror(errno));
+	long *steps = NULL;
+	int n = 0, cap = 0;
+	for (struct dirent *e; (e = readdir(d));) {
+		long s = kept_step(e->d_name);
+		if (s < 0)
+			continue;
+		NB_GROW(steps, cap, n + 1, 16);
+		steps[n++] = s;
+	}
+	closedir(d);
+	qsort(steps, (size_t)n, sizeof *steps, cmp_long);
+	int rc = 0;
+	for (int i = 0; i + keep < n && rc == 0; i++) {
+		char name[32];
+		snprintf(name, sizeof name, "checkpoint-%08ld.h5", steps[i]);
+		char *path = path_in(rd->dir, name);
+		if (unlink(path) < 0 && errno != ENOENT)
+			rc = nb_error("cannot remove old checkpoint '%s': %s", path, strerror(errno));
+		free(path);
+	}
+	free(steps);
+	return rc;
+}
+
+int run_dir_keep_checkpoint(run_dir *rd, long step, long keep)
+{
+	if (!rd->writer || keep <= 0)
+		return 0;
+	if (step < 0 || step > 99999999)
+		return nb_error("cannot keep checkpoint of step %ld in '%s': the step needs more than 8 digits", step,
+				rd->dir);
+	char name[32];
+	snprintf(name, sizeof name, "checkpoint-%08ld.h5", step);
+	char *path = path_in(rd->dir, name);
+	/* a resumed run redoes steps: an older file of this step goes */
+	int rc = 0;
+	if (unlink(path) < 0 && errno != ENOENT)
+		rc = nb_error("cannot replace old checkpoint '%s': %s", path, strerror(errno));
+	if (rc == 0 && link(rd->checkpoint, path) < 0) {
+		if (errno == EPERM || errno == EMLINK || errno == ENOTSUP || errno == EXDEV)
+			rc = copy_file(rd->checkpoint, path);
+		else
+			rc = nb_error("cannot keep checkpoint '%s' as '%s': %s", rd->checkpoint, path, strerror(errno));
+	}
+	free(path);
+	return rc == 0 ? prune_kept(rd, keep) : rc;
 }
 
 int run_dir_finish(run_dir *rd)

@@ -70,6 +70,20 @@ void run_dir_start(run_dir *rd, long first_step, long total, long log_every);
  * log that lacks lines. */
 int run_dir_log_step(run_dir *rd, const train_stats *st);
 
+/* Writer: appends an evaluation line to metrics.jsonl:
+ * {"step": N, "time": UNIX, "elapsed_s": E, "eval": {FIELDS}}, where fields
+ * is the inside of a JSON object ("\"chair_i\": 0.1, ..."). A resume drops
+ * it with the step lines after the checkpoint. 0 or nb_error as
+ * run_dir_log_step. */
+int run_dir_log_eval(run_dir *rd, long step, const char *fields);
+
+/* Writer: keeps the checkpoint just written at step as
+ * "<dir>/checkpoint-<step, 8 digits>.h5" (a hard link to checkpoint.h5,
+ * which the next save replaces by rename, so the copy costs no space; a
+ * copy where links are refused), then removes all but the keep newest of
+ * them by step. keep <= 0: nothing. 0 or nb_error naming the file. */
+int run_dir_keep_checkpoint(run_dir *rd, long step, long keep);
+
 /* Writer: flushes, fsyncs and closes metrics.jsonl. 0 or nb_error naming
  * the file and the cause. */
 int run_dir_finish(run_dir *rd);

@@ -32,7 +32,7 @@ static const char *const known_keys[] = {
 	"train.steps", "train.batch", "train.lr", "train.weight_decay", "train.beta1", "train.beta2", "train.eps",
 	"train.warmup", "train.clip", "train.seed", "train.checkpoint_every", "train.log_every",
 	"train.watch_every", "train.text_only", "train.init_decoder", "noise.sigma", "noise.sigma_end", "data.labeled", "data.unlabeled", "data.test",
-	"corpus.*", "run.*", "teacher.*", "filter.*", "student.*", NULL,
+	"train.keep_checkpoints", "train.eval_every", "corpus.*", "run.*", "teacher.*", "filter.*", "student.*", NULL,
 };
 
 /* The sections read here; the others are copied through as given. */
@@ -87,6 +87,8 @@ int train_job_read(const jobfile *j, train_job *s)
 	    jobfile_int(j, "train.checkpoint_every", 500, 0, 100000000, &s->checkpoint_every) < 0 ||
 	    jobfile_int(j, "train.log_every", 10, 1, 100000000, &s->log_every) < 0 ||
 	    jobfile_int(j, "train.watch_every", 0, 0, 100000000, &s->watch_every) < 0 ||
+	    jobfile_int(j, "train.keep_checkpoints", 0, 0, 100000000, &s->keep_checkpoints) < 0 ||
+	    jobfile_int(j, "train.eval_every", 0, 0, 100000000, &s->eval_every) < 0 ||
 	    jobfile_double(j, "noise.sigma", c->sigma, 0.0, 100.0, &sigma) < 0 ||
 	    jobfile_double(j, "noise.sigma_end", -1.0, -1.0, 100.0, &sigma_end) < 0)
 		return -1;
@@ -103,6 +105,9 @@ int train_job_read(const jobfile *j, train_job *s)
 	c->seed = (uint64_t)seed;
 	c->sigma = (float)sigma;
 	s->labeled = jobfile_str(j, "data.labeled", NULL);
+	s->test = jobfile_str(j, "data.test", NULL);
+	if (s->test && !*s->test)
+		s->test = NULL;
 	return 0;
 }
 
@@ -155,6 +160,10 @@ char *train_job_effective_config(const jobfile *j, const train_job *s)
 		nb_buf_addf(&out, "text_only = true\n");
 	if (s->init_decoder)
 		nb_buf_addf(&out, "init_decoder = %s\n", s->init_decoder);
+	if (s->keep_checkpoints)
+		nb_buf_addf(&out, "keep_checkpoints = %ld\n", s->keep_checkpoints);
+	if (s->eval_every)
+		nb_buf_addf(&out, "eval_every = %ld\n", s->eval_every);
 	nb_buf_addf(&out, "\n[noise]\nsigma = %s\n", exactf(n1, sizeof n1, c->sigma));
 	if (c->sigma_end >= 0.0f) /* written only when set: constant-noise texts stay as before */
 		nb_buf_addf(&out, "sigma_end = %s\n", exactf(n1, sizeof n1, c->sigma_end));

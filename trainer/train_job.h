@@ -15,6 +15,9 @@ typedef struct {
 	long watch_every;      /* steps between rescans of the shard directory, 0 = never */
 	const char *labeled;   /* data.labeled or NULL; points into the jobfile */
 	const char *init_decoder; /* train.init_decoder or NULL: nboost train starts its decoder from this checkpoint */
+	long keep_checkpoints; /* nboost train: step checkpoints kept besides checkpoint.h5, 0 = none */
+	long eval_every;       /* nboost train: steps between held-out scores of data.test, 0 = never */
+	const char *test;      /* data.test or NULL; points into the jobfile */
 } train_job;
 
 /* Reads and range-checks every key (defaults from train_config_default());
