@@ -33,6 +33,8 @@ void nb_warn(const char *fmt, ...) NB_PRINTF(1, 2);
 NB_NORETURN void nb_bug(const char *file, int line, const char *fmt, ...) NB_PRINTF(3, 4);
 #define NB_BUG(...) nb_bug(__FILE__, __LINE__, __VA_ARGS__)
 
+#define NB_EXIT_STOPPED 75
+
 /* Checked allocation: die with the size and the call site on failure. */
 void *nb_malloc_at(size_t n, const char *file, int line);
 void *nb_calloc_at(size_t n, size_t size, const char *file, int line);
