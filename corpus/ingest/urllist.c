@@ -236,6 +236,7 @@ static int parse_delimited(const char *buf, size_t len, const char *name, char d
 			if (bad) {
 				fields_clear(&fs);
 				free(fs.f);
+				free(keep);
 				return nb_error("cannot read url list '%s': line %ld: header: %s", name, start, bad);
 			}
 			hdr = fs;
