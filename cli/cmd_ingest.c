@@ -1,5 +1,6 @@
 /* nboost ingest: URL list -> image shards (corpus/ingest/ingest.h). */
 #include <math.h>
+#include <signal.h>
 #include <stdint.h>
 #include <mpi.h>
 #include <stdio.h>
@@ -21,12 +22,79 @@ static cli_command ingest_command(const cli_option *opts)
 		.about = "Fetches the URLs of LIST (TSV/CSV with a url column, JSONL with \"url\", or one URL\n"
 			 "a line), decodes PNG/JPEG, resizes and writes image shards to DIR, with a status\n"
 			 "for every record (schemas/ingest_status.md). Shard k of the list goes to rank\n"
-			 "k mod N. A rerun skips completed shards.\n",
+			 "k mod N. A rerun skips completed shards; a rerun with other output options\n"
+			 "(DIR/ingest.json) is refused. LIST may be gzip-compressed; WebP is decoded too.\n"
+			 "Without --slice, SLURM_ARRAY_TASK_ID with SLURM_ARRAY_TASK_COUNT (or _MIN/_MAX)\n"
+			 "pick the slice. SIGTERM, SIGINT or SIGUSR1 stop it cleanly: the shards in\n"
+			 "progress are dropped, nothing half-written is kept, exit 75; the same command\n"
+			 "resumes (docs/ingest.md).\n",
 		.opts = opts,
 		.positional = "LIST",
 		.min_pos = 1,
 		.max_pos = 1,
 	};
+}
+
+/* "I/N" with 0 <= I < N: 0, else -1. */
+static int parse_slice(const char *s, int *i, int *n)
+{
+	char *e;
+	long a = strtol(s, &e, 10);
+	if (e == s || *e != '/' || a < 0)
+		return -1;
+	const char *t = e + 1;
+	long b = strtol(t, &e, 10);
+	if (e == t || *e || b < 1 || b > 1000000 || a >= b)
+		return -1;
+	*i = (int)a;
+	*n = (int)b;
+	return 0;
+}
+
+/* A non-negative decimal environment variable: 1 and *v, 0 when unset. */
+static int env_long(const char *name, long *v)
+{
+	const char *s = getenv(name);
+	if (!s || !*s)
+		return 0;
+	char *e;
+	*v = strtol(s, &e, 10);
+	if (*e || *v < 0)
+		return nb_error("%s='%s' is not a non-negative number", name, s);
+	return 1;
+}
+
+/* The slice of a Slurm job array: task SLURM_ARRAY_TASK_ID of the ids
+ * MIN..MAX (slice ID - MIN of MAX - MIN + 1), or of SLURM_ARRAY_TASK_COUNT
+ * when MIN/MAX are not set. Leaves 0 of 1 outside an array. 0 or nb_error. */
+static int slurm_slice(int *i, int *n)
+{
+	long id, min = 0, max, count;
+	int hid = env_long("SLURM_ARRAY_TASK_ID", &id);
+	if (hid <= 0)
+		return hid;
+	int hmin = env_long("SLURM_ARRAY_TASK_MIN", &min), hmax = env_long("SLURM_ARRAY_TASK_MAX", &max);
+	int hcount = env_long("SLURM_ARRAY_TASK_COUNT", &count);
+	if (hmin < 0 || hmax < 0 || hcount < 0)
+		return -1;
+	long nn;
+	if (hmin && hmax)
+		nn = max - min + 1;
+	else if (hcount)
+		nn = count;
+	else
+		return nb_error("SLURM_ARRAY_TASK_ID is set but neither SLURM_ARRAY_TASK_MIN/MAX nor "
+				"SLURM_ARRAY_TASK_COUNT: give --slice I/N");
+	if (hmin && hmax && (id < min || id > max))
+		return nb_error("SLURM_ARRAY_TASK_ID=%ld is outside SLURM_ARRAY_TASK_MIN..MAX = %ld..%ld", id, min, max);
+	if (hmin && hmax && count > 0 && hcount && count != nn)
+		return nb_error("SLURM_ARRAY_TASK_COUNT=%ld but MIN..MAX = %ld..%ld: a stepped array (--array=a-b:s) "
+				"needs --slice I/N", count, min, max);
+	if (nn < 1 || id - min >= nn)
+		return nb_error("SLURM_ARRAY_TASK_ID=%ld is not below the task count %ld", id, nn);
+	*i = (int)(id - min);
+	*n = (int)nn;
+	return 0;
 }
 
 /* Parses argv into o, *list and *out. Returns -1 to go on, else the exit
@@ -39,8 +107,8 @@ static int parse_args(int argc, char **argv, ingest_opts *o, const char **list, 
 	double connect = f->connect_timeout_ms / 1e3, timeout = f->timeout_ms / 1e3;
 	double delay = f->backoff_ms / 1e3, retry_after = f->max_retry_after_ms / 1e3;
 	uint64_t max_bytes = f->max_bytes, max_pixels = o->max_pixels;
-	const char *resize = NULL;
-	int quiet = 0, no_dct = 0;
+	const char *resize = NULL, *slice = NULL;
+	int quiet = 0, no_dct = 0, no_optout = 0;
 	const cli_option opts[] = {
 		CLI_OPT_REQUIRED("out", out, "DIR", "output directory (required)"),
 		CLI_OPT_LONG("shard-size", &shard_size, 1, 10000000, "N", "list records per shard (default 1000)"),
@@ -64,6 +132,13 @@ static int parse_args(int argc, char **argv, ingest_opts *o, const char **list, 
 		CLI_OPT_FLAG("allow-file", 0, &f->allow_file, "accept file:// URLs (default off)"),
 		CLI_OPT_FLAG("no-dct-scaling", 0, &no_dct, "decode JPEGs at full size before resizing (default: scaled)"),
 		CLI_OPT_LONG("zstd-level", &zstd, 0, 22, "N", "shard compression level 1..22, 0 = store default (default 0)"),
+		CLI_OPT_STRING("keep-columns", &o->keep_columns, "A,B",
+			       "list columns stored in the shard beside the caption\n(default none)"),
+		CLI_OPT_STRING("slice", &slice, "I/N",
+			       "run only slice I (0..N-1) of N: shards k with k mod N = I\n(default: from Slurm array variables, else 0/1)"),
+		CLI_OPT_STRING("user-agent", &f->user_agent, "TEXT", "User-Agent header (default " FETCH_USER_AGENT ")"),
+		CLI_OPT_FLAG("no-respect-optout", 0, &no_optout,
+			     "fetch images whose X-Robots-Tag says noai, noimageai,\nnoindex, noimageindex or none (default: refused, opted_out)"),
 		CLI_OPT_FLAG("quiet", 'q', &quiet, "no progress on stderr (default: off)"),
 		CLI_OPT_END,
 	};
@@ -74,6 +149,13 @@ static int parse_args(int argc, char **argv, ingest_opts *o, const char **list, 
 	int mode = resize ? resize_mode_parse(resize) : (int)o->mode;
 	if (mode < 0)
 		return cli_usage_error(&cmd, "--resize: '%s' is not center_crop or pad", resize);
+	if (slice && parse_slice(slice, &o->slice, &o->nslices) < 0)
+		return cli_usage_error(&cmd, "--slice: '%s' is not I/N with 0 <= I < N", slice);
+	if (!slice && slurm_slice(&o->slice, &o->nslices) < 0)
+		return cli_usage_error(&cmd, "%s", nb_errmsg());
+	if (f->user_agent && (!*f->user_agent || strpbrk(f->user_agent, "\r\n")))
+		return cli_usage_error(&cmd, "--user-agent: must be one non-empty line");
+	f->respect_optout = !no_optout;
 	*list = argv[1];
 	o->mode = (resize_mode)mode;
 	o->shard_size = (size_t)shard_size;
@@ -129,6 +211,25 @@ static int write_totals(const ingest_job *job, const ingest_tally *mine, int ran
 	return rc;
 }
 
+static volatile sig_atomic_t stop_flag;
+
+static void on_signal(int sig)
+{
+	(void)sig;
+	stop_flag = 1;
+}
+
+static void catch_signals(void)
+{
+	struct sigaction sa;
+	memset(&sa, 0, sizeof sa);
+	sa.sa_handler = on_signal;
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGTERM, &sa, NULL);
+	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGUSR1, &sa, NULL);
+}
+
 int cmd_ingest(int argc, char **argv)
 {
 	ingest_opts o;
@@ -145,11 +246,22 @@ int cmd_ingest(int argc, char **argv)
 	 * writing before it has. */
 	ingest_job job;
 	ranks_agree(ingest_open(&job, list, out, &o, rank == 0) == 0, "ingest set-up");
+	catch_signals();
+	job.o.fetch.stop = &stop_flag;
 	ingest_tally *t = ingest_tally_new();
-	ranks_agree(ingest_run_rank(&job, rank, size, t) == 0, "ingest");
-	ranks_agree(write_totals(&job, t, rank, size) == 0, "ingest");
+	rc = ingest_run_rank(&job, rank, size, t);
+	ranks_agree(rc >= 0, "ingest");
+	/* Stopped on any rank: every rank stops with the resumable code, and
+	 * no totals are written (they describe a finished run). */
+	int stopped = rc == 1 || stop_flag, any = 0;
+	MPI_Allreduce(&stopped, &any, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD);
+	if (!any)
+		ranks_agree(write_totals(&job, t, rank, size) == 0, "ingest");
+	else if (rank == 0)
+		fprintf(stderr, "ingest: stopped on a signal; the shards in progress were dropped and the same "
+				"command resumes (exit %d)\n", NB_EXIT_STOPPED);
 	ingest_tally_free(t);
 	ingest_close(&job);
 	ranks_finish();
-	return 0;
+	return any ? NB_EXIT_STOPPED : 0;
 }

@@ -20,6 +20,11 @@ killed. Routes (NAME is a file in ROOT):
   /bomb                 PNG header claiming 20000x20000 pixels
   /redir/NAME           302 to /f/NAME
   /hold/NAME            the file after 0.3 s (for concurrency limits)
+  /robots/NAME?t=VALUE  the file with the header X-Robots-Tag: VALUE (URL-decoded)
+  /custom               599 with the reason phrase "Custom Reason"
+  /sleep/NAME           the file after 0.5 s (for stopping a run mid-way)
+  /stall/NAME           the file after 7 s (progress output during a stall)
+  /lastua               the User-Agent of the last other request (text)
   /count                number of requests served so far (text)
   /stats                "MAXACTIVE CONNECTIONS": most /hold requests in flight at
                         once, and TCP connections accepted, since /reset
@@ -27,6 +32,7 @@ killed. Routes (NAME is a file in ROOT):
 """
 import os
 import struct
+import urllib.parse
 import sys
 import threading
 import time
@@ -40,6 +46,7 @@ SEEN = set()
 COUNT = [0]
 ACTIVE = [0, 0]   # in flight, most in flight
 CONNS = set()
+LASTUA = [""]
 
 
 def png_chunk(kind, data):
@@ -84,10 +91,27 @@ class Handler(BaseHTTPRequestHandler):
         with LOCK:
             COUNT[0] += 1
             CONNS.add(self.client_address)
-        p = self.path.split("?", 1)[0]
+        p, _, query = self.path.partition("?")
         parts = p.split("/", 2)
         route = parts[1] if len(parts) > 1 else ""
         name = parts[2] if len(parts) > 2 else ""
+        if route != "lastua":
+            with LOCK:
+                LASTUA[0] = self.headers.get("User-Agent", "")
+        if route == "lastua":
+            with LOCK:
+                return self.send_body(200, LASTUA[0].encode(), "text/plain")
+        if route == "robots":
+            tag = urllib.parse.parse_qs(query).get("t", [""])[0]
+            return self.send_body(200, self.file(name) or b"", "image/png", [("X-Robots-Tag", tag)])
+        if route == "custom":
+            self.send_response(599, "Custom Reason")
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
+        if route in ("sleep", "stall"):
+            time.sleep(0.5 if route == "sleep" else 7)
+            return self.send_body(200, self.file(name) or b"", "image/png")
         if route == "f":
             body = self.file(name)
             if body is None:

@@ -16,7 +16,8 @@ static void test_status_round_trip(const char *dir)
 	snprintf(path, sizeof path, "%s/s.status.tsv", dir);
 	ingest_row rows[2] = {
 		{.line = 2, .id = 2, .status = "ok", .attempts = 1, .hash = {0x0123456789abcdefULL, 42},
-		 .digest = 0xfedcba9876543210ULL, .url = "http://h/a.png", .key = "k\t1", .detail = ""},
+		 .digest = 0xfedcba9876543210ULL, .url = "http://h/a.png", .key = "k\t1", .detail = "",
+		 .width = 640, .height = 480, .sha256 = {0xde, 0xad, [31] = 0x7f}},
 		{.line = 5, .id = 5, .status = "http_404", .attempts = 3, .url = "http://h/b\\c",
 		 .key = "", .detail = "two\nlines\r"},
 	};
@@ -31,6 +32,9 @@ static void test_status_round_trip(const char *dir)
 		CHECK(!strcmp(back[0].key, "k\t1") && !strcmp(back[1].url, "http://h/b\\c"));
 		CHECK(back[1].attempts == 3 && !strcmp(back[1].detail, "two\nlines\r"));
 		CHECK(back[0].digest == 0xfedcba9876543210ULL && back[1].digest == 0);
+		CHECK(back[0].width == 640 && back[0].height == 480 && back[1].width == 0);
+		CHECK(back[0].sha256[0] == 0xde && back[0].sha256[1] == 0xad && back[0].sha256[31] == 0x7f);
+		CHECK(back[1].sha256[0] == 0 && back[1].sha256[31] == 0);
 	}
 	ingest_rows_free(back, n);
 }
@@ -79,6 +83,19 @@ static void test_status_refused(const char *dir)
 	CHECK(test_contains(read_text(dir, t), "line 2 is malformed"));
 	snprintf(t, sizeof t, "%s2\t2\tok\t1\t%s\tu\tk\td\t00000000000000ff\tx\n", head2, hash);
 	CHECK(test_contains(read_text(dir, t), "line 2 has more than 9 fields"));
+	/* the table with the original size and SHA-256 (written now) */
+	const char *head3 = "line\tid\tstatus\tattempts\thash\turl\tkey\tdetail\tdigest\twidth\theight\tsha256\n";
+	char sha[65];
+	memset(sha, 'a', 64);
+	sha[64] = 0;
+	snprintf(t, sizeof t, "%s2\t2\tok\t1\t%s\tu\tk\td\t00000000000000ff\t3\t4\t%s\n", head3, hash, sha);
+	CHECK(*read_text(dir, t) == 0);
+	snprintf(t, sizeof t, "%s2\t2\tok\t1\t%s\tu\tk\td\t00000000000000ff\t3\t4\t%.63s\n", head3, hash, sha);
+	CHECK(test_contains(read_text(dir, t), "line 2 is malformed"));
+	snprintf(t, sizeof t, "%s2\t2\tok\t1\t%s\tu\tk\td\t00000000000000ff\t-3\t4\t%s\n", head3, hash, sha);
+	CHECK(test_contains(read_text(dir, t), "line 2 is malformed"));
+	snprintf(t, sizeof t, "%s2\t2\tok\t1\t%s\tu\tk\td\t00000000000000ff\n", head3, hash);
+	CHECK(test_contains(read_text(dir, t), "line 2 has 9 fields, expected 12"));
 }
 
 static ingest_tally *sample_tally(void)

@@ -12,6 +12,7 @@
 
 #include "common/nb_error.h"
 #include "corpus/image/image_io.h"
+#include "corpus/image/image_webp.h"
 
 const char *image_status_name(image_status st)
 {
@@ -215,7 +216,7 @@ static int jpeg_scale_denom(int w, int h, int min_w, int min_h)
 }
 
 static image_status decode_jpeg(const uint8_t *buf, size_t len, size_t max_pixels, int min_w,
-				int min_h, nb_image *out)
+				int min_h, nb_image *out, int *src_w, int *src_h)
 {
 	struct jpeg_job *j = nb_xcalloc(1, sizeof(*j));
 	volatile image_status st = IMG_DECODE_ERROR;
@@ -276,6 +277,10 @@ static image_status decode_jpeg(const uint8_t *buf, size_t len, size_t max_pixel
 	out->height = oh;
 	out->rgb = j->rgb;
 	j->rgb = NULL;
+	if (src_w)
+		*src_w = (int)w;
+	if (src_h)
+		*src_h = (int)h;
 	st = IMG_OK;
 done:
 	jpeg_destroy_decompress(&j->cinfo);
@@ -285,15 +290,31 @@ done:
 	return st;
 }
 
+image_status image_decode_src(const uint8_t *buf, size_t len, size_t max_pixels, int min_w, int min_h,
+			      nb_image *out, int *src_w, int *src_h)
+{
+	image_status st;
+	if (is_png(buf, len))
+		st = decode_png(buf, len, max_pixels, out);
+	else if (is_jpeg(buf, len))
+		return decode_jpeg(buf, len, max_pixels, min_w, min_h, out, src_w, src_h);
+	else if (image_is_webp(buf, len))
+		return image_decode_webp(buf, len, max_pixels, out, src_w, src_h);
+	else {
+		nb_error("not an image: no png, jpeg or webp signature in %zu bytes", len);
+		return IMG_NOT_IMAGE;
+	}
+	if (st == IMG_OK && src_w)
+		*src_w = out->width;
+	if (st == IMG_OK && src_h)
+		*src_h = out->height;
+	return st;
+}
+
 image_status image_decode_hint(const uint8_t *buf, size_t len, size_t max_pixels, int min_w,
 			       int min_h, nb_image *out)
 {
-	if (is_png(buf, len))
-		return decode_png(buf, len, max_pixels, out);
-	if (is_jpeg(buf, len))
-		return decode_jpeg(buf, len, max_pixels, min_w, min_h, out);
-	nb_error("not an image: no png or jpeg signature in %zu bytes", len);
-	return IMG_NOT_IMAGE;
+	return image_decode_src(buf, len, max_pixels, min_w, min_h, out, NULL, NULL);
 }
 
 image_status image_decode(const uint8_t *buf, size_t len, size_t max_pixels, nb_image *out)

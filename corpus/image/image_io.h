@@ -1,5 +1,6 @@
 /* Image codecs and resizing for ingest, synth --png and `nboost caption`.
- * Decoding sniffs the format from the bytes (PNG signature, JPEG SOI), never
+ * Decoding sniffs the format from the bytes (PNG signature, JPEG SOI, RIFF
+ * WEBP), never
  * from a file name or Content-Type. Every decoded image is converted to 8-bit
  * RGB: grayscale, palette, 16-bit (v / 257 rounded), interlaced and alpha PNG
  * (composited on black: c * a / 255 rounded); grayscale and CMYK JPEG. A
@@ -21,7 +22,7 @@ typedef struct {
 /* Why a decode failed, in the ingest status vocabulary. */
 typedef enum {
 	IMG_OK = 0,
-	IMG_NOT_IMAGE,               /* neither PNG nor JPEG signature: "not_image" */
+	IMG_NOT_IMAGE,               /* no PNG, JPEG or WebP signature: "not_image" */
 	IMG_TOO_LARGE,               /* header says more than max_pixels: "too_large" */
 	IMG_DECODE_ERROR,            /* corrupt or truncated data: "decode_error" */
 } image_status;
@@ -38,6 +39,10 @@ image_status image_decode(const uint8_t *buf, size_t len, size_t max_pixels, nb_
  * min_w/min_h <= 0 means full size. */
 image_status image_decode_hint(const uint8_t *buf, size_t len, size_t max_pixels, int min_w,
 			       int min_h, nb_image *out);
+/* As image_decode_hint; also gives the image's own size (the header's,
+ * before any DCT scaling) in *src_w, *src_h when they are not NULL. */
+image_status image_decode_src(const uint8_t *buf, size_t len, size_t max_pixels, int min_w, int min_h,
+			      nb_image *out, int *src_w, int *src_h);
 /* Reads a whole file and decodes it; errors name the file. */
 image_status image_load(const char *path, size_t max_pixels, nb_image *out);
 void image_free(nb_image *img);

@@ -1,11 +1,13 @@
 /* The libcurl multi loop behind fetch_run(): slots of reusable easy handles,
  * a queue of requests with not-before times for backoff, per-host counts. */
+#include <ctype.h>
 #include <curl/curl.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -27,6 +29,80 @@ void fetch_opts_default(fetch_opts *o)
 	o->backoff_ms = 1000;
 	o->max_retry_after_ms = 60000;
 	o->seed = 0x6e626f6f7374ULL;
+	o->respect_optout = 1;
+}
+
+const char *fetch_reason_phrase(long code)
+{
+	static const struct {
+		long code;
+		const char *text;
+	} t[] = {
+		{400, "Bad Request"}, {401, "Unauthorized"}, {402, "Payment Required"}, {403, "Forbidden"},
+		{404, "Not Found"}, {405, "Method Not Allowed"}, {406, "Not Acceptable"},
+		{407, "Proxy Authentication Required"}, {408, "Request Timeout"}, {409, "Conflict"},
+		{410, "Gone"}, {411, "Length Required"}, {412, "Precondition Failed"},
+		{413, "Content Too Large"}, {414, "URI Too Long"}, {415, "Unsupported Media Type"},
+		{416, "Range Not Satisfiable"}, {417, "Expectation Failed"}, {421, "Misdirected Request"},
+		{422, "Unprocessable Content"}, {425, "Too Early"}, {426, "Upgrade Required"},
+		{428, "Precondition Required"}, {429, "Too Many Requests"},
+		{431, "Request Header Fields Too Large"}, {451, "Unavailable For Legal Reasons"},
+		{500, "Internal Server Error"}, {501, "Not Implemented"}, {502, "Bad Gateway"},
+		{503, "Service Unavailable"}, {504, "Gateway Timeout"}, {505, "HTTP Version Not Supported"},
+		{300, "Multiple Choices"}, {301, "Moved Permanently"}, {302, "Found"}, {303, "See Other"},
+		{304, "Not Modified"}, {307, "Temporary Redirect"}, {308, "Permanent Redirect"},
+	};
+	for (size_t i = 0; i < sizeof t / sizeof t[0]; i++)
+		if (t[i].code == code)
+			return t[i].text;
+	return "";
+}
+
+/* s[0..n) trimmed of ASCII blanks, as (start, length). */
+static void trim_span(const char **s, size_t *n)
+{
+	while (*n && isspace((unsigned char)**s)) {
+		(*s)++;
+		(*n)--;
+	}
+	while (*n && isspace((unsigned char)(*s)[*n - 1]))
+		(*n)--;
+}
+
+static int span_is(const char *s, size_t n, const char *word)
+{
+	return strlen(word) == n && !strncasecmp(s, word, n);
+}
+
+int fetch_optout_directive(const char *value, const char *ua_token, const char **which)
+{
+	static const char *const refused[] = {"noai", "noimageai", "noindex", "noimageindex", "none"};
+	const char *p = value, *colon = strchr(value, ':');
+	if (colon) {
+		/* "robot: directives": only for us */
+		const char *t = value;
+		size_t tn = (size_t)(colon - value);
+		trim_span(&t, &tn);
+		if (!ua_token || !span_is(t, tn, ua_token))
+			return 0;
+		p = colon + 1;
+	}
+	while (*p) {
+		const char *e = strchr(p, ',');
+		size_t n = e ? (size_t)(e - p) : strlen(p);
+		const char *d = p;
+		trim_span(&d, &n);
+		for (size_t i = 0; i < sizeof refused / sizeof refused[0]; i++)
+			if (span_is(d, n, refused[i])) {
+				if (which)
+					*which = refused[i];
+				return 1;
+			}
+		if (!e)
+			break;
+		p = e + 1;
+	}
+	return 0;
 }
 
 int fetch_status_retryable(const char *s)
@@ -49,6 +125,9 @@ typedef struct {
 	request req;
 	int busy;
 	int too_large;
+	const char *optout;        /* the opt-out directive seen, or NULL */
+	char reason[96];           /* reason phrase of the last status line */
+	const char *ua_token;      /* the fetcher's, for X-Robots-Tag; NULL: opt-outs ignored */
 	uint8_t *buf;
 	size_t len, cap, max;
 	char errbuf[CURL_ERROR_SIZE];
@@ -84,10 +163,46 @@ static int host_id(host_table *h, const char *url)
 	return (int)h->n++;
 }
 
+/* One header line of a response (each response of a redirect chain starts
+ * with its status line, which resets what the previous one said). */
+static size_t on_header(char *data, size_t size, size_t nmemb, void *p)
+{
+	slot *s = p;
+	size_t n = size * nmemb;
+	const char *v = data;
+	size_t vn = n;
+	trim_span(&v, &vn);
+	if (vn >= 5 && !strncmp(v, "HTTP/", 5)) {
+		s->optout = NULL;
+		s->reason[0] = 0;
+		/* "HTTP/1.1 404 Not Found": the text after the code */
+		const char *sp = memchr(v, ' ', vn);
+		const char *sp2 = sp ? memchr(sp + 1, ' ', vn - (size_t)(sp + 1 - v)) : NULL;
+		if (sp2) {
+			const char *r = sp2 + 1;
+			size_t rn = vn - (size_t)(r - v);
+			trim_span(&r, &rn);
+			snprintf(s->reason, sizeof s->reason, "%.*s", (int)rn, r);
+		}
+		return n;
+	}
+	static const char name[] = "x-robots-tag:";
+	if (s->ua_token && vn > sizeof name - 1 && !strncasecmp(v, name, sizeof name - 1) && !s->optout) {
+		char val[512];
+		snprintf(val, sizeof val, "%.*s", (int)(vn - (sizeof name - 1)), v + sizeof name - 1);
+		const char *which;
+		if (fetch_optout_directive(val, s->ua_token, &which))
+			s->optout = which;
+	}
+	return n;
+}
+
 static size_t on_body(char *data, size_t size, size_t nmemb, void *p)
 {
 	slot *s = p;
 	size_t n = size * nmemb;
+	if (s->optout)
+		return 0; /* opted out: abort at the first byte */
 	if (s->len + n > s->max) {
 		/* Returning short aborts the transfer at once. */
 		s->too_large = 1;
@@ -114,8 +229,13 @@ static void classify(slot *s, CURLcode rc, char *status, size_t cap, long *code,
 	*code = 0;
 	*retry_after_ms = -1;
 	curl_easy_getinfo(s->easy, CURLINFO_RESPONSE_CODE, code);
+	int success = *code == 0 || (*code >= 200 && *code < 300);
+	if (s->optout && success && (rc == CURLE_OK || rc == CURLE_WRITE_ERROR)) {
+		snprintf(status, cap, "opted_out");
+		return;
+	}
 	if (rc == CURLE_OK) {
-		if (*code == 0 || (*code >= 200 && *code < 300)) {
+		if (success) {
 			snprintf(status, cap, "ok");
 			return;
 		}
@@ -144,7 +264,7 @@ static void classify(slot *s, CURLcode rc, char *status, size_t cap, long *code,
 	snprintf(status, cap, "%s", st);
 }
 
-static int setup_slot(slot *s, const fetch_opts *o)
+static int setup_slot(slot *s, const fetch_opts *o, const char *ua_token)
 {
 	s->easy = curl_easy_init();
 	if (!s->easy)
@@ -158,7 +278,10 @@ static int setup_slot(slot *s, const fetch_opts *o)
 	curl_easy_setopt(e, CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)o->max_bytes);
 	curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, o->allow_file ? "http,https,file" : "http,https");
 	curl_easy_setopt(e, CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
-	curl_easy_setopt(e, CURLOPT_USERAGENT, "nboost-ingest/1");
+	curl_easy_setopt(e, CURLOPT_USERAGENT, o->user_agent ? o->user_agent : FETCH_USER_AGENT);
+	curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, on_header);
+	curl_easy_setopt(e, CURLOPT_HEADERDATA, s);
+	s->ua_token = o->respect_optout ? ua_token : NULL;
 	curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_body);
 	curl_easy_setopt(e, CURLOPT_WRITEDATA, s);
 	curl_easy_setopt(e, CURLOPT_ERRORBUFFER, s->errbuf);
@@ -182,6 +305,7 @@ typedef struct {
 	size_t nq, done;
 	uint64_t rng;              /* backoff jitter */
 	fetch_stats st;
+	char ua_token[64];         /* the User-Agent's product token */
 } fetcher;
 
 static void fetcher_free(fetcher *f)
@@ -216,9 +340,12 @@ static int fetcher_init(fetcher *f, const fetch_opts *o, const char *const *urls
 		curl_global_cleanup();
 		return nb_error("cannot fetch: curl_multi_init failed");
 	}
+	/* "nboost-ingest/1 (+https://x)" -> "nboost-ingest" */
+	const char *ua = o->user_agent ? o->user_agent : FETCH_USER_AGENT;
+	snprintf(f->ua_token, sizeof f->ua_token, "%.*s", (int)strcspn(ua, "/ \t;("), ua);
 	f->slots = nb_xcalloc((size_t)o->concurrency, sizeof(slot));
 	for (; f->ns < o->concurrency; f->ns++)
-		if (setup_slot(&f->slots[f->ns], o) < 0) {
+		if (setup_slot(&f->slots[f->ns], o, f->ua_token) < 0) {
 			fetcher_free(f);
 			return nb_error("cannot fetch: curl_easy_init failed");
 		}
@@ -308,6 +435,8 @@ static void start_ready(fetcher *f, double now, double *wake)
 		s->req.attempts++;
 		s->len = 0;
 		s->too_large = 0;
+		s->optout = NULL;
+		s->reason[0] = 0;
 		s->errbuf[0] = 0;
 		curl_easy_setopt(s->easy, CURLOPT_URL, f->urls[r->idx]);
 		curl_multi_add_handle(f->multi, s->easy);
@@ -358,6 +487,17 @@ static void finish(fetcher *f, slot *s, CURLcode rc)
 		return;
 	}
 	int ok = !strcmp(status, "ok");
+	char detail[CURL_ERROR_SIZE + 64];
+	if (s->optout && !strcmp(status, "opted_out"))
+		snprintf(detail, sizeof detail, "X-Robots-Tag: %s", s->optout);
+	else if (!strncmp(status, "http_", 5))
+		snprintf(detail, sizeof detail, "HTTP %ld %s", code, s->reason[0] ? s->reason : fetch_reason_phrase(code));
+	else
+		snprintf(detail, sizeof detail, "%s", rc == CURLE_OK ? "" : (s->errbuf[0] ? s->errbuf : curl_easy_strerror(rc)));
+	/* a reason phrase the server made empty */
+	size_t dl = strlen(detail);
+	while (dl && detail[dl - 1] == ' ')
+		detail[--dl] = 0;
 	fetch_result res = {
 		.index = s->req.idx,
 		.status = status,
@@ -365,7 +505,7 @@ static void finish(fetcher *f, slot *s, CURLcode rc)
 		.body = ok ? s->buf : NULL,
 		.len = ok ? s->len : 0,
 		.attempts = s->req.attempts,
-		.detail = rc == CURLE_OK ? "" : (s->errbuf[0] ? s->errbuf : curl_easy_strerror(rc)),
+		.detail = detail,
 	};
 	double c0 = nb_now();
 	f->cb(f->ctx, &res);
@@ -380,7 +520,14 @@ int fetch_run(const fetch_opts *o, const char *const *urls, size_t n, fetch_cb c
 	fetcher f;
 	if (fetcher_init(&f, o, urls, n, cb, ctx) < 0)
 		return -1;
+	int stopped = 0;
 	while (f.done < n) {
+		if (o->stop && *o->stop) {
+			stopped = 1;
+			break;
+		}
+		if (o->tick)
+			o->tick(ctx);
 		double now = nb_now(), wake = now + 0.2;
 		start_ready(&f, now, &wake);
 		int still, left, finished = 0;
@@ -403,10 +550,14 @@ int fetch_run(const fetch_opts *o, const char *const *urls, size_t n, fetch_cb c
 				curl_multi_poll(f.multi, NULL, 0, f.running > 0 ? (ms < 100 ? ms : 100) : ms, NULL);
 		}
 	}
+	/* Abandoned transfers leave the multi handle before it is freed. */
+	for (int i = 0; i < f.ns; i++)
+		if (f.slots[i].busy)
+			curl_multi_remove_handle(f.multi, f.slots[i].easy);
 	fetch_stats st = f.st;
 	fetcher_free(&f);
 	st.wall_s = nb_now() - t0;
 	if (stats)
 		*stats = st;
-	return 0;
+	return stopped;
 }

@@ -15,12 +15,29 @@
  * with exponential backoff and jitter; a Retry-After header replaces the
  * backoff (capped at max_retry_after_ms). Other 4xx are final.
  *
+ * Every request sends the User-Agent user_agent. With respect_optout, a 2xx
+ * response whose X-Robots-Tag header carries one of the opt-out directives
+ * (fetch_optout_directive) for every robot, or for the User-Agent's product
+ * token ("nboost-ingest: noai"), is "opted_out": the transfer is aborted at
+ * its first body byte and nothing of it is kept.
+ *
+ * An "http_<code>" failure's detail is the status line's code and reason
+ * phrase ("HTTP 404 Not Found"; the standard phrase when the server sent
+ * none, as HTTP/2 servers do).
+ *
+ * stop: when *stop becomes non-zero (a signal handler sets it), fetch_run
+ * abandons the transfers in flight and the queue and returns 1; no
+ * callback runs for what was abandoned.
+ *
  * Single-threaded: callbacks run on the calling thread, between transfers,
- * so a callback that decodes delays the network only for that long. */
+ * so a callback that decodes delays the network only for that long. tick,
+ * when set, is called from the loop at least every 0.2 s, whether or not
+ * anything arrives (progress output during network stalls). */
 #ifndef NB_FETCH_H
 #define NB_FETCH_H
 
 #include <stddef.h>
+#include <signal.h>
 #include <stdint.h>
 
 typedef struct {
@@ -35,7 +52,13 @@ typedef struct {
 	long max_retry_after_ms;   /* cap on Retry-After and backoff, default 60000 */
 	int allow_file;            /* accept file:// URLs, default 0 */
 	uint64_t seed;             /* jitter */
+	const char *user_agent;    /* NULL: FETCH_USER_AGENT */
+	int respect_optout;        /* X-Robots-Tag opt-outs, default 1 */
+	volatile sig_atomic_t *stop; /* NULL, or a flag that stops fetch_run */
+	void (*tick)(void *ctx);   /* called with fetch_run's ctx; NULL: none */
 } fetch_opts;
+
+#define FETCH_USER_AGENT "nboost-ingest/1"
 
 void fetch_opts_default(fetch_opts *o);
 
@@ -59,13 +82,26 @@ typedef struct {
 	uint64_t attempts, retries;
 } fetch_stats;
 
-/* Fetches urls[0..n). Returns 0 after every callback ran, or nb_error when
- * libcurl cannot be set up (then no callback ran). stats may be NULL. */
+/* Fetches urls[0..n). Returns 0 after every callback ran, 1 when *o->stop
+ * was raised (some callbacks did not run), or nb_error when libcurl cannot
+ * be set up (then no callback ran). stats may be NULL. */
 int fetch_run(const fetch_opts *o, const char *const *urls, size_t n, fetch_cb cb, void *ctx,
 	      fetch_stats *stats);
 
 /* Whether a final status is worth fetching again on a later run
  * (timeouts, 5xx, 429, connection problems). */
 int fetch_status_retryable(const char *status);
+
+/* 1 when one X-Robots-Tag header value (without the "X-Robots-Tag:" name)
+ * opts out of use by the robot whose product token is ua_token (compared
+ * case-insensitively): a comma-separated directive list, optionally after
+ * "token:" naming one robot (a list for another robot does not count).
+ * The opt-out directives are those img2dataset refuses by default, noai,
+ * noimageai, noindex and noimageindex, plus none (noindex + nofollow).
+ * On 1, *which names the directive. */
+int fetch_optout_directive(const char *value, const char *ua_token, const char **which);
+
+/* The standard reason phrase of an HTTP status code, "" if unknown. */
+const char *fetch_reason_phrase(long code);
 
 #endif

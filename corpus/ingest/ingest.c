@@ -1,7 +1,9 @@
 /* The ingest driver: shards of list records -> fetch -> decode -> resize ->
  * dedup -> image shard + status table + stats. One process's work; the
  * ranks are the caller's (cli/cmd_ingest.c). */
+#include <errno.h>
 #include <inttypes.h>
+#include <openssl/evp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,6 +15,7 @@
 #include "corpus/ingest/ingest.h"
 #include "corpus/ingest/ingest_tally.h"
 #include "corpus/ingest/urllist.h"
+#include "store/h5util.h"
 #include "store/shard_store.h"
 
 void ingest_opts_default(ingest_opts *o)
@@ -25,9 +28,10 @@ void ingest_opts_default(ingest_opts *o)
 	o->shard_size = 1000;
 	o->dct_scaling = 1;
 	o->progress = 1;
+	o->nslices = 1;
 }
 
-/* ---- content hash (dedup) ---- */
+/* ---- content hash ---- */
 
 static uint64_t mix64(uint64_t z)
 {
@@ -36,46 +40,60 @@ static uint64_t mix64(uint64_t z)
 	return z ^ (z >> 33);
 }
 
-/* Two independent 64-bit lanes; collisions within a shard of a thousand
- * images are not a practical concern at 128 bits. */
-static void content_hash(const uint8_t *p, size_t n, uint64_t h[2])
+/* SHA-256 of the fetched bytes (OpenSSL's libcrypto, which libcurl already
+ * links); its first 128 bits, big-endian, are the dedup key. */
+static void content_hash(const uint8_t *p, size_t n, ingest_row *r)
 {
-	uint64_t a = 0x9e3779b97f4a7c15ULL ^ n, b = 0x632be59bd9b4e019ULL + n;
-	size_t i = 0;
-	for (; i + 8 <= n; i += 8) {
-		uint64_t v;
-		memcpy(&v, p + i, 8);
-		a = (a ^ mix64(v)) * 0x100000001b3ULL;
-		b = ((b ^ v) * 0x9fb21c651e98df25ULL) ^ (b >> 29);
+	unsigned int len = 0;
+	if (!EVP_Digest(p, n, r->sha256, &len, EVP_sha256(), NULL) || len != 32)
+		NB_BUG("EVP_Digest(sha256) failed");
+	r->hash[0] = r->hash[1] = 0;
+	for (int i = 0; i < 8; i++) {
+		r->hash[0] = r->hash[0] << 8 | r->sha256[i];
+		r->hash[1] = r->hash[1] << 8 | r->sha256[8 + i];
 	}
-	uint64_t v = 0;
-	memcpy(&v, p + i, n - i);
-	a = mix64(a ^ mix64(v ^ 0xa5a5a5a5ULL));
-	b = mix64(b ^ v ^ (a << 1));
-	h[0] = a;
-	h[1] = b;
 }
 
 /* The digest of a list record, as a status row keeps it: what the row was
  * made from (url, caption, key, and why the line is bad). Never 0, which
  * a row read from an older table has. */
-static uint64_t entry_digest(const urllist_entry *e)
+static uint64_t digest_add(uint64_t h, const char *s)
+{
+	for (const unsigned char *c = (const unsigned char *)s; *c; c++)
+		h = (h ^ *c) * 0x100000001b3ULL;
+	return (h ^ 0xff) * 0x100000001b3ULL; /* field end: not a byte of UTF-8 */
+}
+
+/* The kept columns count too (a table written without them has the same
+ * digest as before: none are added when there are none). */
+static uint64_t entry_digest(const urllist_entry *e, int ncols)
 {
 	const char *part[4] = {e->url, e->caption, e->key, e->bad ? e->bad : ""};
 	uint64_t h = 0xcbf29ce484222325ULL;
-	for (int i = 0; i < 4; i++) {
-		for (const unsigned char *c = (const unsigned char *)part[i]; *c; c++)
-			h = (h ^ *c) * 0x100000001b3ULL;
-		h = (h ^ 0xff) * 0x100000001b3ULL; /* field end: not a byte of UTF-8 */
-	}
+	for (int i = 0; i < 4; i++)
+		h = digest_add(h, part[i]);
+	for (int c = 0; c < ncols && e->extra; c++)
+		h = digest_add(h, e->extra[c]);
 	h = mix64(h ^ (uint64_t)(e->bad != NULL));
 	return h ? h : 1;
 }
 
 /* ---- one shard ---- */
 
+/* A rank's whole run, for its progress line. */
+typedef struct {
+	int rank;
+	size_t total;              /* records in this rank's shards */
+	size_t done;               /* of them settled: fetched, or in a skipped shard */
+	size_t fetched;            /* settled by a fetch in this run (the rate) */
+	double t0, last_print, last_record;
+	int shard;                 /* being fetched, -1 between shards */
+	size_t in_flight;          /* records of that shard not settled yet */
+} run_progress;
+
 /* Shard k of a run: rows[i] and img[i] are list entry lo + i. */
 typedef struct {
+	run_progress *pr;
 	const ingest_job *j;
 	int k, rank;
 	char h5[4096], status[4096], stats[4096];
@@ -110,11 +128,11 @@ static void take_image(shard_run *s, size_t ri, const fetch_result *fr)
 	const ingest_opts *o = &s->j->o;
 	ingest_row *r = &s->rows[ri];
 	double t0 = nb_now();
-	content_hash(fr->body, fr->len, r->hash);
+	content_hash(fr->body, fr->len, r);
 	double t1 = nb_now();
 	nb_image im = {0};
 	int hint = o->dct_scaling ? o->size : 0;
-	image_status st = image_decode_hint(fr->body, fr->len, o->max_pixels, hint, hint, &im);
+	image_status st = image_decode_src(fr->body, fr->len, o->max_pixels, hint, hint, &im, &r->width, &r->height);
 	double t2 = nb_now();
 	s->y.t[T_HASH] += t1 - t0;
 	s->y.t[T_DECODE] += t2 - t1;
@@ -132,9 +150,52 @@ static void take_image(shard_run *s, size_t ri, const fetch_result *fr)
 typedef struct {
 	shard_run *s;
 	const size_t *todo;        /* fetch index -> row index */
-	size_t done, total;
-	double last_progress;
 } fetch_ctx;
+
+/* "1h02m", "3m05s", "12s" */
+static void fmt_eta(char *b, size_t n, double sec)
+{
+	long t = (long)(sec + 0.5);
+	if (t >= 3600)
+		snprintf(b, n, "%ldh%02ldm", t / 3600, t / 60 % 60);
+	else if (t >= 60)
+		snprintf(b, n, "%ldm%02lds", t / 60, t % 60);
+	else
+		snprintf(b, n, "%lds", t);
+}
+
+/* The rank's progress line, at most every 2 s: the whole run's records, the
+ * rate, the ETA of this rank's share, and how long since the last record
+ * arrived (so a stall shows as a growing number, not as silence). */
+static void progress_print(run_progress *p, int force)
+{
+	double now = nb_now();
+	if (!force && now - p->last_print < 2.0)
+		return;
+	p->last_print = now;
+	double el = now - p->t0, rate = el > 0 ? (double)p->fetched / el : 0;
+	size_t left = p->total - p->done;
+	char eta[32] = "unknown", stall[64] = "";
+	if (left == 0)
+		snprintf(eta, sizeof eta, "0s");
+	else if (rate > 0)
+		fmt_eta(eta, sizeof eta, (double)left / rate);
+	if (p->shard >= 0 && now - p->last_record >= 5.0)
+		snprintf(stall, sizeof stall, ", no record for %.0f s", now - p->last_record);
+	fprintf(stderr, "ingest: rank %d: %zu/%zu records (%.1f%%), %.1f records/s, ETA %s", p->rank, p->done,
+		p->total, p->total ? 100.0 * (double)p->done / (double)p->total : 100.0, rate, eta);
+	if (p->shard >= 0)
+		fprintf(stderr, "; shard %d: %zu in flight%s", p->shard, p->in_flight, stall);
+	fputc('\n', stderr);
+}
+
+/* fetch_opts.tick: called by the fetch loop whatever arrives. */
+static void on_tick(void *ctx)
+{
+	fetch_ctx *c = ctx;
+	if (c->s->j->o.progress)
+		progress_print(c->s->pr, 0);
+}
 
 static void on_fetched(void *ctx, const fetch_result *fr)
 {
@@ -142,17 +203,17 @@ static void on_fetched(void *ctx, const fetch_result *fr)
 	shard_run *s = c->s;
 	size_t ri = c->todo[fr->index];
 	s->rows[ri].attempts += fr->attempts;
-	c->done++;
 	if (strcmp(fr->status, "ok") != 0)
 		set_status(&s->rows[ri], fr->status, fr->detail);
 	else
 		take_image(s, ri, fr);
-	double now = nb_now();
-	if (s->j->o.progress && now - c->last_progress >= 2.0) {
-		c->last_progress = now;
-		fprintf(stderr, "ingest: rank %d: shard %d: %zu/%zu fetched, %.1f records/s\n", s->rank, s->k,
-			c->done, c->total, (double)c->done / (now - s->t0));
-	}
+	run_progress *p = s->pr;
+	p->done++;
+	p->fetched++;
+	p->in_flight--;
+	p->last_record = nb_now();
+	if (s->j->o.progress)
+		progress_print(p, 0);
 }
 
 typedef struct {
@@ -235,7 +296,7 @@ static void fresh_row(const ingest_job *j, const urllist_entry *e, ingest_row *r
 	memset(r, 0, sizeof(*r));
 	r->line = e->line;
 	r->id = (uint64_t)e->line;
-	r->digest = entry_digest(e);
+	r->digest = entry_digest(e, j->list.ncols);
 	r->url = nb_xstrdup(e->url);
 	r->key = nb_xstrdup(e->key);
 	if (e->bad) {
@@ -258,12 +319,12 @@ static void new_rows(shard_run *s)
 
 /* Whether row r was made from another version of list entry e. A row of a
  * table without digests (0) is compared by what it kept: url and key. */
-static int row_changed(const ingest_row *r, const urllist_entry *e)
+static int row_changed(const ingest_row *r, const urllist_entry *e, int ncols)
 {
 	if (r->digest == 0)
 		return strcmp(r->url, e->url) || strcmp(r->key, e->key) ||
 		       (e->bad != NULL) != !strcmp(r->status, "bad_line");
-	return r->digest != entry_digest(e);
+	return r->digest != entry_digest(e, ncols);
 }
 
 /* Says which records of the shard changed in the list since their rows were
@@ -303,7 +364,7 @@ static int resume_rows(shard_run *s)
 	unsigned char *changed = nb_xcalloc(s->n ? s->n : 1, 1);
 	size_t retry = 0, nchanged = 0;
 	for (size_t i = 0; i < s->n; i++) {
-		changed[i] = (unsigned char)row_changed(&s->rows[i], &j->list.e[s->lo + i]);
+		changed[i] = (unsigned char)row_changed(&s->rows[i], &j->list.e[s->lo + i], j->list.ncols);
 		nchanged += changed[i];
 		retry += j->o.retry_failed && fetch_status_retryable(s->rows[i].status);
 	}
@@ -333,7 +394,8 @@ static int resume_rows(shard_run *s)
 }
 
 /* Fetches the pending records (on a rerun: the retryable ones), decodes
- * what arrives, then marks duplicates. 0 or nb_error. */
+ * what arrives, then marks duplicates. 0, 1 when stopped (the shard is
+ * then abandoned), or nb_error. */
 static int fetch_shard(shard_run *s)
 {
 	size_t n = s->n, nt = 0;
@@ -345,13 +407,20 @@ static int fetch_shard(shard_run *s)
 			todo[nt] = i;
 			urls[nt++] = s->rows[i].url;
 		}
-	fetch_ctx c = {s, todo, 0, nt, s->t0};
+	fetch_ctx c = {s, todo};
+	fetch_opts fo = s->j->o.fetch;
+	fo.tick = on_tick;
+	s->pr->shard = s->k;
+	s->pr->in_flight = nt;
+	s->pr->done += n - nt; /* settled before: bad lines, rows kept from the last run */
+	s->pr->last_record = nb_now();
 	fetch_stats fs;
-	int rc = fetch_run(&s->j->o.fetch, urls, nt, on_fetched, &c, &fs);
+	int rc = fetch_run(&fo, urls, nt, on_fetched, &c, &fs);
+	s->pr->shard = -1;
 	free(urls);
 	free(todo);
-	if (rc < 0)
-		return -1;
+	if (rc != 0)
+		return rc;
 	s->y.t[T_NETWORK] = fs.wall_s - fs.callback_s;
 	s->y.bytes = fs.bytes;
 	s->y.attempts = fs.attempts;
@@ -360,30 +429,158 @@ static int fetch_shard(shard_run *s)
 	return 0;
 }
 
-/* The ok images, in record order, into the shard's .h5. 0 or nb_error. */
+/* ---- the shard file ---- */
+
+/* Writes one dataset under g: n elements of type t (rank 1, or rank 2 with
+ * width columns), chunked (whole rows, <= 64 Ki elements), zstd and
+ * Fletcher-32 as the store's own datasets. 0 or nb_error naming path. */
+static int put_array(hid_t g, const char *name, hid_t ftype, hid_t mtype, size_t n, size_t width,
+		     const void *data, int zstd_level, const char *path)
+{
+	int rank = width ? 2 : 1;
+	hsize_t dims[2] = {n, width}, maxd[2] = {H5S_UNLIMITED, width};
+	size_t rows = 65536 / (width ? width : 1);
+	hsize_t chunk[2] = {n < rows ? (n ? n : 1) : rows, width};
+	hid_t dcpl = h5u_dcpl(rank, chunk, zstd_level);
+	char cause[256] = "";
+	int rc = dcpl < 0 ? -1
+			  : h5u_write_dataset(g, name, ftype, mtype, rank, dims, maxd, dcpl, data, cause,
+					      sizeof cause);
+	if (dcpl >= 0)
+		H5Pclose(dcpl);
+	return rc < 0 ? nb_error("cannot write shard '%s': dataset '%s': %s", path, name, cause) : 0;
+}
+
+/* A text column: the texts of the ok rows, concatenated (NAME, uint8) with
+ * offsets (NAME_offsets, uint64 [N+1]), as the store keeps /sources. */
+static int put_text(hid_t g, const char *name, const char *const *text, size_t n, int zstd_level,
+		    const char *path)
+{
+	uint64_t *off = nb_xmalloc((n + 1) * sizeof(uint64_t));
+	nb_buf flat = {0};
+	off[0] = 0;
+	for (size_t i = 0; i < n; i++) {
+		nb_buf_adds(&flat, text[i]);
+		off[i + 1] = flat.len;
+	}
+	char oname[512];
+	snprintf(oname, sizeof oname, "%s_offsets", name);
+	int rc = put_array(g, name, H5T_STD_U8LE, H5T_NATIVE_UINT8, flat.len, 0, flat.data ? flat.data : "",
+			   zstd_level, path);
+	if (rc == 0)
+		rc = put_array(g, oname, H5T_STD_U64LE, H5T_NATIVE_UINT64, n + 1, 0, off, zstd_level, path);
+	free(off);
+	free(flat.data);
+	return rc;
+}
+
+/* The /ingest group of a committed shard file (the staging copy): caption,
+ * kept columns, original sizes and SHA-256 of its ok rows ok[0..m). */
+static int put_ingest_group(const shard_run *s, const char *file, const size_t *ok, size_t m)
+{
+	const ingest_job *j = s->j;
+	int level = j->o.zstd_level ? j->o.zstd_level : SHARD_ZSTD_DEFAULT;
+	if (level < 0)
+		level = 0;
+	if (shard_zstd_register() < 0)
+		return -1;
+	h5u_quiet();
+	hid_t f = H5Fopen(file, H5F_ACC_RDWR, H5P_DEFAULT);
+	if (f < 0) {
+		char cause[256];
+		h5u_cause(cause, sizeof cause);
+		return nb_error("cannot write shard '%s': cannot reopen '%s': %s", s->h5, file, cause);
+	}
+	hid_t g = H5Gcreate2(f, "ingest", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+	hid_t gc = g >= 0 ? H5Gcreate2(g, "columns", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT) : -1;
+	int rc = g >= 0 && gc >= 0 ? 0 : nb_error("cannot write shard '%s': cannot create group /ingest", s->h5);
+	const char **text = nb_xmalloc((m ? m : 1) * sizeof(char *));
+	uint32_t *wh = nb_xmalloc((m ? m : 1) * 2 * sizeof(uint32_t));
+	uint8_t *sha = nb_xmalloc((m ? m : 1) * 32);
+	for (size_t i = 0; i < m; i++) {
+		const ingest_row *r = &s->rows[ok[i]];
+		text[i] = j->list.e[s->lo + ok[i]].caption;
+		wh[i] = (uint32_t)r->width;
+		wh[m + i] = (uint32_t)r->height;
+		memcpy(sha + 32 * i, r->sha256, 32);
+	}
+	if (rc == 0)
+		rc = put_text(g, "caption", text, m, level, s->h5);
+	if (rc == 0)
+		rc = put_array(g, "orig_width", H5T_STD_U32LE, H5T_NATIVE_UINT32, m, 0, wh, level, s->h5);
+	if (rc == 0)
+		rc = put_array(g, "orig_height", H5T_STD_U32LE, H5T_NATIVE_UINT32, m, 0, wh + m, level, s->h5);
+	if (rc == 0)
+		rc = put_array(g, "sha256", H5T_STD_U8LE, H5T_NATIVE_UINT8, m, 32, sha, level, s->h5);
+	for (int c = 0; rc == 0 && c < j->list.ncols; c++) {
+		for (size_t i = 0; i < m; i++)
+			text[i] = j->list.e[s->lo + ok[i]].extra[c];
+		rc = put_text(gc, j->list.cols[c], text, m, level, s->h5);
+	}
+	if (rc == 0) {
+		nb_buf names = {0};
+		for (int c = 0; c < j->list.ncols; c++)
+			nb_buf_addf(&names, "%s%s", c ? "," : "", j->list.cols[c]);
+		if (h5u_put_str(g, "columns", names.data ? names.data : "") < 0)
+			rc = nb_error("cannot write shard '%s': attribute /ingest/columns", s->h5);
+		free(names.data);
+	}
+	free(text);
+	free(wh);
+	free(sha);
+	if (gc >= 0)
+		H5Gclose(gc);
+	if (g >= 0)
+		H5Gclose(g);
+	if (H5Fclose(f) < 0 && rc == 0)
+		rc = nb_error("cannot write shard '%s': closing '%s' failed", s->h5, file);
+	return rc;
+}
+
+/* The ok images, in record order, into the shard's .h5, then its /ingest
+ * group: written in the hidden out_dir/.staging/ (the store's commit),
+ * completed there, then published under the final name, so no reader sees
+ * half of it. A staging file left by a killed run is overwritten by the
+ * rerun. 0 or nb_error. */
 static int write_images(shard_run *s)
 {
 	double t0 = nb_now();
+	char staging[4200];
+	snprintf(staging, sizeof staging, "%s/.staging", s->j->out_dir);
+	if (nb_mkdir_p(staging) < 0)
+		return -1;
+	snprintf(staging, sizeof staging, "%s/.staging/ingest-%05d.h5", s->j->out_dir, s->k);
 	shard_meta meta = {0};
 	meta.kind = SHARD_IMAGES;
 	meta.height = meta.width = s->j->o.size;
 	meta.zstd_level = s->j->o.zstd_level;
-	shard_writer *w = shard_create(s->h5, &meta);
+	shard_writer *w = shard_create(staging, &meta);
 	if (!w)
 		return -1;
+	size_t *ok = nb_xmalloc((s->n ? s->n : 1) * sizeof(size_t)), m = 0;
 	for (size_t i = 0; i < s->n; i++) {
 		if (strcmp(s->rows[i].status, "ok"))
 			continue;
+		ok[m++] = i;
 		shard_sample smp = {0};
 		smp.id = s->rows[i].id;
 		smp.image = s->img[i];
 		smp.source = s->rows[i].url;
 		if (shard_append(w, &smp) < 0) {
 			shard_abort(w);
+			free(ok);
 			return -1;
 		}
 	}
-	if (shard_commit(w) < 0)
+	int rc = shard_commit(w);
+	if (rc == 0 && put_ingest_group(s, staging, ok, m) < 0)
+		rc = -1;
+	free(ok);
+	if (rc == 0)
+		rc = nb_publish(staging, s->h5, 1);
+	else
+		unlink(staging);
+	if (rc < 0)
 		return -1;
 	s->y.t[T_WRITE] = nb_now() - t0;
 	return 0;
@@ -405,9 +602,10 @@ static int write_tables(shard_run *s)
 	return rc;
 }
 
-static void shard_begin(shard_run *s, const ingest_job *j, int k, int rank)
+static void shard_begin(shard_run *s, const ingest_job *j, int k, int rank, run_progress *pr)
 {
 	memset(s, 0, sizeof(*s));
+	s->pr = pr;
 	s->j = j;
 	s->k = k;
 	s->rank = rank;
@@ -429,25 +627,161 @@ static void shard_end(shard_run *s)
 	tally_clear(&s->y);
 }
 
-/* Runs shard k (skipping it when complete) and adds it to total. */
-static int run_shard(const ingest_job *j, int k, int rank, ingest_tally *total)
+/* Runs shard k (skipping it when complete) and adds it to total. 0, 1 when
+ * stopped (nothing of the shard written), or nb_error. */
+static int run_shard(const ingest_job *j, int k, int rank, run_progress *pr, ingest_tally *total)
 {
 	shard_run s;
-	shard_begin(&s, j, k, rank);
+	shard_begin(&s, j, k, rank, pr);
 	int rc = 0;
 	if (s.rerun)
 		rc = resume_rows(&s);
 	else
 		new_rows(&s);
+	if (rc == 1)
+		pr->done += s.n;
 	if (rc == 0) {
 		s.t0 = nb_now();
-		if (fetch_shard(&s) < 0 || write_images(&s) < 0 || write_tables(&s) < 0)
+		rc = fetch_shard(&s);
+		if (rc == 0 && (write_images(&s) < 0 || write_tables(&s) < 0))
 			rc = -1;
+		if (rc == 1) {
+			shard_end(&s);
+			return 1;
+		}
 	}
 	if (rc >= 0)
 		tally_add(total, &s.y);
 	shard_end(&s);
 	return rc < 0 ? -1 : 0;
+}
+
+/* ---- ingest.json: the options that shape the output ---- */
+
+/* One recorded option: its key in ingest.json, the command-line option a
+ * user changes, and its value as written (a JSON number, or a string). */
+typedef struct {
+	const char *key, *option;
+	char value[600];
+} recorded;
+
+/* Appends s as a JSON string (quotes, backslashes and control bytes escaped). */
+static void json_str(char *out, size_t n, const char *s)
+{
+	nb_buf b = {0};
+	nb_buf_add(&b, "\"", 1);
+	for (; *s; s++) {
+		unsigned char c = (unsigned char)*s;
+		if (c == '"' || c == '\\')
+			nb_buf_addf(&b, "\\%c", c);
+		else if (c < 0x20)
+			nb_buf_addf(&b, "\\u%04x", c);
+		else
+			nb_buf_add(&b, s, 1);
+	}
+	nb_buf_add(&b, "\"", 1);
+	snprintf(out, n, "%s", b.data);
+	free(b.data);
+}
+
+#define NREC 9
+
+static void recorded_options(const ingest_opts *o, recorded *r)
+{
+	static const char *const mode[] = {"center_crop", "pad"};
+	recorded t[NREC] = {
+		{"size", "--size", ""}, {"resize", "--resize", ""}, {"shard_size", "--shard-size", ""},
+		{"max_pixels", "--max-pixels", ""}, {"max_bytes", "--max-bytes", ""},
+		{"dct_scaling", "--no-dct-scaling", ""}, {"zstd_level", "--zstd-level", ""},
+		{"keep_columns", "--keep-columns", ""}, {"respect_optout", "--no-respect-optout", ""},
+	};
+	snprintf(t[0].value, sizeof t[0].value, "%d", o->size);
+	json_str(t[1].value, sizeof t[1].value, mode[o->mode == RESIZE_PAD]);
+	snprintf(t[2].value, sizeof t[2].value, "%zu", o->shard_size);
+	snprintf(t[3].value, sizeof t[3].value, "%zu", o->max_pixels);
+	snprintf(t[4].value, sizeof t[4].value, "%zu", o->fetch.max_bytes);
+	snprintf(t[5].value, sizeof t[5].value, "%s", o->dct_scaling ? "true" : "false");
+	snprintf(t[6].value, sizeof t[6].value, "%d", o->zstd_level);
+	json_str(t[7].value, sizeof t[7].value, o->keep_columns ? o->keep_columns : "");
+	snprintf(t[8].value, sizeof t[8].value, "%s", o->fetch.respect_optout ? "true" : "false");
+	memcpy(r, t, sizeof t);
+}
+
+/* The text after "key": on its line in an ingest.json we wrote, without
+ * the trailing comma; -1 when absent. */
+static int recorded_value(const char *text, const char *key, char *out, size_t n)
+{
+	char pat[64];
+	snprintf(pat, sizeof pat, "\n  \"%s\": ", key);
+	const char *p = strstr(text, pat);
+	if (!p)
+		return -1;
+	p += strlen(pat);
+	size_t len = strcspn(p, "\n");
+	if (len && p[len - 1] == ',')
+		len--;
+	snprintf(out, n, "%.*s", (int)len, p);
+	return 0;
+}
+
+static void options_json(const recorded *r, nb_buf *b)
+{
+	nb_buf_adds(b, "{\n  \"format\": \"nboost.ingest-options\",\n  \"version\": 1");
+	for (int i = 0; i < NREC; i++)
+		nb_buf_addf(b, ",\n  \"%s\": %s", r[i].key, r[i].value);
+	nb_buf_adds(b, "\n}\n");
+}
+
+/* 1 when dir holds a shard or a status table of an earlier ingest. */
+static int has_ingest_output(const char *dir)
+{
+	char **paths = NULL;
+	int n = shard_list(dir, &paths);
+	if (n > 0) {
+		shard_list_free(paths, n);
+		return 1;
+	}
+	if (n == 0)
+		shard_list_free(paths, n);
+	char p[4200];
+	snprintf(p, sizeof p, "%s/ingest-00000.status.tsv", dir);
+	return access(p, F_OK) == 0;
+}
+
+/* Checks out_dir/ingest.json against o, or writes it on the first run. */
+static int check_options(const char *out_dir, const ingest_opts *o)
+{
+	char path[4200];
+	snprintf(path, sizeof path, "%s/ingest.json", out_dir);
+	recorded want[NREC];
+	recorded_options(o, want);
+	size_t len;
+	char *text = nb_read_file(path, &len);
+	if (!text && errno != ENOENT)
+		return nb_error("cannot read '%s': %s", path, strerror(errno));
+	if (!text) {
+		if (has_ingest_output(out_dir))
+			return nb_error("refusing to write into '%s': it holds ingest output but no ingest.json "
+					"(the record of the options it was made with); use a new --out", out_dir);
+		nb_buf b = {0};
+		options_json(want, &b);
+		int rc = nb_write_file_atomic(path, b.data, b.len);
+		free(b.data);
+		return rc;
+	}
+	int rc = 0;
+	for (int i = 0; i < NREC && rc == 0; i++) {
+		char have[sizeof want[i].value];
+		if (recorded_value(text, want[i].key, have, sizeof have) < 0)
+			rc = nb_error("cannot resume in '%s': '%s' has no \"%s\"; use a new --out", out_dir, path,
+				      want[i].key);
+		else if (strcmp(have, want[i].value))
+			rc = nb_error("refusing to mix ingests in '%s': '%s' records \"%s\": %s but this run asks "
+				      "for %s (%s); rerun with the recorded options or use a new --out",
+				      out_dir, path, want[i].key, have, want[i].value, want[i].option);
+	}
+	free(text);
+	return rc;
 }
 
 /* ---- the run ---- */
@@ -459,8 +793,18 @@ int ingest_open(ingest_job *j, const char *list_path, const char *out_dir, const
 	j->t0 = nb_now();
 	if (o->size < 1 || o->size > 4096 || o->shard_size < 1)
 		return nb_error("cannot ingest: bad size %d or shard size %zu", o->size, o->shard_size);
-	if (urllist_load(list_path, URLLIST_AUTO, &j->list) < 0)
+	if (o->nslices < 1 || o->slice < 0 || o->slice >= o->nslices)
+		return nb_error("cannot ingest: slice %d of %d does not exist (slices are 0..N-1)", o->slice,
+				o->nslices);
+	if (urllist_load_cols(list_path, URLLIST_AUTO, o->keep_columns, &j->list) < 0)
 		return -1;
+	for (int c = 0; c < j->list.ncols; c++)
+		if (strchr(j->list.cols[c], '/') || !strcmp(j->list.cols[c], ".")) {
+			int rc = nb_error("cannot ingest: --keep-columns: '%s' cannot name an HDF5 dataset "
+					  "(no '/', not '.')", j->list.cols[c]);
+			urllist_free(&j->list);
+			return rc;
+		}
 	if (prepare_dir) {
 		if (nb_mkdir_p(out_dir) < 0) {
 			urllist_free(&j->list);
@@ -469,6 +813,13 @@ int ingest_open(ingest_job *j, const char *list_path, const char *out_dir, const
 		/* A directory that cannot be listed only keeps its garbage; the
 		 * shard writes report any real problem with it. */
 		(void)shard_sweep_tmp(out_dir);
+		char staging[4200];
+		snprintf(staging, sizeof staging, "%s/.staging", out_dir);
+		(void)shard_sweep_tmp(staging);
+		if (check_options(out_dir, o) < 0) {
+			urllist_free(&j->list);
+			return -1;
+		}
 	}
 	j->o = *o;
 	j->list_path = list_path;
@@ -479,20 +830,52 @@ int ingest_open(ingest_job *j, const char *list_path, const char *out_dir, const
 
 void ingest_close(ingest_job *j) { urllist_free(&j->list); }
 
+/* The first shard of this rank in the slice, and the step to the next. */
+static void rank_shards(const ingest_job *j, int rank, int nranks, size_t *first, size_t *step)
+{
+	size_t ns = (size_t)(j->o.nslices > 0 ? j->o.nslices : 1);
+	*first = (size_t)j->o.slice + ns * (size_t)rank;
+	*step = ns * (size_t)nranks;
+}
+
 int ingest_run_rank(const ingest_job *j, int rank, int nranks, ingest_tally *t)
 {
-	for (size_t k = (size_t)rank; k < j->nshards; k += (size_t)nranks)
-		if (run_shard(j, (int)k, rank, t) < 0)
-			return -1;
-	return 0;
+	size_t first, step;
+	rank_shards(j, rank, nranks, &first, &step);
+	run_progress pr = {.rank = rank, .t0 = nb_now(), .shard = -1};
+	pr.last_print = pr.t0;
+	for (size_t k = first; k < j->nshards; k += step) {
+		size_t lo = k * j->o.shard_size;
+		pr.total += lo + j->o.shard_size < j->list.n ? j->o.shard_size : j->list.n - lo;
+	}
+	volatile sig_atomic_t *stop = j->o.fetch.stop;
+	int rc = 0;
+	for (size_t k = first; k < j->nshards && rc == 0; k += step) {
+		if (stop && *stop) {
+			rc = 1;
+			break;
+		}
+		rc = run_shard(j, (int)k, rank, &pr, t);
+	}
+	if (j->o.progress && rc >= 0)
+		progress_print(&pr, 1);
+	return rc;
 }
 
 int ingest_write_totals(const ingest_job *j, const ingest_tally *t, int nranks)
 {
-	char path[4096], head[128];
-	snprintf(path, sizeof(path), "%s/ingest-stats.json", j->out_dir);
-	snprintf(head, sizeof(head), "\"shards\": %zu, \"ranks\": %d, \"run_wall_s\": %.3f, ", j->nshards,
-		 nranks, nb_now() - j->t0);
+	char path[4096], head[192];
+	size_t ns = (size_t)j->o.nslices, shards = j->nshards;
+	if (ns > 1) {
+		/* one totals file per slice: the jobs of an array do not share one */
+		snprintf(path, sizeof(path), "%s/ingest-stats.slice-%d-of-%d.json", j->out_dir, j->o.slice,
+			 j->o.nslices);
+		shards = j->nshards > (size_t)j->o.slice ? (j->nshards - (size_t)j->o.slice + ns - 1) / ns : 0;
+	} else {
+		snprintf(path, sizeof(path), "%s/ingest-stats.json", j->out_dir);
+	}
+	snprintf(head, sizeof(head), "\"shards\": %zu, \"slice\": %d, \"slices\": %d, \"ranks\": %d, \"run_wall_s\": %.3f, ",
+		 shards, j->o.slice, j->o.nslices, nranks, nb_now() - j->t0);
 	nb_buf json = {0};
 	tally_json(t, head, &json);
 	int rc = nb_write_file_atomic(path, json.data, json.len);

@@ -5,7 +5,9 @@
  * The list's records are cut into fixed-size shards (shard_size records);
  * shard k belongs to rank k mod nranks, so the output does not depend on the
  * rank count. For shard k the output directory gets
- *   ingest-KKKKK.h5            the ok images, in record order (ids = line numbers)
+ *   ingest-KKKKK.h5            the ok images, in record order (ids = line numbers),
+ *                              with their captions, kept columns, original sizes
+ *                              and SHA-256 under /ingest (schemas/image_shard.md)
  *   ingest-KKKKK.status.tsv    one row per record (written after the .h5: the
  *                              shard's completion marker)
  *   ingest-KKKKK.stats.json    counts and the time breakdown
@@ -18,6 +20,18 @@
  *
  * Duplicates (same bytes as an earlier record of the same shard) get status
  * "duplicate"; deduplication is per shard so that it is deterministic.
+ *
+ * The options that shape the output are recorded in out_dir/ingest.json on
+ * the first run; a later run with other values is refused, naming the
+ * option (ingest_open).
+ *
+ * Slices: with nslices > 1 only the shards k with k mod nslices == slice
+ * are this run's, so that the jobs of an array split one list with no
+ * manifest; the slices are disjoint and together cover every shard.
+ *
+ * Stopping: when *o->fetch.stop becomes non-zero, the shard being fetched is
+ * abandoned (nothing of it is written; the rerun fetches it again) and
+ * ingest_run_rank returns 1. A shard whose write began is finished first.
  *
  * One thread per process (HDF5 and libcurl state are per call). */
 #ifndef NB_INGEST_H
@@ -41,6 +55,8 @@ typedef struct {
 	int dct_scaling;           /* decode JPEGs reduced (image_decode_hint), default 1 */
 	int zstd_level;            /* shard_meta.zstd_level, 0 = store default */
 	int progress;              /* print progress to stderr, default 1 */
+	const char *keep_columns;  /* list columns kept in the shard, comma-separated; NULL: none */
+	int slice, nslices;        /* this run's slice of the shards, default 0 of 1 */
 } ingest_opts;
 
 void ingest_opts_default(ingest_opts *o);
@@ -58,9 +74,12 @@ typedef struct {
 } ingest_job;
 
 /* Checks the options and loads the list. With prepare_dir (one process,
- * before any process writes) also creates out_dir and removes the
- * temporary files of writers killed in an earlier run. 0, or nb_error
- * (then nothing needs closing). */
+ * before any process writes) also creates out_dir, removes the temporary
+ * files of writers killed in an earlier run, and checks out_dir/ingest.json
+ * against the options (writing it on the first run): "refusing to mix
+ * ingests in 'DIR': 'DIR/ingest.json' has --size 32 but this run asks for
+ * --size 48; use a new --out". 0, or nb_error (then nothing needs
+ * closing). */
 int ingest_open(ingest_job *j, const char *list_path, const char *out_dir, const ingest_opts *o,
 		int prepare_dir);
 void ingest_close(ingest_job *j);
@@ -71,9 +90,12 @@ typedef struct ingest_tally ingest_tally;
 ingest_tally *ingest_tally_new(void);
 void ingest_tally_free(ingest_tally *t);
 
-/* Runs shards rank, rank + nranks, ... of the list, adding each to t; stops
- * at the first that fails. 0 or nb_error; a failing URL is a status, not an
- * error. */
+/* Runs this rank's shards of the run's slice (the slice's shards in order,
+ * dealt to the ranks round-robin), adding each to t; stops at the first
+ * that fails. 0, 1 when stopped (*o->fetch.stop), or nb_error; a failing
+ * URL is a status, not an error. With progress on, prints the rank's
+ * progress with a whole-run ETA every 2 seconds, also while no record
+ * arrives. */
 int ingest_run_rank(const ingest_job *j, int rank, int nranks, ingest_tally *t);
 
 /* A tally as text, to send to another process: appends to out. */
@@ -93,7 +115,9 @@ typedef struct {
 	uint64_t id;
 	char status[32];
 	int attempts;
-	uint64_t hash[2];          /* content hash of the fetched bytes, 0 if none */
+	uint64_t hash[2];          /* the first 128 bits of sha256 (dedup), 0 if none */
+	uint8_t sha256[32];        /* SHA-256 of the fetched bytes, zeros if none */
+	int width, height;         /* the image's own size before resizing, 0 if none */
 	uint64_t digest;           /* of the list record the row was made from (its url,
 				    * caption, key, badness); 0 = unknown (a table
 				    * written before the column existed) */

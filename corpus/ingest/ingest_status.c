@@ -11,10 +11,12 @@
 #include "common/nb_num.h"
 #include "corpus/ingest/ingest.h"
 
-#define STATUS_HEADER "line\tid\tstatus\tattempts\thash\turl\tkey\tdetail\tdigest\n"
-/* The table before the digest column: read, with digest 0 (unknown). */
+#define STATUS_HEADER "line\tid\tstatus\tattempts\thash\turl\tkey\tdetail\tdigest\twidth\theight\tsha256\n"
+/* Older tables, read: without the original size and SHA-256 (0 and zeros),
+ * and before that without the digest (0: unknown). */
+#define STATUS_HEADER_V2 "line\tid\tstatus\tattempts\thash\turl\tkey\tdetail\tdigest\n"
 #define STATUS_HEADER_V1 "line\tid\tstatus\tattempts\thash\turl\tkey\tdetail\n"
-#define STATUS_FIELDS 9
+#define STATUS_FIELDS 12
 
 /* Tabs, newlines and backslashes are escaped so every row stays one line. */
 static void put_field(nb_buf *b, const char *s)
@@ -59,7 +61,10 @@ int ingest_status_write(const char *path, const ingest_row *rows, size_t n)
 		put_field(&b, r->key);
 		nb_buf_add(&b, "\t", 1);
 		put_field(&b, r->detail);
-		nb_buf_addf(&b, "\t%016" PRIx64 "\n", r->digest);
+		nb_buf_addf(&b, "\t%016" PRIx64 "\t%d\t%d\t", r->digest, r->width, r->height);
+		for (int k = 0; k < 32; k++)
+			nb_buf_addf(&b, "%02x", r->sha256[k]);
+		nb_buf_add(&b, "\n", 1);
 	}
 	int rc = nb_write_file_atomic(path, b.data, b.len);
 	free(b.data);
@@ -89,10 +94,25 @@ static int parse_hex64(const char *s, uint64_t *v)
 	return 0;
 }
 
+static int parse_hex_bytes(const char *s, uint8_t *v, size_t n)
+{
+	if (strlen(s) != 2 * n)
+		return -1;
+	for (size_t i = 0; i < 2 * n; i++) {
+		char c = s[i];
+		int d = c >= '0' && c <= '9' ? c - '0' : (c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1);
+		if (d < 0)
+			return -1;
+		v[i / 2] = (uint8_t)(i % 2 ? v[i / 2] | d : d << 4);
+	}
+	return 0;
+}
+
 /* Splits a row (NUL-terminated, without its newline) at its tabs into r.
- * -1 when it does not have nexp fields (9, or 8 for a table without the
- * digest column; *nf says how many); else r owns its strings, and the
- * result is 1 when a field is malformed, 0 otherwise. */
+ * -1 when it does not have nexp fields (12; 9 for a table without the
+ * size and SHA-256, 8 without the digest either; *nf says how many); else
+ * r owns its strings, and the result is 1 when a field is malformed, 0
+ * otherwise. */
 static int parse_row(char *p, ingest_row *r, int nexp, int *nf)
 {
 	char *fld[STATUS_FIELDS];
@@ -118,8 +138,16 @@ static int parse_row(char *p, ingest_row *r, int nexp, int *nf)
 	r->attempts = (int)attempts;
 	bad |= strlen(fld[4]) != 32 || parse_hex64(fld[4], &r->hash[0]) < 0 ||
 	       parse_hex64(fld[4] + 16, &r->hash[1]) < 0;
-	if (nexp == STATUS_FIELDS)
+	if (nexp >= 9)
 		bad |= strlen(fld[8]) != 16 || parse_hex64(fld[8], &r->digest) < 0;
+	if (nexp == STATUS_FIELDS) {
+		long w = 0, h = 0;
+		bad |= nb_parse_long(fld[9], 0, INT_MAX, "width", &w) < 0;
+		bad |= nb_parse_long(fld[10], 0, INT_MAX, "height", &h) < 0;
+		bad |= parse_hex_bytes(fld[11], r->sha256, 32) < 0;
+		r->width = (int)w;
+		r->height = (int)h;
+	}
 	r->url = unescape(fld[5], strlen(fld[5]));
 	r->key = unescape(fld[6], strlen(fld[6]));
 	r->detail = unescape(fld[7], strlen(fld[7]));
@@ -132,11 +160,14 @@ int ingest_status_read(const char *path, ingest_row **rows_out, size_t *n_out)
 	char *text = nb_read_file(path, &len);
 	if (!text)
 		return errno == EIO ? -1 : nb_error("cannot open status table '%s': %s", path, strerror(errno));
-	size_t hl = strlen(STATUS_HEADER), hl1 = strlen(STATUS_HEADER_V1);
+	size_t hl = strlen(STATUS_HEADER), hl1 = strlen(STATUS_HEADER_V1), hl2 = strlen(STATUS_HEADER_V2);
 	int nexp = STATUS_FIELDS;
 	if (len >= hl1 && !memcmp(text, STATUS_HEADER_V1, hl1)) {
 		hl = hl1;
-		nexp = STATUS_FIELDS - 1;
+		nexp = 8;
+	} else if (len >= hl2 && !memcmp(text, STATUS_HEADER_V2, hl2)) {
+		hl = hl2;
+		nexp = 9;
 	} else if (len < hl || memcmp(text, STATUS_HEADER, hl)) {
 		free(text);
 		return nb_error("cannot read status table '%s': missing header line", path);

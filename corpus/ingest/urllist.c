@@ -1,11 +1,13 @@
 /* URL list parsing: TSV, CSV (RFC 4180 quoting), JSONL and bare lists. */
 #include <ctype.h>
 #include <errno.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 #include <sys/stat.h>
+#include <zlib.h>
 
 #include "common/nb_error.h"
 #include "common/nb_io.h"
@@ -32,13 +34,25 @@ const char *urllist_format_name(urllist_format f)
 	}
 }
 
+/* extra: l->ncols strings (taken over; NULL entries become "") or NULL. */
 static void add_entry(urllist *l, size_t *cap, long line, char *url, char *caption, char *key,
-		      const char *bad)
+		      const char *bad, char **extra)
 {
 	NB_GROW(l->e, *cap, l->n + 1, 256);
 	urllist_entry *e = &l->e[l->n++];
 	e->line = line;
 	e->bad = bad;
+	e->extra = NULL;
+	if (l->ncols) {
+		e->extra = extra ? extra : nb_xcalloc((size_t)l->ncols, sizeof(char *));
+		for (int c = 0; c < l->ncols; c++)
+			if (!e->extra[c] || bad) {
+				free(e->extra[c]);
+				e->extra[c] = nb_xstrdup("");
+			}
+	} else {
+		free(extra);
+	}
 	if (bad) {
 		free(url);
 		url = nb_xstrdup("");
@@ -214,6 +228,7 @@ static int parse_delimited(const char *buf, size_t len, const char *name, char d
 	long line = 1, start = 0;
 	const char *bad;
 	int have_hdr = 0, cu = -1, cc = -1, ck = -1;
+	int *keep = nb_xcalloc((size_t)l->ncols + 1, sizeof(int));
 	while (read_record(buf, len, &pos, &line, delim, quoting, &fs, &start, &bad)) {
 		if (!bad && record_blank(&fs))
 			continue;
@@ -221,6 +236,7 @@ static int parse_delimited(const char *buf, size_t len, const char *name, char d
 			if (bad) {
 				fields_clear(&fs);
 				free(fs.f);
+				free(keep);
 				return nb_error("cannot read url list '%s': line %ld: header: %s", name, start, bad);
 			}
 			hdr = fs;
@@ -229,9 +245,20 @@ static int parse_delimited(const char *buf, size_t len, const char *name, char d
 			cu = find_col(&hdr, url_names);
 			cc = find_col(&hdr, cap_names);
 			ck = find_col(&hdr, key_names);
-			if (cu < 0) {
+			const char *missing = NULL;
+			for (int c = 0; c < l->ncols && !missing; c++) {
+				const char *one[2] = {l->cols[c], NULL};
+				keep[c] = find_col(&hdr, one);
+				if (keep[c] < 0)
+					missing = l->cols[c];
+			}
+			if (cu < 0 || missing) {
 				fields_clear(&hdr);
 				free(hdr.f);
+				free(keep);
+				if (missing)
+					return nb_error("cannot read url list '%s': --keep-columns names '%s', but the "
+							"header on line %ld has no such column", name, missing, start);
 				return nb_error("cannot read url list '%s': header on line %ld has no url column",
 						name, start);
 			}
@@ -240,14 +267,18 @@ static int parse_delimited(const char *buf, size_t len, const char *name, char d
 		if (!bad && fs.n != hdr.n)
 			bad = fs.n < hdr.n ? "fewer fields than the header" : "more fields than the header";
 		if (bad) {
-			add_entry(l, cap, start, NULL, NULL, NULL, bad);
+			add_entry(l, cap, start, NULL, NULL, NULL, bad, NULL);
 			continue;
 		}
 		char *url = trim_dup(fs.f[cu], strlen(fs.f[cu]));
 		bad = url_problem(url);
+		char **extra = l->ncols ? nb_xcalloc((size_t)l->ncols, sizeof(char *)) : NULL;
+		for (int c = 0; c < l->ncols; c++)
+			extra[c] = nb_xstrdup(fs.f[keep[c]]);
 		add_entry(l, cap, start, url, cc >= 0 ? nb_xstrdup(fs.f[cc]) : NULL,
-			  ck >= 0 ? trim_dup(fs.f[ck], strlen(fs.f[ck])) : NULL, bad);
+			  ck >= 0 ? trim_dup(fs.f[ck], strlen(fs.f[ck])) : NULL, bad, extra);
 	}
+	free(keep);
 	fields_clear(&fs);
 	free(fs.f);
 	fields_clear(&hdr);
@@ -448,9 +479,19 @@ static int jvalue(jcur *c, int depth)
 	return 0;
 }
 
-/* Parses one JSONL object; sets url, caption and key (owned) or returns the
- * reason it is bad. */
-static const char *json_line(const char *s, size_t n, char **url, char **caption, char **key)
+/* Index of JSON key k among the kept columns, or -1. */
+static int kept_col(const urllist *l, const char *k)
+{
+	for (int c = 0; c < l->ncols; c++)
+		if (!strcmp(l->cols[c], k))
+			return c;
+	return -1;
+}
+
+/* Parses one JSONL object; sets url, caption and key (owned), and extra[c]
+ * for the kept columns it has, or returns the reason it is bad. */
+static const char *json_line(const char *s, size_t n, char **url, char **caption, char **key,
+			     const urllist *l, char **extra)
 {
 	jcur c = {s, s + n, NULL};
 	*url = *caption = *key = NULL;
@@ -479,6 +520,7 @@ static const char *json_line(const char *s, size_t n, char **url, char **caption
 		c.p++;
 		jws(&c);
 		char **slot = NULL;
+		int kc = kept_col(l, kname);
 		if (!strcmp(kname, "url") || !strcmp(kname, "URL"))
 			slot = url;
 		else if (!strcmp(kname, "caption") || !strcmp(kname, "text") || !strcmp(kname, "TEXT"))
@@ -487,6 +529,24 @@ static const char *json_line(const char *s, size_t n, char **url, char **caption
 			slot = key;
 		free(kname);
 		const char *vs = c.p;
+		if (kc >= 0) {
+			/* a kept column: its text, whatever else the key is */
+			jcur v = c;
+			nb_buf t = {0};
+			if (v.p < v.end && *v.p == '"') {
+				if (jstring(&v, &t) < 0) {
+					free(t.data);
+					return v.bad;
+				}
+			} else {
+				if (jvalue(&v, 1) < 0)
+					return v.bad;
+				if (!(vs < v.end && *vs == 'n' && v.p - vs == 4)) /* null: "" */
+					nb_buf_add(&t, vs, (size_t)(v.p - vs));
+			}
+			free(extra[kc]);
+			extra[kc] = buf_take(&t);
+		}
 		if (slot && c.p < c.end && *c.p == '"') {
 			nb_buf v = {0};
 			if (jstring(&c, &v) < 0) {
@@ -543,9 +603,10 @@ static int next_line(const char *buf, size_t len, size_t *pos, const char **s, s
  * when absent) and returns why the record is bad, or NULL. *skip set: the
  * line is not a record (blank, a comment). */
 typedef const char *(*line_parser)(const char *s, size_t n, char **url, char **caption, char **key,
-				   int *skip);
+				   int *skip, const urllist *l, char **extra);
 
-static const char *jsonl_line(const char *s, size_t n, char **url, char **caption, char **key, int *skip)
+static const char *jsonl_line(const char *s, size_t n, char **url, char **caption, char **key, int *skip,
+			      const urllist *l, char **extra)
 {
 	size_t k = 0;
 	while (k < n && isspace((unsigned char)s[k]))
@@ -556,7 +617,7 @@ static const char *jsonl_line(const char *s, size_t n, char **url, char **captio
 	}
 	if (memchr(s, 0, n))
 		return "nul byte in line";
-	const char *bad = json_line(s, n, url, caption, key);
+	const char *bad = json_line(s, n, url, caption, key, l, extra);
 	if (bad)
 		return bad;
 	char *t = trim_dup(*url, strlen(*url));
@@ -565,10 +626,13 @@ static const char *jsonl_line(const char *s, size_t n, char **url, char **captio
 	return url_problem(*url);
 }
 
-static const char *plain_line(const char *s, size_t n, char **url, char **caption, char **key, int *skip)
+static const char *plain_line(const char *s, size_t n, char **url, char **caption, char **key, int *skip,
+			      const urllist *l, char **extra)
 {
 	(void)caption;
 	(void)key;
+	(void)l;
+	(void)extra;
 	char *u = trim_dup(s, n);
 	if (!*u || *u == '#') {
 		free(u);
@@ -587,25 +651,42 @@ static int parse_lines(const char *buf, size_t len, urllist *l, size_t *cap, lin
 	while (next_line(buf, len, &pos, &s, &n)) {
 		line++;
 		char *url = NULL, *caption = NULL, *key = NULL;
+		char **extra = l->ncols ? nb_xcalloc((size_t)l->ncols, sizeof(char *)) : NULL;
 		int skip = 0;
-		const char *bad = parse(s, n, &url, &caption, &key, &skip);
-		if (!skip)
-			add_entry(l, cap, line, url, caption, key, bad);
+		const char *bad = parse(s, n, &url, &caption, &key, &skip, l, extra);
+		if (!skip) {
+			add_entry(l, cap, line, url, caption, key, bad, extra);
+		} else {
+			for (int c = 0; c < l->ncols; c++)
+				free(extra[c]);
+			free(extra);
+			free(url);
+		}
 	}
 	return 0;
 }
 
 static urllist_format sniff(const char *buf, size_t len, const char *name)
 {
+	/* The extension, or for "x.tsv.gz" the one before ".gz". */
+	char ext[16] = "";
 	const char *dot = name ? strrchr(name, '.') : NULL;
-	if (dot) {
-		if (!strcasecmp(dot, ".tsv"))
-			return URLLIST_TSV;
-		if (!strcasecmp(dot, ".csv"))
-			return URLLIST_CSV;
-		if (!strcasecmp(dot, ".jsonl") || !strcasecmp(dot, ".json") || !strcasecmp(dot, ".ndjson"))
-			return URLLIST_JSONL;
+	size_t en = dot ? strlen(dot) : 0;
+	if (dot && !strcasecmp(dot, ".gz")) {
+		const char *d = dot;
+		while (d > name && d[-1] != '.' && d[-1] != '/')
+			d--;
+		en = d > name && d[-1] == '.' ? (size_t)(dot - d) + 1 : 0;
+		dot = d - 1;
 	}
+	if (en && en < sizeof ext)
+		snprintf(ext, sizeof ext, "%.*s", (int)en, dot);
+	if (!strcasecmp(ext, ".tsv"))
+		return URLLIST_TSV;
+	if (!strcasecmp(ext, ".csv"))
+		return URLLIST_CSV;
+	if (!strcasecmp(ext, ".jsonl") || !strcasecmp(ext, ".json") || !strcasecmp(ext, ".ndjson"))
+		return URLLIST_JSONL;
 	size_t i = 0;
 	for (;;) {
 		while (i < len && isspace((unsigned char)buf[i]))
@@ -633,11 +714,129 @@ static urllist_format sniff(const char *buf, size_t len, const char *name)
 	return URLLIST_TSV; /* a single header column, e.g. "url" */
 }
 
+/* ---- gzip ---- */
+
+static int is_gzip(const char *buf, size_t len)
+{
+	return len >= 2 && (unsigned char)buf[0] == 0x1f && (unsigned char)buf[1] == 0x8b;
+}
+
+/* Inflates every gzip member of buf[0..len) into *out (malloc'ed, *outlen
+ * bytes). 0, or nb_error naming the list and the cause. */
+static int gunzip(const char *buf, size_t len, const char *name, char **out, size_t *outlen)
+{
+	z_stream z;
+	memset(&z, 0, sizeof z);
+	if (inflateInit2(&z, 16 + MAX_WBITS) != Z_OK)
+		return nb_error("cannot read url list '%s': zlib cannot start", name);
+	nb_buf b = {0};
+	size_t pos = 0;
+	int rc = 0;
+	unsigned char chunk[65536];
+	for (;;) {
+		size_t in = len - pos < (1u << 30) ? len - pos : (1u << 30);
+		z.next_in = (unsigned char *)(uintptr_t)(buf + pos);
+		z.avail_in = (unsigned)in;
+		z.next_out = chunk;
+		z.avail_out = sizeof chunk;
+		int zr = inflate(&z, Z_NO_FLUSH);
+		size_t used = in - z.avail_in;
+		pos += used;
+		nb_buf_add(&b, (const char *)chunk, sizeof chunk - z.avail_out);
+		if (zr == Z_STREAM_END) {
+			/* another member may follow (cat a.gz b.gz) */
+			if (pos < len && is_gzip(buf + pos, len - pos)) {
+				inflateReset(&z);
+				continue;
+			}
+			if (pos < len)
+				rc = nb_error("cannot read url list '%s': %zu bytes of trailing garbage after the "
+					      "gzip data (at byte %zu)", name, len - pos, pos);
+			break;
+		}
+		if (zr == Z_OK || (zr == Z_BUF_ERROR && z.avail_out == 0))
+			continue;
+		if (zr == Z_BUF_ERROR && pos >= len) {
+			rc = nb_error("cannot read url list '%s': gzip data is truncated (ends after %zu "
+				      "compressed bytes)", name, len);
+			break;
+		}
+		rc = nb_error("cannot read url list '%s': corrupt gzip data at byte %zu: %s", name, pos,
+			      z.msg ? z.msg : "inflate failed");
+		break;
+	}
+	inflateEnd(&z);
+	if (rc < 0) {
+		free(b.data);
+		return -1;
+	}
+	*outlen = b.len;
+	*out = b.data ? b.data : nb_xstrdup("");
+	return 0;
+}
+
+/* Splits keep ("a, b") into l->cols. 0, or nb_error. */
+static int set_cols(urllist *l, const char *keep, const char *name)
+{
+	if (!keep)
+		return 0;
+	const char *p = keep;
+	while (*p) {
+		size_t n = strcspn(p, ",");
+		char *c = trim_dup(p, n);
+		int dup = 0;
+		for (int i = 0; i < l->ncols; i++)
+			dup |= !strcasecmp(l->cols[i], c);
+		if (!*c || dup) {
+			int empty = !*c;
+			free(c);
+			return empty ? nb_error("cannot read url list '%s': --keep-columns '%s' has an empty name", name, keep)
+				     : nb_error("cannot read url list '%s': --keep-columns '%s' names a column twice", name, keep);
+		}
+		l->cols = nb_xrealloc(l->cols, (size_t)(l->ncols + 1) * sizeof(char *));
+		l->cols[l->ncols++] = c;
+		p += n;
+		if (*p == ',')
+			p++;
+		if (*p == 0 && p > keep && p[-1] == ',')
+			return nb_error("cannot read url list '%s': --keep-columns '%s' has an empty name", name, keep);
+	}
+	return 0;
+}
+
+static int parse_text(const char *buf, size_t len, const char *name, urllist_format fmt, urllist *out);
+
 int urllist_parse(const char *buf, size_t len, const char *name, urllist_format fmt, urllist *out)
+{
+	return urllist_parse_cols(buf, len, name, fmt, NULL, out);
+}
+
+int urllist_parse_cols(const char *buf, size_t len, const char *name, urllist_format fmt, const char *keep,
+		       urllist *out)
 {
 	memset(out, 0, sizeof(*out));
 	if (!name)
 		name = "(memory)";
+	if (set_cols(out, keep, name) < 0) {
+		urllist_free(out);
+		return -1;
+	}
+	if (!is_gzip(buf, len))
+		return parse_text(buf, len, name, fmt, out);
+	char *text;
+	size_t tlen;
+	if (gunzip(buf, len, name, &text, &tlen) < 0) {
+		urllist_free(out);
+		return -1;
+	}
+	int rc = parse_text(text, tlen, name, fmt, out);
+	free(text);
+	return rc;
+}
+
+/* The parse proper, into out (whose cols are set); frees out on error. */
+static int parse_text(const char *buf, size_t len, const char *name, urllist_format fmt, urllist *out)
+{
 	/* A UTF-8 byte order mark would otherwise hide the header's first name. */
 	if (len >= 3 && (unsigned char)buf[0] == 0xef && (unsigned char)buf[1] == 0xbb &&
 	    (unsigned char)buf[2] == 0xbf) {
@@ -653,6 +852,11 @@ int urllist_parse(const char *buf, size_t len, const char *name, urllist_format 
 	out->format = fmt;
 	size_t cap = 0;
 	int rc;
+	if (fmt == URLLIST_PLAIN && out->ncols) {
+		free(copy);
+		urllist_free(out);
+		return nb_error("cannot read url list '%s': --keep-columns: a bare URL list has no columns", name);
+	}
 	switch (fmt) {
 	case URLLIST_TSV: rc = parse_delimited(copy, len, name, '\t', 0, out, &cap); break;
 	case URLLIST_CSV: rc = parse_delimited(copy, len, name, ',', 1, out, &cap); break;
@@ -667,12 +871,17 @@ int urllist_parse(const char *buf, size_t len, const char *name, urllist_format 
 
 int urllist_load(const char *path, urllist_format fmt, urllist *out)
 {
+	return urllist_load_cols(path, fmt, NULL, out);
+}
+
+int urllist_load_cols(const char *path, urllist_format fmt, const char *keep, urllist *out)
+{
 	size_t len;
 	char *text = nb_read_file(path, &len);
 	if (!text)
 		return errno == EIO ? nb_error("cannot read url list '%s': read error", path)
 				    : nb_error("cannot open url list '%s': %s", path, strerror(errno));
-	int rc = urllist_parse(text, len, path, fmt, out);
+	int rc = urllist_parse_cols(text, len, path, fmt, keep, out);
 	free(text);
 	return rc;
 }
@@ -683,8 +892,16 @@ void urllist_free(urllist *l)
 		free(l->e[i].url);
 		free(l->e[i].caption);
 		free(l->e[i].key);
+		for (int c = 0; l->e[i].extra && c < l->ncols; c++)
+			free(l->e[i].extra[c]);
+		free(l->e[i].extra);
 	}
 	free(l->e);
 	l->e = NULL;
 	l->n = 0;
+	for (int c = 0; c < l->ncols; c++)
+		free(l->cols[c]);
+	free(l->cols);
+	l->cols = NULL;
+	l->ncols = 0;
 }

@@ -9,7 +9,17 @@
  * A malformed record does not stop parsing: it becomes an entry with bad set
  * (status bad_line), so every input record keeps its place and its status.
  * Blank lines are skipped. Only a file that cannot be read at all, or a
- * header without a url column, is an error. Not thread-safe per list; lists
+ * header without a url column, is an error.
+ *
+ * A list may be gzip-compressed (one or more gzip members, detected by the
+ * magic bytes 1f 8b, whatever its name; "x.tsv.gz" takes its format from
+ * ".tsv"); damaged gzip data is an error naming the list and the cause.
+ *
+ * Extra columns: urllist_parse_cols keeps, for every record, the text of
+ * the named columns (TSV/CSV header names, case-insensitive; JSONL keys,
+ * whose string values are unescaped and other values kept as written; ""
+ * when a JSONL record lacks the key). A header without one of them is an
+ * error; a bare list has no columns. Not thread-safe per list; lists
  * are independent. */
 #ifndef NB_URLLIST_H
 #define NB_URLLIST_H
@@ -24,12 +34,15 @@ typedef struct {
 	char *caption;    /* "" when absent */
 	char *key;        /* "" when absent */
 	const char *bad;  /* NULL, or a static reason ("unterminated quote", ...) */
+	char **extra;     /* ncols strings (owned), NULL when ncols is 0 */
 } urllist_entry;
 
 typedef struct {
 	urllist_entry *e; /* n entries in file order, owned: urllist_free() */
 	size_t n;
 	urllist_format format;
+	char **cols;      /* names of the kept columns, ncols, owned */
+	int ncols;
 } urllist;
 
 /* "tsv" "csv" "jsonl" "plain" */
@@ -39,6 +52,12 @@ const char *urllist_format_name(urllist_format f);
 int urllist_parse(const char *buf, size_t len, const char *name, urllist_format fmt, urllist *out);
 /* Reads and parses a file. 0 or nb_error naming the file. */
 int urllist_load(const char *path, urllist_format fmt, urllist *out);
+/* As urllist_parse/urllist_load, also keeping the columns named in keep
+ * (comma-separated, NULL or "" for none; names are trimmed, and must be
+ * distinct and non-empty). */
+int urllist_parse_cols(const char *buf, size_t len, const char *name, urllist_format fmt, const char *keep,
+		       urllist *out);
+int urllist_load_cols(const char *path, urllist_format fmt, const char *keep, urllist *out);
 void urllist_free(urllist *l);
 
 #endif
