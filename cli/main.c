@@ -4,10 +4,10 @@
 #include <string.h>
 
 #include "common/nb_io.h"
+#include "common/nb_prov.h"
 #include "model/blas.h"
+#include "cli/cli_version.h"
 #include "cli/commands.h"
-
-#define NBOOST_VERSION "0.1.0"
 
 typedef struct {
 	const char *name;
@@ -49,7 +49,7 @@ static int dispatch(int argc, char **argv)
 		return 0;
 	}
 	if (!strcmp(argv[1], "--version")) {
-		printf("nboost %s\n", NBOOST_VERSION);
+		cli_print_version(stdout);
 		return 0;
 	}
 	for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
@@ -63,6 +63,7 @@ static int dispatch(int argc, char **argv)
 int main(int argc, char **argv)
 {
 	blas_runtime_init(argc, argv);
+	nb_prov_set_argv(argc, argv); /* provenance of every file written */
 	int rc = dispatch(argc, argv);
 	/* Every command's output, checked in one place: a full disk or
 	 * /dev/full on stdout is an error, not a silent success. */
