@@ -33,6 +33,8 @@ static void usage(FILE *f)
 		   "commands:\n");
 	for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
 		fprintf(f, "  %-8s %s\n", commands[i].name, commands[i].summary);
+	fprintf(f, "\nnboost --version (or nboost <command> --version) prints the version, git commit and\n"
+		   "library versions.\n");
 	fprintf(f, "\nMPI commands run as one process, or under mpirun/srun with one rank per process.\n"
 		   "Job-file keys can be overridden as --section.key=value. See README.md.\n");
 }
