@@ -181,7 +181,8 @@ int main(int argc, char **argv)
 		render(images + i * SIDE * SIDE * 3, &seed);
 	int levels[] = {SHARD_NO_COMPRESSION, 1, 3, 9};
 	result res[4], plain[2];
-	printf("bench_shard: %zu images of %dx%d RGB, 64 per chunk, median of %d runs\n", n, SIDE, SIDE, REPS);
+	printf("bench_shard: %zu images of %dx%d RGB, %zu per chunk (the default), median of %d runs\n", n, SIDE, SIDE,
+	       SHARD_CHUNK_TARGET / ((size_t)SIDE * SIDE * 3), REPS);
 	for (int k = 0; k < 4; k++) {
 		run_level(dir, levels[k], images, n, k < 2, &res[k], &plain[k < 2 ? k : 0]);
 		char name[16];

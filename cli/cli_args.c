@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cli/cli_version.h"
 #include "common/nb_num.h"
 
 #define MAX_OPTS 64
@@ -75,6 +76,7 @@ void cli_usage(const cli_command *c, FILE *f)
 	if (c->overrides)
 		print_option(f, 0, "section.key=V", NULL, "override any job-file key (schemas/job_file.md)", width);
 	print_option(f, 'h', "help", NULL, "this text", width);
+	print_option(f, 0, "version", NULL, "version, git commit and library versions", width);
 	if (c->footer)
 		fprintf(f, "\n%s", c->footer);
 	fprintf(f, "\nexit status: 0 done, 1 error, 2 usage, 75 stopped on a signal, resumable\n"
@@ -218,6 +220,9 @@ int cli_parse(const cli_command *c, int argc, char **argv, int *npos)
 			rest[nr++] = a;
 		} else if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
 			cli_usage(c, stdout);
+			rc = 0;
+		} else if (!strcmp(a, "--version")) {
+			cli_print_version(stdout);
 			rc = 0;
 		} else {
 			int first = i;

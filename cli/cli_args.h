@@ -16,7 +16,8 @@
  *
  * each followed by a blank line and the usage on stderr, exit status 2.
  * Options are "--name value", "--name=value", "-x" for a short name, and
- * "--" ends them. -h/--help prints the usage on stdout. When the command
+ * "--" ends them. -h/--help prints the usage on stdout, --version the
+ * version (cli_version.h); both end the command with status 0. When the command
  * reads a job file, "--section.key=value" (a dot in the name) sets that key
  * in cli_command.overrides. The usage text is the command's synopsis and
  * description followed by an options list generated from the table, so

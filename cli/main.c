@@ -5,10 +5,10 @@
 
 #include "common/nb_error.h"
 #include "common/nb_io.h"
+#include "common/nb_prov.h"
 #include "model/blas.h"
+#include "cli/cli_version.h"
 #include "cli/commands.h"
-
-#define NBOOST_VERSION "0.1.0"
 
 typedef struct {
 	const char *name;
@@ -35,6 +35,8 @@ static void usage(FILE *f)
 		   "commands:\n");
 	for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
 		fprintf(f, "  %-10s %s\n", commands[i].name, commands[i].summary);
+	fprintf(f, "\nnboost --version (or nboost <command> --version) prints the version, git commit and\n"
+		   "library versions.\n");
 	fprintf(f, "\nMPI commands run as one process, or under mpirun/srun with one rank per process.\n"
 		   "Job-file keys can be overridden as --section.key=value. See README.md.\n"
 		   "Exit status: 0 done, 1 error, 2 usage, 75 stopped on a signal, resumable\n"
@@ -53,7 +55,7 @@ static int dispatch(int argc, char **argv)
 		return 0;
 	}
 	if (!strcmp(argv[1], "--version")) {
-		printf("nboost %s\n", NBOOST_VERSION);
+		cli_print_version(stdout);
 		return 0;
 	}
 	for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
@@ -67,6 +69,7 @@ static int dispatch(int argc, char **argv)
 int main(int argc, char **argv)
 {
 	blas_runtime_init(argc, argv);
+	nb_prov_set_argv(argc, argv); /* provenance of every file written */
 	int rc = dispatch(argc, argv);
 	/* Every command's output, checked in one place: a full disk or
 	 * /dev/full on stdout is an error, not a silent success. */

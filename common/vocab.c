@@ -67,19 +67,25 @@ int vocab_decode(const uint16_t *ids, int n, char *buf, int bufsize)
 	return at;
 }
 
-const char *vocab_digest(void)
+void vocab_digest_of(const char *const *w, int n, char out[17])
 {
-	static char hex[17];
-	/* FNV-1a over the words joined by newlines. Computed, not cached in a
-	 * mutable flag, so it stays correct and race-free. */
+	/* FNV-1a over the words joined by newlines (each one followed by one). */
 	uint64_t h = 0xcbf29ce484222325ull;
-	for (int i = 0; i < VOCAB_SIZE; i++) {
-		for (const char *c = words[i]; *c; c++)
+	for (int i = 0; i < n; i++) {
+		for (const char *c = w[i]; *c; c++)
 			h = (h ^ (unsigned char)*c) * 0x100000001b3ull;
 		h = (h ^ '\n') * 0x100000001b3ull;
 	}
+	snprintf(out, 17, "%016llx", (unsigned long long)h);
+}
+
+const char *vocab_digest(void)
+{
+	static char hex[17];
+	/* Computed, not cached in a mutable flag, so it stays correct and
+	 * race-free. */
 	char tmp[17];
-	snprintf(tmp, sizeof tmp, "%016llx", (unsigned long long)h);
+	vocab_digest_of(words, VOCAB_SIZE, tmp);
 	memcpy(hex, tmp, sizeof tmp);
 	return hex;
 }

@@ -25,5 +25,8 @@ int vocab_encode(const char *text, uint16_t *ids, int max);
 int vocab_decode(const uint16_t *ids, int n, char *buf, int bufsize);
 /* 16 hex digits identifying the word list, stored in shards and checkpoints. */
 const char *vocab_digest(void);
+/* The same digest of any word list (words[0..n)), for checking a /vocab
+ * stored in a file against its vocab_digest attribute. */
+void vocab_digest_of(const char *const *words, int n, char out[17]);
 
 #endif

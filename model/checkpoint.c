@@ -14,6 +14,7 @@
 #include "common/nb_error.h"
 #include "common/nb_io.h"
 #include "common/vocab.h"
+#include "store/h5meta.h"
 #include "store/h5util.h"
 
 /* Largest text stored as an attribute (HDF5 object headers hold < 64 KiB). */
@@ -221,6 +222,12 @@ static int write_contents(hid_t f, vlm_model *m, const ckpt_save_info *info, cha
 		rc = write_adam(f, m, info, cause, n);
 	if (rc == 0)
 		rc = write_state(f, info, cause, n);
+	/* For h5py users: the words of the token ids, and what made the file
+	 * (schemas/checkpoint.md). */
+	if (rc == 0)
+		rc = h5m_put_vocab(f, cause, n);
+	if (rc == 0)
+		rc = h5m_put_provenance(f, NULL, cause, n);
 	return rc;
 }
 
@@ -481,6 +488,8 @@ static int read_header(ckpt_file *c, const vlm_config *expect)
 				c->path, s, vocab_digest());
 	if (verify_attr(c, "vocab_digest", s, strlen(s)) < 0)
 		return -1;
+	if (h5m_check_vocab(c->f, s, why, sizeof why) < 0)
+		return nb_error("cannot load checkpoint '%s': %s", c->path, why);
 	if (read_config(c) < 0)
 		return -1;
 	if (expect && compare_config(c, expect) < 0)

@@ -12,6 +12,7 @@
 
 #include "common/nb_error.h"
 #include "common/nb_io.h"
+#include "common/nb_prov.h"
 #include "common/nb_time.h"
 #include "common/vocab.h"
 #include "model/checkpoint.h"
@@ -464,7 +465,7 @@ int run_master_prepare(run_ctx *c)
 	snprintf(path, sizeof path, "%s/config.conf", c->rundir);
 	int rc = nb_write_file_atomic(path, text, strlen(text));
 	free(text);
-	return rc;
+	return rc < 0 ? rc : nb_prov_write_dir(c->rundir);
 }
 
 /* Reads the round's teacher checkpoint once and sends it to every teacher. */

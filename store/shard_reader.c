@@ -16,6 +16,7 @@
 
 #include "common/nb_error.h"
 #include "common/vocab.h"
+#include "store/h5meta.h"
 #include "store/h5util.h"
 #include "store/h5zstd.h"
 #include "store/shard_store.h"
@@ -323,6 +324,10 @@ static int read_attrs(shard_reader *r)
 	if (strcmp(m->origin, "human") && strcmp(m->origin, "pseudo") && strcmp(m->origin, "synthetic"))
 		return nb_error("cannot open shard '%s': origin '%s' is not human, pseudo or synthetic", r->path,
 				m->origin);
+	/* The words beside the ids, when stored (shards since issue #12),
+	 * must be the ones the digest names. */
+	if (h5m_check_vocab(root, m->vocab_digest, why, sizeof why) < 0)
+		return fail(r, "%s%s", why, "");
 	return 0;
 }
 

@@ -39,6 +39,11 @@
 /* Largest /images chunk the store writes or reads (bytes), so that a corrupt
  * chunk shape cannot make a reader allocate without bound. */
 #define SHARD_MAX_CHUNK_BYTES ((size_t)64 << 20)
+/* Default size of an /images chunk (bytes, uncompressed): the images that
+ * fit in 1 MiB, h5py's and HDF5's default chunk cache, so that reading
+ * images one by one decompresses each chunk once (schemas/image_shard.md,
+ * "Chunk size and the chunk cache"). */
+#define SHARD_CHUNK_TARGET ((size_t)1 << 20)
 /* shard_meta.zstd_level value that stores chunks unfiltered (benchmark
  * baseline); otherwise zstd_level is 1..22, 0 meaning SHARD_ZSTD_DEFAULT. */
 #define SHARD_NO_COMPRESSION (-1)
@@ -59,8 +64,10 @@ typedef struct {
 	int K, vote;                 /* noisy samples and vote threshold */
 	/* writer tuning (not stored): */
 	int zstd_level;              /* default SHARD_ZSTD_DEFAULT (1) when 0; SHARD_NO_COMPRESSION = none */
-	int chunk_images;            /* images per HDF5 chunk, default 64 when 0 */
+	int chunk_images;            /* images per HDF5 chunk; 0: as many as fit in SHARD_CHUNK_TARGET, at least 1 */
 	int no_checksum;             /* 1: no checksums (benchmark baseline, tests of old shards) */
+	/* stored in /provenance (schemas/provenance.md), copied by shard_create: */
+	const char *options;         /* the writer's effective options (ingest), NULL = none */
 } shard_meta;
 
 /* One sample. On write, the pointers are read (and copied) by shard_append.

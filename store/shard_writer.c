@@ -15,11 +15,12 @@
 #include "common/nb_error.h"
 #include "common/nb_io.h"
 #include "common/vocab.h"
+#include "store/h5meta.h"
 #include "store/h5util.h"
 #include "store/shard_store.h"
 
 struct shard_writer {
-	char *path, *tmp;
+	char *path, *tmp, *options;
 	shard_meta meta;
 	int level, checksum;
 	hid_t file, images;
@@ -40,6 +41,7 @@ static void writer_free(shard_writer *w)
 {
 	free(w->path);
 	free(w->tmp);
+	free(w->options);
 	free(w->chunk);
 	free(w->zbuf);
 	ZSTD_freeCCtx(w->cctx);
@@ -108,10 +110,12 @@ shard_writer *shard_create(const char *path, const shard_meta *meta)
 	if (nb_tmp_name(w->tmp, tmpn, path) < 0)
 		NB_BUG("nb_tmp_name: %s", nb_errmsg());
 	w->meta = *meta;
+	w->options = meta->options ? nb_xstrdup(meta->options) : NULL;
+	w->meta.options = w->options;
 	w->img_bytes = (size_t)meta->height * meta->width * 3;
 	if (!w->meta.chunk_images) {
-		size_t fit = SHARD_MAX_CHUNK_BYTES / w->img_bytes;
-		w->meta.chunk_images = fit < 64 ? (int)fit : 64;
+		size_t fit = SHARD_CHUNK_TARGET / w->img_bytes;
+		w->meta.chunk_images = fit < 1 ? 1 : (int)fit;
 	}
 	w->level = meta->zstd_level ? meta->zstd_level : SHARD_ZSTD_DEFAULT;
 	w->checksum = !meta->no_checksum;
@@ -316,6 +320,52 @@ static int write_attrs(shard_writer *w)
 	return rc ? fail_h5(w, "cannot write attributes", cause) : 0;
 }
 
+/* What h5py, h5dump and HDFView users see (store/h5meta.h): each dataset's
+ * description and dimension labels, the vocabulary words of caption
+ * shards, and the provenance group. */
+static const struct {
+	const char *name, *description;
+	int rank, captions_only;
+	const char *labels[4];
+} described[] = {
+	{"images", "RGB images, uint8, row-major: images[i] is sample i (HxWx3)", 4, 0,
+	 {"sample", "height", "width", "channel"}},
+	{"ids", "sample ids, unique within a corpus", 1, 0, {"sample"}},
+	{"sources", "the samples' sources (URL or path), UTF-8, concatenated: see source_offsets", 1, 0, {"byte"}},
+	{"source_offsets", "source i is sources[source_offsets[i]:source_offsets[i+1]]", 1, 0, {"sample_edge"}},
+	{"objects", "ground truth: the object code of each of the 9 grid cells, 0 = empty (common/scene.h)", 2, 0,
+	 {"sample", "cell"}},
+	{"tokens", "all captions' token ids concatenated, no <bos>/<eos>: the words are in /vocab", 1, 1, {"token"}},
+	{"offsets", "caption i is tokens[offsets[i]:offsets[i+1]]", 1, 1, {"sample_edge"}},
+	{"score", "share of the clean caption's statements that survived the noise (1 for human and synthetic)", 1,
+	 1, {"sample"}},
+};
+
+static int describe_all(shard_writer *w)
+{
+	char cause[256];
+	int caption = w->meta.kind == SHARD_CAPTIONS;
+	for (size_t i = 0; i < sizeof described / sizeof described[0]; i++) {
+		if ((described[i].captions_only && !caption) ||
+		    (!strcmp(described[i].name, "objects") && !w->meta.has_objects))
+			continue;
+		int rc = !strcmp(described[i].name, "images")
+				 ? h5m_describe(w->images, described[i].description, 4, described[i].labels, cause,
+						sizeof cause)
+				 : h5m_describe_at(w->file, described[i].name, described[i].description,
+						   described[i].rank, described[i].labels, cause, sizeof cause);
+		if (rc < 0)
+			return fail_h5(w, "cannot describe the datasets", cause);
+	}
+	/* The words are known when the ids are this build's (every nboost
+	 * writer's case); a caller's other digest gets no /vocab. */
+	if (caption && !strcmp(w->meta.vocab_digest, vocab_digest()) && h5m_put_vocab(w->file, cause, sizeof cause) < 0)
+		return fail_h5(w, "cannot write /vocab", cause);
+	if (h5m_put_provenance(w->file, w->options, cause, sizeof cause) < 0)
+		return fail_h5(w, "cannot write /provenance", cause);
+	return 0;
+}
+
 static int write_tail(shard_writer *w)
 {
 	size_t n = w->count;
@@ -333,7 +383,7 @@ static int write_tail(shard_writer *w)
 	if (w->meta.has_objects &&
 	    write_array(w, "objects", H5T_STD_U8LE, H5T_NATIVE_UINT8, 1, w->objects.data, n, SCENE_CELLS) < 0)
 		return -1;
-	return 0;
+	return describe_all(w);
 }
 
 int shard_commit(shard_writer *w)

@@ -131,4 +131,18 @@ printf '[nosie]\namount = 0\n' >"$T/amount.conf"
 expect_fail 1 "amount.conf:2: unknown key 'nosie.amount': no section [nosie] (did you mean [noise]?)" \
 	"$NBOOST" train "$T/amount.conf" --labeled "$T/never" --out "$T/never"
 
+# --version: nboost's and every command's, the same text on stdout, exit 0:
+# the version, the commit baked in at build time and the library versions.
+"$NBOOST" --version >"$T/version.txt" 2>&1
+check "nboost --version exits 0" test $? -eq 0
+for field in nboost commit blas hdf5 mpi libcurl zstd; do
+	check "nboost --version prints $field" grep -qE "^$field +[^ ]" "$T/version.txt"
+done
+check "the commit is a git commit or 'unknown'" grep -qE '^commit +([0-9a-f]{40}(-dirty)?|unknown)$' "$T/version.txt"
+for cmd in synth ingest train run eval attn caption inspect export; do
+	"$NBOOST" "$cmd" --version >"$T/cv.txt" 2>&1
+	check "nboost $cmd --version exits 0 and prints what nboost --version does" \
+		bash -c "[ $? -eq 0 ] && cmp -s '$T/cv.txt' '$T/version.txt'"
+	check "nboost $cmd --help lists --version" bash -c "'$NBOOST' $cmd --help | grep -q -- '--version'"
+done
 finish

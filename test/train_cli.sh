@@ -57,7 +57,7 @@ for l in open(sys.argv[1]):
 check "progress line on stderr" grep -qE '^train: step 6/6  loss [0-9.]+  lr .* samples/s  ETA' "$T/last.err"
 check "config.conf written" grep -qx "steps = 6" "$T/run/config.conf"
 check "checkpoint at step 6" test "$(digest "$T/run/checkpoint.h5" | cut -d' ' -f2)" = 6
-check "no temporary files left (the lock file stays)" test -z "$(ls -A "$T/run" | grep -v -e '^checkpoint.h5$' -e '^metrics.jsonl$' -e '^config.conf$' -e '^.lock$')"
+check "no temporary files left (the lock file stays)" test -z "$(ls -A "$T/run" | grep -v -e '^checkpoint.h5$' -e '^metrics.jsonl$' -e '^config.conf$' -e '^provenance.json$' -e '^.lock$')"
 expect_fail 1 "already holds a checkpoint: pass --resume" "$NBOOST" train jobs/tiny.conf --labeled "$T/data" --out "$T/run" --steps 6
 expect_fail 1 "cannot resume: no checkpoint '$T/nothing/checkpoint.h5'" "$NBOOST" train jobs/tiny.conf --labeled "$T/data" --out "$T/nothing" --resume
 # a finished run resumed with more steps continues

@@ -13,6 +13,7 @@
 
 #include "common/nb_error.h"
 #include "common/nb_io.h"
+#include "common/nb_prov.h"
 #include "common/nb_time.h"
 
 static char *path_in(const char *dir, const char *name)
@@ -149,7 +150,7 @@ int run_dir_open_files(run_dir *rd, const char *config_text, int resume, long re
 {
 	if (!rd->writer)
 		return 0;
-	if (nb_write_file_atomic(rd->config, config_text, strlen(config_text)) < 0)
+	if (nb_write_file_atomic(rd->config, config_text, strlen(config_text)) < 0 || nb_prov_write_dir(rd->dir) < 0)
 		return -1;
 	if (resume && trim_metrics(rd->metrics, resume_step) < 0)
 		return -1;

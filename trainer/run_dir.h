@@ -1,6 +1,7 @@
 /* A training run directory: checkpoint.h5, config.conf (the effective job
  * file, which reproduces the run) and metrics.jsonl (one JSON line per
- * logged step), plus the progress line on stderr. Used by `nboost train`
+ * logged step), provenance.json (the command that created it,
+ * common/nb_prov.h), plus the progress line on stderr. Used by `nboost train`
  * and by the student ranks of `nboost run`.
  *
  * Every rank of a run opens the same run_dir, since every rank needs the

@@ -537,6 +537,20 @@ static int put_ingest_group(const shard_run *s, const char *file, const size_t *
 	return rc;
 }
 
+/* The effective options, "key=value" lines, for the shards' provenance
+ * (schemas/provenance.md). */
+static void options_text(const ingest_opts *o, char *buf, size_t n)
+{
+	const fetch_opts *f = &o->fetch;
+	snprintf(buf, n,
+		 "size=%d\nresize=%s\nmax_pixels=%zu\nshard_size=%zu\ndct_scaling=%d\nzstd_level=%d\n"
+		 "concurrency=%d\nper_host=%d\nconnect_timeout_ms=%ld\ntimeout_ms=%ld\nmax_bytes=%zu\n"
+		 "max_redirects=%d\nretries=%d\nallow_file=%d",
+		 o->size, o->mode == RESIZE_PAD ? "pad" : "center_crop", o->max_pixels, o->shard_size, o->dct_scaling,
+		 o->zstd_level, f->concurrency, f->per_host, f->connect_timeout_ms, f->timeout_ms, f->max_bytes,
+		 f->max_redirects, f->retries, f->allow_file);
+}
+
 /* The ok images, in record order, into the shard's .h5, then its /ingest
  * group: written in the hidden out_dir/.staging/ (the store's commit),
  * completed there, then published under the final name, so no reader sees
@@ -554,6 +568,9 @@ static int write_images(shard_run *s)
 	meta.kind = SHARD_IMAGES;
 	meta.height = meta.width = s->j->o.size;
 	meta.zstd_level = s->j->o.zstd_level;
+	char options[1024];
+	options_text(&s->j->o, options, sizeof options);
+	meta.options = options;
 	shard_writer *w = shard_create(staging, &meta);
 	if (!w)
 		return -1;
