@@ -21,11 +21,12 @@
 #include "common/nb_error.h"
 #include "common/nb_io.h"
 #include "common/nb_json.h"
+#include "common/nb_prov.h"
 #include "common/nb_time.h"
 #include "study/study.h"
 
 #define STUDY_EXIT_HELD 3     /* runner: another process holds the job */
-#define STUDY_EXIT_STOPPED 75 /* stopped by a signal, resumable (docs/exit-codes) */
+#define STUDY_EXIT_STOPPED NB_EXIT_STOPPED /* stopped by a signal, resumable (docs/exit-codes.md) */
 
 extern char **environ;
 
@@ -485,21 +486,6 @@ static void put_cost(nb_buf *r, const char *name, const phase_cost *p)
 	nb_buf_addf(r, "\"%s\":{\"wall_s\":%.1f,\"cpu_s\":%.1f}", name, p->wall, p->cpu);
 }
 
-static char *study_commit; /* read once when the study starts */
-
-static char *git_commit(void)
-{
-	FILE *f = popen("git rev-parse HEAD 2>/dev/null", "r");
-	char buf[64] = "";
-	if (f) {
-		if (!fgets(buf, sizeof buf, f))
-			buf[0] = 0;
-		pclose(f);
-	}
-	buf[strcspn(buf, "\n")] = 0;
-	return nb_xstrdup(buf[0] ? buf : "unknown");
-}
-
 static int write_result(const study_conf *c, const job *jb, phase_cost cost[3], double started,
 			double started_wall)
 {
@@ -517,7 +503,7 @@ static int write_result(const study_conf *c, const job *jb, phase_cost cost[3], 
 		    arm->rounds);
 	nb_json_put_str(&r, c->job);
 	nb_buf_adds(&r, "},\"commit\":");
-	nb_json_put_str(&r, study_commit ? study_commit : "unknown");
+	nb_json_put_str(&r, nb_commit()); /* the build's commit (common/nb_prov.h) */
 	char host[256] = "";
 	gethostname(host, sizeof host - 1);
 	nb_buf_adds(&r, ",\"host\":");
@@ -685,8 +671,6 @@ int study_run(const study_conf *c, const study_run_opts *o)
 		return -1;
 	}
 	install_handlers();
-	free(study_commit);
-	study_commit = git_commit();
 	double t0 = nb_now(), wall0 = wall_now();
 	if (prepare_corpus(c, o) < 0) {
 		free(jobs);
