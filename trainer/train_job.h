@@ -15,6 +15,8 @@ typedef struct {
 	long watch_every;      /* steps between rescans of the shard directory, 0 = never */
 	const char *labeled;   /* data.labeled or NULL; points into the jobfile */
 	const char *init_decoder; /* train.init_decoder or NULL: nboost train starts its decoder from this checkpoint */
+	const char *pairs;     /* data.pairs or NULL: the pair shards of objective dpo */
+	const char *dpo_ref;   /* dpo.ref or NULL: the reference checkpoint of objective dpo */
 } train_job;
 
 /* Reads and range-checks every key (defaults from train_config_default());
