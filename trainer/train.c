@@ -162,8 +162,8 @@ static int set_reference_local(trainer *t, const char *path, int init_policy)
 {
 	if (t->cfg.objective != TRAIN_DPO)
 		return nb_error("a reference model is for objective dpo only");
-	if (t->ref || t->step)
-		return nb_error("the reference model is set once, before the first step");
+	if (t->ref)
+		return nb_error("the reference model is set once");
 	vlm_model *ref = ckpt_load_model(path, vlm_max_batch(t->m));
 	if (!ref) {
 		char why[1024];

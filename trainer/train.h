@@ -81,7 +81,7 @@ batcher *trainer_batcher(trainer *t);
 /* DPO: loads the frozen reference model from checkpoint path (every rank;
  * the same config as the trainer's model), and, when init_policy, copies its
  * parameters into the policy (a fresh run starts from the reference; a
- * resumed one has its own). Once, before the first step. 0 or -1 on every
+ * resumed one has its own: pass 0). Once per trainer. 0 or -1 on every
  * rank. */
 int trainer_set_reference(trainer *t, const char *path, int init_policy);
 /* Updates done so far (the next step's index). */
