@@ -52,6 +52,9 @@ for p in glob.glob(sys.argv[1] + '/*.h5'):
         c, r = list(tok[off[i]:off[i+1]]), list(rtok[roff[i]:roff[i+1]])
         assert c and r and c != r, (i, c, r)
 PY"
+run_ok "inspect a pair shard" "$NBOOST" inspect "$T/ps/pairs-00000.h5"
+check "inspect: schema and kinds" grep -q "schema nboost.pairs v1 (pairs shard)" "$T/last.out"
+check "inspect: chosen and rejected" grep -Eq "rejected \([0-9]+ tokens, synthetic-(prior|color|shape)\): " "$T/last.out"
 expect_fail 1 "already holds 1 shard(s)" "$NBOOST" pairs --model "$REF" --shards "$T/data" --out "$T/p1"
 expect_fail 2 "pass --model CKPT" "$NBOOST" pairs --shards "$T/data" --out "$T/x1"
 expect_fail 2 "takes no --model" "$NBOOST" pairs --synthetic-only --model "$REF" --shards "$T/data" --out "$T/x2"
