@@ -11,6 +11,7 @@
 #   LABELED=4000 (25% of them are used)  TEST=300  HARD=300 (test-* splits)
 #   SIZE=32 (pixels; a small model, OUT/study.conf)  SFT_STEPS=800
 #   DPO_STEPS=150  DPO_BATCH=16 (pairs)  DPO_LR=3e-4  BETA=0.1  SIGMA=0.3
+#   SFT_WEIGHT=0 (dpo.sft_weight)
 #   MODES="chosen both none"  SEEDS="1 2 3"  PARALLEL=2 (runs at once, one
 #   thread each)  NBOOST=build/nboost
 # Finished steps are skipped (a `done` file each), so the script can be
@@ -99,7 +100,7 @@ dpo_one() {  # mode seed
   [[ -f "$dir/done" ]] && return 0
   [[ -f "$dir/checkpoint.h5" ]] && resume=(--resume)
   "$nb" train "$out/study.conf" --objective dpo --pairs "$out/pairs" --ref "$out/sft/checkpoint.h5" \
-    --out "$dir" "${resume[@]}" --dpo.noise="$1" --dpo.beta="${BETA:-0.1}" --train.seed="$2" \
+    --out "$dir" "${resume[@]}" --dpo.noise="$1" --dpo.beta="${BETA:-0.1}" --dpo.sft_weight="${SFT_WEIGHT:-0}" --train.seed="$2" \
     --steps "${DPO_STEPS:-150}" --train.batch="${DPO_BATCH:-16}" --train.lr="${DPO_LR:-3e-4}" \
     --train.warmup=10 > "$dir.log" 2>&1 || { echo "dpo $1 seed $2 failed: see $dir.log" >&2; return 1; }
   evaluate "$dir"

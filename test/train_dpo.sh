@@ -101,6 +101,13 @@ check "resume: same losses" test "$(losses "$T/s1/metrics.jsonl")" = "$(losses "
 run_ok "dpo 2 ranks stop at 11" $MPIEXEC -np 2 --oversubscribe "$NBOOST" train "${A[@]}" --out "$T/s2" --stop-at 11
 run_ok "dpo 2 ranks resume" $MPIEXEC -np 2 --oversubscribe "$NBOOST" train "${A[@]}" --out "$T/s2" --resume
 check "2-rank resume: same params digest" test "$(digest "$T/s2/checkpoint.h5")" = "$(digest "$T/d2/checkpoint.h5")"
+# a reference file changed under a resumed run is refused
+cp "$REF" "$T/ref_saved.h5"
+cp "$T/d1/checkpoint.h5" "$REF"
+expect_fail 1 "are not those the run started from" "$NBOOST" train "${A[@]}" --out "$T/s1" --resume --steps 21
+cp "$T/ref_saved.h5" "$REF"
+expect_fail 1 "train.text_only and train.objective = dpo exclude each other" "$NBOOST" train "${A[@]}" --train.text_only=true --out "$T/e9"
+expect_fail 1 "train.init_decoder and train.objective = dpo exclude each other" "$NBOOST" train "${A[@]}" --train.init_decoder="$REF" --out "$T/e10"
 expect_fail 1 "dpo.beta = 0.1 (checkpoint) vs 0.2 (now)" "$NBOOST" train "${A[@]}" --out "$T/s1" --resume --dpo.beta=0.2
 expect_fail 1 "dpo.noise = chosen (checkpoint) vs both (now)" "$NBOOST" train "${A[@]}" --out "$T/s1" --resume --dpo.noise=both
 

@@ -19,6 +19,8 @@ struct trainer {
 	int local_max;               /* largest slice of the global batch */
 	vlm_model *m;
 	vlm_model *ref;              /* DPO: the frozen reference, NULL otherwise */
+	char ref_digest[17];         /* DPO: its parameters' digest (checkpoint item dpo_ref_digest) */
+	char resumed_ref[17];        /* DPO: the digest a resumed checkpoint recorded, "" if none */
 	float *adam_m, *adam_v;
 	batcher *data;
 	long step;
@@ -175,9 +177,17 @@ static int set_reference_local(trainer *t, const char *path, int init_policy)
 		return nb_error("cannot use '%s' as the DPO reference: its model config differs from the job's "
 				"[model] (DPO trains a copy of the reference)", path);
 	}
+	char digest[17];
+	ckpt_params_digest(ref, digest);
+	if (t->resumed_ref[0] && strcmp(digest, t->resumed_ref)) {
+		vlm_free(ref);
+		return nb_error("cannot resume with the DPO reference '%s': its parameters (digest %s) are not those "
+				"the run started from (digest %s)", path, digest, t->resumed_ref);
+	}
 	if (init_policy)
 		memcpy(vlm_params(t->m), vlm_params(ref), sizeof(float) * vlm_nparams(t->m));
 	t->ref = ref;
+	memcpy(t->ref_digest, digest, sizeof digest);
 	return 0;
 }
 
@@ -418,19 +428,21 @@ static int save_rank0(trainer *t, const char *path, const char *job_text)
 	batcher_state bs;
 	batcher_get_state(d, &bs);
 	uint64_t pos[4] = {bs.cursor, bs.epoch, bs.merges, (uint64_t)t->size};
-	ckpt_item items[5] = {
+	ckpt_item items[6] = {
 		{.name = "data_order", .u64 = bs.order, .n = bs.norder},
 		{.name = "data_position", .u64 = pos, .n = 4},
 		{.name = "shard_paths", .text = paths},
 		{.name = "shard_steps", .u64 = steps, .n = (size_t)ns},
 		{.name = "shard_counts", .u64 = counts, .n = (size_t)ns},
+		{.name = "dpo_ref_digest", .text = t->ref_digest},
 	};
 	/* an empty order still needs a valid pointer for HDF5 */
 	uint64_t none = 0;
 	if (!items[0].u64)
 		items[0].u64 = &none;
 	ckpt_save_info info = {.step = t->step, .seed = t->cfg.seed, .job_config = job_text,
-			       .adam_m = t->adam_m, .adam_v = t->adam_v, .items = items, .nitems = 5};
+			       .adam_m = t->adam_m, .adam_v = t->adam_v, .items = items,
+			       .nitems = t->cfg.objective == TRAIN_DPO ? 6 : 5};
 	int rc = ckpt_save(path, t->m, &info);
 	free(paths);
 	free(steps);
@@ -492,6 +504,20 @@ out:
 	return rc;
 }
 
+/* DPO: the reference digest the checkpoint recorded, checked when the
+ * reference is loaded again (set_reference_local). */
+static int read_ref_digest(trainer *t, ckpt_file *f, const char *path)
+{
+	char *d = NULL;
+	if (ckpt_read_text(f, "dpo_ref_digest", &d) < 0)
+		return nb_error("cannot resume from '%s' with objective dpo: %s", path, nb_errmsg());
+	int ok = strlen(d) == 16;
+	if (ok)
+		memcpy(t->resumed_ref, d, 17);
+	free(d);
+	return ok ? 0 : nb_error("cannot resume from '%s': dpo_ref_digest is not a digest", path);
+}
+
 static int resume_local(trainer *t, const char *path)
 {
 	if (batcher_nshards(t->data) != 0 || t->step != 0)
@@ -527,6 +553,8 @@ static int resume_local(trainer *t, const char *path)
 	if (npos >= 4 && pos[3] != (uint64_t)t->size && t->rank == 0)
 		nb_warn("resuming '%s' on %d rank(s), it was written by %llu: the run continues, but not "
 			"bit-identically", path, t->size, (unsigned long long)pos[3]);
+	if (t->cfg.objective == TRAIN_DPO && read_ref_digest(t, f, path) < 0)
+		goto out;
 	t->step = ckpt_step(f);
 	rc = 0;
 out:

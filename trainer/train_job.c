@@ -73,6 +73,12 @@ static int read_dpo(const jobfile *j, train_job *s)
 	if (jobfile_double(j, "dpo.beta", c->dpo.beta, 1e-6, 1e6, &c->dpo.beta) < 0 ||
 	    jobfile_double(j, "dpo.sft_weight", c->dpo.sft_weight, 0.0, 1e6, &c->dpo.sft_weight) < 0)
 		return -1;
+	if (c->objective == TRAIN_DPO && c->text_only)
+		return nb_error("train.text_only and train.objective = dpo exclude each other (the reference sees the "
+				"images)");
+	if (c->objective == TRAIN_DPO && s->init_decoder)
+		return nb_error("train.init_decoder and train.objective = dpo exclude each other (the policy starts "
+				"from dpo.ref)");
 	s->pairs = jobfile_str(j, "data.pairs", NULL);
 	s->dpo_ref = jobfile_str(j, "dpo.ref", NULL);
 	if (s->pairs && !*s->pairs)
