@@ -106,7 +106,7 @@ int main(int argc, char **argv)
 			tg[b * T + t] = in[b * T + t + 1];
 	}
 	vlm_batch batch = {B, T, img, in, tg, keys};
-	vlm_noise noise = {0.3f, 1, 0, 0};
+	vlm_noise noise = {.sigma = 0.3f, .seed = 1, .stream = 0};
 	long nt;
 	vlm_forward_backward(m, &batch, &noise, 1e-3f, &nt); /* warm-up */
 	double *cms = malloc(sizeof(double) * (size_t)rounds), *tms = malloc(sizeof(double) * (size_t)rounds);

@@ -252,19 +252,26 @@ static void print_datasets(FILE *f, const ds_list *l, int json)
 
 static void print_sample(FILE *f, const shard_meta *m, const shard_sample *s, size_t index, int json, int first)
 {
-	char caption[1024] = "", truth[512] = "";
-	if (m->kind == SHARD_CAPTIONS)
+	char caption[1024] = "", truth[512] = "", rejected[1024] = "";
+	if (m->kind != SHARD_IMAGES)
 		vocab_decode(s->tokens, s->ntokens, caption, sizeof caption);
+	if (m->kind == SHARD_PAIRS)
+		vocab_decode(s->rejected, s->nrejected, rejected, sizeof rejected);
 	if (s->objects && scene_caption(s->objects, truth, sizeof truth) < 0)
 		snprintf(truth, sizeof truth, "<unprintable>");
 	if (json) {
 		fprintf(f, "%s{\"index\": %zu, \"id\": %llu, \"source\": ", first ? "" : ", ", index,
 			(unsigned long long)s->id);
 		json_str(f, s->source);
-		if (m->kind == SHARD_CAPTIONS) {
+		if (m->kind != SHARD_IMAGES) {
 			fputs(", \"caption\": ", f);
 			json_str(f, caption);
 			fprintf(f, ", \"ntokens\": %d, \"score\": %.6g", s->ntokens, s->score);
+		}
+		if (m->kind == SHARD_PAIRS) {
+			fputs(", \"rejected\": ", f);
+			json_str(f, rejected);
+			fprintf(f, ", \"pair_kind\": \"%s\"", pair_kind_name(s->pair_kind));
 		}
 		if (s->objects) {
 			fputs(", \"truth\": ", f);
@@ -279,6 +286,13 @@ static void print_sample(FILE *f, const shard_meta *m, const shard_sample *s, si
 	if (m->kind == SHARD_CAPTIONS) {
 		fprintf(f, "      caption (%d tokens, score %.3f): ", s->ntokens, s->score);
 		nb_fput_escaped(f, caption);
+		fputc('\n', f);
+	}
+	if (m->kind == SHARD_PAIRS) {
+		fprintf(f, "      chosen (%d tokens): ", s->ntokens);
+		nb_fput_escaped(f, caption);
+		fprintf(f, "\n      rejected (%d tokens, %s): ", s->nrejected, pair_kind_name(s->pair_kind));
+		nb_fput_escaped(f, rejected);
 		fputc('\n', f);
 	}
 	if (s->objects)
@@ -303,8 +317,10 @@ static int inspect_shard(const char *path, const inspect_opts *o)
 		stored += l.v[i].stored;
 	}
 	double ratio = stored ? (double)raw / (double)stored : 0.0;
-	const char *schema = m->kind == SHARD_CAPTIONS ? SHARD_SCHEMA_CAPTIONS : SHARD_SCHEMA_IMAGES;
-	const char *kind = m->kind == SHARD_CAPTIONS ? "captions" : "images";
+	const char *schema = m->kind == SHARD_PAIRS	 ? SHARD_SCHEMA_PAIRS
+			     : m->kind == SHARD_CAPTIONS ? SHARD_SCHEMA_CAPTIONS
+							 : SHARD_SCHEMA_IMAGES;
+	const char *kind = m->kind == SHARD_PAIRS ? "pairs" : m->kind == SHARD_CAPTIONS ? "captions" : "images";
 	FILE *f = stdout;
 	if (o->json) {
 		fputs("{\"file\": ", f);
@@ -436,7 +452,8 @@ static int inspect_file(const char *path, const inspect_opts *o)
 		fprintf(stderr, "nboost: fatal: cannot inspect '%s': not an nboost file: %s\n", path,
 			nb_quote(q, sizeof q, why));
 		status = 1;
-	} else if (!strcmp(schema, SHARD_SCHEMA_IMAGES) || !strcmp(schema, SHARD_SCHEMA_CAPTIONS)) {
+	} else if (!strcmp(schema, SHARD_SCHEMA_IMAGES) || !strcmp(schema, SHARD_SCHEMA_CAPTIONS) ||
+		   !strcmp(schema, SHARD_SCHEMA_PAIRS)) {
 		H5Fclose(file);
 		file = -1;
 		status = inspect_shard(path, o);
@@ -444,9 +461,9 @@ static int inspect_file(const char *path, const inspect_opts *o)
 		status = inspect_checkpoint(path, file, o);
 	} else {
 		char q[300];
-		fprintf(stderr, "nboost: fatal: cannot inspect '%s': unknown schema '%s' (expected %s, %s or %s)\n",
+		fprintf(stderr, "nboost: fatal: cannot inspect '%s': unknown schema '%s' (expected %s, %s, %s or %s)\n",
 			path, nb_quote(q, sizeof q, schema), SHARD_SCHEMA_IMAGES, SHARD_SCHEMA_CAPTIONS,
-			CHECKPOINT_SCHEMA);
+			SHARD_SCHEMA_PAIRS, CHECKPOINT_SCHEMA);
 		status = 1;
 	}
 	if (file >= 0)
@@ -465,9 +482,10 @@ int cmd_inspect(int argc, char **argv)
 	const cli_command cmd = {
 		.name = "inspect",
 		.synopsis = "usage: nboost inspect FILE [--n N] [--json]\n",
-		.about = "Summarises an image shard, a caption shard or a checkpoint: schema, version,\n"
+		.about = "Summarises an image, caption or pair shard or a checkpoint: schema, version,\n"
 			 "attributes, datasets with raw and stored sizes, and the first samples (id,\n"
-			 "source, caption, ground truth) or the parameter tensors.\n",
+			 "source, caption, for pairs the rejected caption and how it was made, ground\n"
+			 "truth) or the parameter tensors.\n",
 		.opts = opts,
 		.positional = "FILE",
 		.min_pos = 1,

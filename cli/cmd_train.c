@@ -32,6 +32,7 @@ static void on_signal(int sig) { stop_requested = sig; }
 
 typedef struct {
 	const char *job_path, *labeled, *out, *steps;
+	const char *objective, *pairs, *ref;  /* as train.objective, data.pairs, dpo.ref */
 	int resume; /* 1: --resume, 2: --resume=auto (decided in cmd_train) */
 	long stop_at;
 	char steps_buf[24]; /* steps points here when --steps is given */
@@ -49,6 +50,14 @@ static int parse_cli(int argc, char **argv, cli_opts *o, jobfile *overrides)
 	const cli_option opts[] = {
 		CLI_OPT_STRING("labeled", &o->labeled, "DIR",
 			       "caption shards to train on (default: data.labeled of the job)"),
+		CLI_OPT_STRING("objective", &o->objective, "sft|dpo",
+			       "as --train.objective: sft (cross-entropy on caption shards,\n"
+			       "the default) or dpo (preference pairs, --pairs and --ref)"),
+		CLI_OPT_STRING("pairs", &o->pairs, "DIR",
+			       "dpo: the pair shards of `nboost pairs` (data.pairs)"),
+		CLI_OPT_STRING("ref", &o->ref, "CKPT",
+			       "dpo: the frozen reference checkpoint, also the policy's start\n"
+			       "(dpo.ref; dpo.beta, dpo.noise, dpo.sft_weight: docs/training.md)"),
 		CLI_OPT_STRING("out", &o->out, "RUNDIR",
 			       "run directory: checkpoint.h5, metrics.jsonl, config.conf\n(default: runs/train)"),
 		CLI_OPT_FLAG_OR("resume", &o->resume, "auto",
@@ -63,13 +72,15 @@ static int parse_cli(int argc, char **argv, cli_opts *o, jobfile *overrides)
 	const cli_command cmd = {
 		.name = "train",
 		.synopsis = "usage: nboost train JOB --labeled DIR [options] [--section.key=value...]\n"
+			    "       nboost train JOB --objective dpo --pairs DIR --ref CKPT [options]\n"
 			    "       mpirun -np N nboost train JOB --labeled DIR ...   (data parallel)\n",
 		.about = "Trains the captioner with AdamW and NoiseBoost on the caption shards in DIR.\n"
 			 "The global batch (train.batch) is split across ranks; results do not depend on\n"
 			 "the rank count beyond float rounding. SIGTERM, SIGINT or SIGUSR1 finish the\n"
 			 "current step, write the checkpoint and exit 75 (resumable); --resume\n"
 			 "continues. Under mpirun send SIGUSR1 (mpirun itself exits 1 on SIGTERM;\n"
-			 "docs/training.md).\n",
+			 "docs/training.md). With --objective dpo it runs preference training (DPO)\n"
+			 "on pair shards from a reference checkpoint, NoiseBoost on the chosen branch.\n",
 		.opts = opts,
 		.footer = "threads: OMP_NUM_THREADS per rank when set; otherwise the ranks on a node split\n"
 			  "its CPUs (their affinity masks) evenly, at least one thread each.\n",
@@ -113,11 +124,21 @@ static jobfile *load_job(const cli_opts *o, jobfile *overrides, train_job *s)
 			jobfile_set(j, jobfile_key_at(overrides, i), jobfile_value_at(overrides, i), "command line");
 		ok = (!o->steps || jobfile_set(j, "train.steps", o->steps, "command line (--steps)") == 0) &&
 		     (!o->labeled || jobfile_set(j, "data.labeled", o->labeled, "command line (--labeled)") == 0) &&
+		     (!o->objective ||
+		      jobfile_set(j, "train.objective", o->objective, "command line (--objective)") == 0) &&
+		     (!o->pairs || jobfile_set(j, "data.pairs", o->pairs, "command line (--pairs)") == 0) &&
+		     (!o->ref || jobfile_set(j, "dpo.ref", o->ref, "command line (--ref)") == 0) &&
 		     train_job_read(j, s) == 0;
 	}
 	jobfile_free(overrides);
 	ranks_agree(ok, "reading the job file");
 	return j;
+}
+
+/* The shards trained on: data.pairs for DPO, data.labeled otherwise. */
+static const char *train_data_dir(const train_job *s)
+{
+	return s->tc.objective == TRAIN_DPO ? s->pairs : s->labeled;
 }
 
 /* The trainer with its data: resumed from the run directory's checkpoint
@@ -135,6 +156,9 @@ static trainer *start_trainer(const train_job *s, const run_dir *rd, int resume,
 		if (trainer_resume(t, rd->checkpoint) < 0)
 			ranks_fail_all();
 	}
+	/* DPO: the frozen reference, which a fresh policy starts from */
+	if (s->tc.objective == TRAIN_DPO && trainer_set_reference(t, s->dpo_ref, !resume) < 0)
+		ranks_fail_all();
 	/* train.init_decoder: a fresh run's decoder from another checkpoint
 	 * (say, a text-only pretraining); a resumed run has its own. */
 	if (!resume && s->init_decoder)
@@ -142,10 +166,11 @@ static trainer *start_trainer(const train_job *s, const run_dir *rd, int resume,
 	/* A resumed run has its shards back from the checkpoint; new ones join
 	 * at the next train.watch_every boundary, as they would have without
 	 * the interruption. */
-	if (!resume && trainer_watch(t, s->labeled) < 0)
+	if (!resume && trainer_watch(t, train_data_dir(s)) < 0)
 		ranks_fail_all();
 	if (batcher_nsamples(trainer_batcher(t)) == 0) {
-		nb_error("no training samples: '%s' holds no committed caption shard with samples", s->labeled);
+		nb_error("no training samples: '%s' holds no committed %s shard with samples", train_data_dir(s),
+			 s->tc.objective == TRAIN_DPO ? "pair" : "caption");
 		ranks_fail_all();
 	}
 	return t;
@@ -209,7 +234,7 @@ static int train_loop(trainer *t, const train_job *s, const cli_opts *o, run_dir
 		if ((stopped = stop_now(step, o->stop_at)) != 0)
 			break;
 		if (s->watch_every > 0 && step > 0 && step % s->watch_every == 0) {
-			int added = trainer_watch(t, s->labeled);
+			int added = trainer_watch(t, train_data_dir(s));
 			if (added < 0)
 				ranks_fail_all();
 			if (added > 0 && rd->writer)
@@ -284,9 +309,16 @@ int cmd_train(int argc, char **argv)
 	catch_signals();
 	train_job s;
 	jobfile *j = load_job(&o, overrides, &s);
-	if (!s.labeled || !*s.labeled) {
+	const char *missing = NULL;
+	if (s.tc.objective == TRAIN_DPO && !s.pairs)
+		missing = "objective dpo needs pair shards: pass --pairs DIR (or set data.pairs)";
+	else if (s.tc.objective == TRAIN_DPO && !s.dpo_ref)
+		missing = "objective dpo needs a reference checkpoint: pass --ref CKPT (or set dpo.ref)";
+	else if (s.tc.objective != TRAIN_DPO && (!s.labeled || !*s.labeled))
+		missing = "no training data: pass --labeled DIR (or set data.labeled)";
+	if (missing) {
 		if (rank == 0)
-			fprintf(stderr, "nboost train: no training data: pass --labeled DIR (or set data.labeled)\n");
+			fprintf(stderr, "nboost train: %s\n", missing);
 		ranks_finish();
 		return 2;
 	}

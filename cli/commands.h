@@ -13,5 +13,6 @@ int cmd_run(int argc, char **argv);
 int cmd_export(int argc, char **argv);
 int cmd_attn(int argc, char **argv);
 int cmd_experiment(int argc, char **argv);
+int cmd_pairs(int argc, char **argv);
 
 #endif

@@ -21,6 +21,7 @@ static const command commands[] = {
 	{"ingest", cmd_ingest, "fetch a URL list with libcurl into image shards (MPI)"},
 	{"run", cmd_run, "the semi-supervised pipeline: master, noisy teachers, filters, students (MPI)"},
 	{"train", cmd_train, "train the captioner with NoiseBoost on caption shards (MPI)"},
+	{"pairs", cmd_pairs, "preference pairs (ground truth vs a caption with absent objects) for DPO (MPI)"},
 	{"eval", cmd_eval, "score captions (a TSV, or a model's) against ground truth"},
 	{"attn", cmd_attn, "attention shares per layer: image, caption, anchor; correct vs hallucinated"},
 	{"caption", cmd_caption, "caption PNG/JPEG images with a trained model"},

@@ -368,6 +368,7 @@ const float *vlm_encode(vlm_model *m, const uint8_t *images, int B)
 	const vlm_config *c = &m->cfg;
 	const float *P = m->params;
 	int nv = m->nv, De = c->enc_dim, Dd = c->dec_dim, N = B * nv;
+	m->seq_ready = 0;
 	patchify(m->patches, images, B, c->image_size, c->patch);
 	linear_forward(m->enc_in, m->patches, P + m->patch_w, P + m->patch_b, N, m->pd, De);
 	addpos_forward(m->enc_in, m->enc_in, P + m->enc_pos, B, nv, De);
@@ -391,6 +392,7 @@ static void decoder_run(vlm_model *m, const uint16_t *inputs, int B, int T)
 	const vlm_config *c = &m->cfg;
 	const float *P = m->params;
 	int nv = m->nv, Dd = c->dec_dim, Lb = nv + T;
+	m->seq_ready = 0;
 	for (int s = 0; s < B; s++)
 		embedding_forward(m->dec_in + ((size_t)s * Lb + nv) * Dd, inputs + (size_t)s * T, P + m->tok_emb,
 				  T, Dd);
@@ -478,7 +480,7 @@ static void forward(vlm_model *m, const vlm_batch *b, const vlm_noise *noise)
 	for (int s = 0; s < b->B; s++) {
 		float *dst = noisy + (size_t)s * Lb * Dd;
 		const float *src = m->vis + (size_t)s * nv * Dd;
-		if (on) {
+		if (on && (!noise->only || noise->only[s])) {
 			nb_rng r;
 			nb_rng_seed(&r, noise->seed, b->keys[s], noise->stream);
 			vlm_noise_apply(dst, src, nv, Dd, noise->sigma, &r);
@@ -577,6 +579,40 @@ const float *vlm_forward_logits(vlm_model *m, const vlm_batch *b, const vlm_nois
 		return NULL;
 	forward(m, b, noise);
 	return m->logits;
+}
+
+double vlm_forward_seq(vlm_model *m, const vlm_batch *b, const vlm_noise *noise, double *seq_nll)
+{
+	if (check_loss_batch(m, b, noise, NULL) < 0)
+		return NAN;
+	forward(m, b, noise);
+	m->seq_ready = 1;
+	int T = b->T, V = m->cfg.vocab;
+	double sum = 0.0;
+	for (int s = 0; s < b->B; s++) {
+		long cnt = 0;
+		seq_nll[s] = crossentropy_forward_backward(NULL, m->logits + (size_t)s * T * V, b->targets + (size_t)s * T,
+							   T, V, VOCAB_PAD, 0.0f, &cnt);
+		sum += seq_nll[s];
+	}
+	return sum;
+}
+
+int vlm_backward_seq(vlm_model *m, const vlm_batch *b, const vlm_noise *noise, const float *weight)
+{
+	if (!m->seq_ready || m->cur_B != b->B || m->cur_T != b->T || !b->targets)
+		return nb_error("vlm_backward_seq: no vlm_forward_seq on this batch (B %d, T %d) precedes it", b->B,
+				b->T);
+	m->seq_ready = 0;
+	int T = b->T, V = m->cfg.vocab;
+	for (int s = 0; s < b->B; s++) {
+		long cnt = 0;
+		size_t at = (size_t)s * T * V;
+		crossentropy_forward_backward(m->dlogits + at, m->logits + at, b->targets + (size_t)s * T, T, V,
+					      VOCAB_PAD, weight[s], &cnt);
+	}
+	backward(m, b, noise && noise->blind);
+	return 0;
 }
 
 int vlm_visual_tokens(const vlm_model *m) { return m->nv; }

@@ -60,6 +60,9 @@ typedef struct {
 	int blind;                   /* 1: the visual tokens are zeros and the encoder and
 				      * projector are skipped (no gradient): the decoder
 				      * learns captions as a language model alone */
+	const uint8_t *only;         /* NULL: noise on every sample; else only on samples b
+				      * with only[b] != 0 (preference training: the chosen
+				      * branch's rows of a pair batch) */
 } vlm_noise;
 
 typedef struct vlm_model vlm_model;
@@ -97,6 +100,21 @@ double vlm_forward_loss(vlm_model *m, const vlm_batch *b, const vlm_noise *noise
  * the model is used again; targets are not needed. NULL + nb_errmsg() on a
  * bad batch (the causes of vlm_forward_backward). */
 const float *vlm_forward_logits(vlm_model *m, const vlm_batch *b, const vlm_noise *noise);
+
+/* Preference training (trainer/dpo.h) needs each sample's sequence loss
+ * and a gradient with a weight per sample.
+ *
+ * vlm_forward_seq: the forward pass (kept for vlm_backward_seq), and
+ * seq_nll[b] = the sum of sample b's token cross-entropies (-log p of its
+ * caption, eos included; pad targets count nothing). Returns their sum, or
+ * NaN + nb_errmsg on a bad batch (vlm_forward_backward's causes).
+ *
+ * vlm_backward_seq: gradients overwritten with d(sum_b weight[b] *
+ * seq_nll[b]) for the batch of the last vlm_forward_seq on this model,
+ * which must be the one passed (same B and T; the model keeps its
+ * activations). -1 + nb_errmsg when no such forward precedes it. */
+double vlm_forward_seq(vlm_model *m, const vlm_batch *b, const vlm_noise *noise, double *seq_nll);
+int vlm_backward_seq(vlm_model *m, const vlm_batch *b, const vlm_noise *noise, const float *weight);
 
 /* The visual tokens nv = (image_size / patch)^2: the first nv positions of
  * the decoder's sequence [visual ; text]. */

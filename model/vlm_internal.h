@@ -48,6 +48,7 @@ struct vlm_model {
 	float *dres, *dln, *dqkv, *datty, *dh1, *dh2, *dlogits;
 	int cur_T;                   /* text positions of the last forward */
 	int cur_B;                   /* its batch size (0: none yet) */
+	int seq_ready;               /* 1 after vlm_forward_seq, until any other use */
 };
 
 /* One block forward over x[B, T, C] (pre-LN: attention then MLP, both with

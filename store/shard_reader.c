@@ -47,6 +47,9 @@ struct shard_reader {
 	uint16_t *tokens;
 	uint64_t *offsets;             /* n+1 */
 	float *score;
+	uint16_t *rtokens;             /* pair shards: rejected captions */
+	uint64_t *roffsets;            /* n+1 */
+	uint8_t *kinds;                /* n */
 	uint8_t *objects;              /* n*SCENE_CELLS */
 };
 
@@ -89,9 +92,9 @@ static const char *row_unit(const char *name)
 {
 	if (!strcmp(name, "sources"))
 		return "bytes";
-	if (!strcmp(name, "tokens"))
+	if (!strcmp(name, "tokens") || !strcmp(name, "rejected_tokens"))
 		return "tokens";
-	if (!strcmp(name, "offsets") || !strcmp(name, "source_offsets"))
+	if (!strcmp(name, "offsets") || !strcmp(name, "source_offsets") || !strcmp(name, "rejected_offsets"))
 		return "entries";
 	return "samples";
 }
@@ -293,9 +296,11 @@ static int read_attrs(shard_reader *r)
 		m->kind = SHARD_IMAGES;
 	else if (!strcmp(schema, SHARD_SCHEMA_CAPTIONS))
 		m->kind = SHARD_CAPTIONS;
+	else if (!strcmp(schema, SHARD_SCHEMA_PAIRS))
+		m->kind = SHARD_PAIRS;
 	else
-		return nb_error("cannot open shard '%s': wrong schema '%s' (expected %s or %s v%d)", r->path, schema,
-				SHARD_SCHEMA_IMAGES, SHARD_SCHEMA_CAPTIONS, SHARD_VERSION);
+		return nb_error("cannot open shard '%s': wrong schema '%s' (expected %s, %s or %s v%d)", r->path,
+				schema, SHARD_SCHEMA_IMAGES, SHARD_SCHEMA_CAPTIONS, SHARD_SCHEMA_PAIRS, SHARD_VERSION);
 	int version;
 	if (h5u_get_int(root, "version", &version, why, sizeof why) < 0)
 		return fail(r, "%s%s", why, "");
@@ -459,6 +464,39 @@ static int load_captions(shard_reader *r)
 	return 0;
 }
 
+/* Pair shards: the rejected captions (the rules of /tokens) and the kinds. */
+static int load_pairs(shard_reader *r)
+{
+	r->roffsets = load_1d(r, "rejected_offsets", &T_U64, H5T_NATIVE_UINT64, r->n + 1, NULL);
+	if (!r->roffsets)
+		return -1;
+	hsize_t dims[1];
+	hid_t ds = open_dataset(r, "rejected_tokens", &T_U16, 1, dims);
+	if (ds < 0)
+		return -1;
+	H5Dclose(ds);
+	size_t ntok = (size_t)dims[0];
+	if (check_offsets(r, "rejected_offsets", r->roffsets, r->n, ntok, SHARD_MAX_TOKENS) < 0)
+		return -1;
+	r->rtokens = load_1d(r, "rejected_tokens", &T_U16, H5T_NATIVE_UINT16, ntok, NULL);
+	r->kinds = r->rtokens ? load_1d(r, "pair_kind", &T_U8, H5T_NATIVE_UINT8, r->n, NULL) : NULL;
+	if (!r->kinds)
+		return -1;
+	for (size_t i = 0; i < r->n; i++) {
+		uint64_t k = r->roffsets[i];
+		while (k < r->roffsets[i + 1] && r->rtokens[k] == VOCAB_PAD)
+			k++;
+		if (k == r->roffsets[i + 1])
+			return nb_error("cannot open shard '%s': pair %zu (id %llu) has an empty rejected caption (%llu "
+					"tokens, none but <pad>)", r->path, i, (unsigned long long)r->ids[i],
+					(unsigned long long)(r->roffsets[i + 1] - r->roffsets[i]));
+		if (r->kinds[i] >= PAIR_KINDS)
+			return nb_error("cannot open shard '%s': pair %zu (id %llu) has kind %d (known 0..%d)", r->path,
+					i, (unsigned long long)r->ids[i], r->kinds[i], PAIR_KINDS - 1);
+	}
+	return 0;
+}
+
 static int load_objects(shard_reader *r)
 {
 	int present = H5Lexists(r->file, "objects", H5P_DEFAULT) > 0;
@@ -533,7 +571,9 @@ static int validate(shard_reader *r)
 	r->ids = load_1d(r, "ids", &T_U64, H5T_NATIVE_UINT64, r->n, NULL);
 	if (!r->ids || load_sources(r) < 0)
 		return -1;
-	if (r->meta.kind == SHARD_CAPTIONS && load_captions(r) < 0)
+	if (r->meta.kind != SHARD_IMAGES && load_captions(r) < 0)
+		return -1;
+	if (r->meta.kind == SHARD_PAIRS && load_pairs(r) < 0)
 		return -1;
 	if (load_objects(r) < 0)
 		return -1;
@@ -744,10 +784,15 @@ static void fill_sample(const shard_reader *r, size_t i, shard_sample *out)
 	out->id = r->ids[i];
 	out->image = r->block + (i - r->block_start) * r->img_bytes;
 	out->source = r->sources + r->source_offsets[i] + i;
-	if (r->meta.kind == SHARD_CAPTIONS) {
+	if (r->meta.kind != SHARD_IMAGES) {
 		out->tokens = r->tokens + r->offsets[i];
 		out->ntokens = (int)(r->offsets[i + 1] - r->offsets[i]);
 		out->score = r->score[i];
+	}
+	if (r->meta.kind == SHARD_PAIRS) {
+		out->rejected = r->rtokens + r->roffsets[i];
+		out->nrejected = (int)(r->roffsets[i + 1] - r->roffsets[i]);
+		out->pair_kind = r->kinds[i];
 	}
 	out->objects = r->objects ? r->objects + i * SCENE_CELLS : NULL;
 }
@@ -819,6 +864,9 @@ void shard_close(shard_reader *r)
 	free(r->tokens);
 	free(r->offsets);
 	free(r->score);
+	free(r->rtokens);
+	free(r->roffsets);
+	free(r->kinds);
 	free(r->objects);
 	free(r);
 }

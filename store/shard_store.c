@@ -120,3 +120,10 @@ int shard_sweep_tmp(const char *dir)
 	 * by a writer that died (or is a zombie) before commit */
 	return nb_sweep_tmp(dir);
 }
+
+const char *pair_kind_name(int kind)
+{
+	static const char *const names[PAIR_KINDS] = {"on-policy", "synthetic-prior", "synthetic-color",
+						      "synthetic-shape"};
+	return kind >= 0 && kind < PAIR_KINDS ? names[kind] : "?";
+}

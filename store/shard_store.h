@@ -1,5 +1,7 @@
-/* The HDF5 shard store: image shards and caption shards (schemas/image_shard.md,
- * schemas/caption_shard.md). Datasets are chunked and compressed with zstd
+/* The HDF5 shard store: image shards, caption shards and preference-pair
+ * shards (schemas/image_shard.md, schemas/caption_shard.md,
+ * schemas/pair_shard.md: a caption shard whose caption is the chosen one,
+ * plus a rejected caption and how the pair was made). Datasets are chunked and compressed with zstd
  * (HDF5 filter 32015, registered in-process by this module).
  *
  * Writing: one writer per file, one file per rank. A writer creates
@@ -34,6 +36,7 @@
 
 #define SHARD_SCHEMA_IMAGES "nboost.images"
 #define SHARD_SCHEMA_CAPTIONS "nboost.captions"
+#define SHARD_SCHEMA_PAIRS "nboost.pairs"
 #define SHARD_VERSION 1
 #define SHARD_MAX_TOKENS 64   /* per caption, enforced on write and read */
 /* Largest /images chunk the store writes or reads (bytes), so that a corrupt
@@ -49,13 +52,24 @@
 #define SHARD_NO_COMPRESSION (-1)
 #define SHARD_ZSTD_DEFAULT 1   /* chosen by bench/bench_shard.c: schemas/image_shard.md */
 
-typedef enum { SHARD_IMAGES = 0, SHARD_CAPTIONS = 1 } shard_kind;
+typedef enum { SHARD_IMAGES = 0, SHARD_CAPTIONS = 1, SHARD_PAIRS = 2 } shard_kind;
+
+/* How a preference pair was made (schemas/pair_shard.md, /pair_kind). */
+typedef enum {
+	PAIR_ON_POLICY = 0,          /* rejected: a model's caption with an absent statement */
+	PAIR_SYNTH_PRIOR = 1,        /* rejected: ground truth with statements replaced by absent theme objects */
+	PAIR_SYNTH_COLOR = 2,        /* rejected: ground truth with one statement's color swapped */
+	PAIR_SYNTH_SHAPE = 3,        /* rejected: ground truth with one statement's shape swapped */
+	PAIR_KINDS = 4
+} pair_kind;
+/* "on-policy", "synthetic-prior", "synthetic-color", "synthetic-shape"; "?" out of range. */
+const char *pair_kind_name(int kind);
 
 typedef struct {
 	shard_kind kind;
 	int height, width;           /* every image is height x width x 3, uint8 */
 	int has_objects;             /* /objects present: ground truth, uint8 [N,9] */
-	/* caption shards only (ignored for image shards): */
+	/* caption and pair shards only (ignored for image shards): */
 	char origin[16];             /* "human" | "pseudo" | "synthetic" */
 	char teacher_digest[65];     /* checkpoint digest of the teacher, "" if none */
 	char vocab_digest[17];       /* vocab_digest() of the token ids */
@@ -81,6 +95,10 @@ typedef struct {
 	int ntokens;
 	float score;                 /* caption shards: consistency score (1 for human) */
 	const uint8_t *objects;      /* SCENE_CELLS bytes when has_objects, else NULL */
+	/* pair shards only: tokens/ntokens above are the chosen caption */
+	const uint16_t *rejected;    /* the rejected caption's token ids */
+	int nrejected;
+	int pair_kind;               /* pair_kind */
 } shard_sample;
 
 typedef struct shard_writer shard_writer;

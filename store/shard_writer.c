@@ -33,8 +33,10 @@ struct shard_writer {
 	size_t written;      /* images already in /images */
 	/* The per-sample arrays, as native-endian bytes: ids (uint64),
 	 * sources (chars), source_offsets and offsets (uint64, n + 1),
-	 * tokens (uint16), score (float), objects (SCENE_CELLS bytes each). */
+	 * tokens (uint16), score (float), objects (SCENE_CELLS bytes each);
+	 * pair shards also rejected tokens and offsets, and pair kinds (uint8). */
 	nb_buf ids, sources, source_offsets, tokens, offsets, score, objects;
+	nb_buf rtokens, roffsets, kinds;
 };
 
 static void writer_free(shard_writer *w)
@@ -45,7 +47,8 @@ static void writer_free(shard_writer *w)
 	free(w->chunk);
 	free(w->zbuf);
 	ZSTD_freeCCtx(w->cctx);
-	nb_buf *all[] = {&w->ids, &w->sources, &w->source_offsets, &w->tokens, &w->offsets, &w->score, &w->objects};
+	nb_buf *all[] = {&w->ids,   &w->sources, &w->source_offsets, &w->tokens, &w->offsets,
+			 &w->score, &w->objects, &w->rtokens,        &w->roffsets, &w->kinds};
 	for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
 		free(all[i]->data);
 	free(w);
@@ -58,7 +61,7 @@ static int valid_origin(const char *o)
 
 static int check_meta(const char *path, const shard_meta *m)
 {
-	if (m->kind != SHARD_IMAGES && m->kind != SHARD_CAPTIONS)
+	if (m->kind != SHARD_IMAGES && m->kind != SHARD_CAPTIONS && m->kind != SHARD_PAIRS)
 		return nb_error("cannot create shard '%s': unknown kind %d", path, (int)m->kind);
 	if (m->height < 1 || m->height > 4096 || m->width < 1 || m->width > 4096)
 		return nb_error("cannot create shard '%s': image size %dx%d out of range (1..4096)", path,
@@ -70,7 +73,7 @@ static int check_meta(const char *path, const shard_meta *m)
 	if (m->chunk_images < 0 || (size_t)m->chunk_images * m->height * m->width * 3 > SHARD_MAX_CHUNK_BYTES)
 		return nb_error("cannot create shard '%s': chunk of %d images is larger than %zu MiB", path,
 				m->chunk_images, SHARD_MAX_CHUNK_BYTES >> 20);
-	if (m->kind == SHARD_CAPTIONS) {
+	if (m->kind != SHARD_IMAGES) {
 		if (!memchr(m->origin, 0, sizeof m->origin) || !valid_origin(m->origin))
 			return nb_error("cannot create shard '%s': origin '%.15s' is not human, pseudo or synthetic",
 					path, m->origin);
@@ -136,6 +139,7 @@ shard_writer *shard_create(const char *path, const shard_meta *meta)
 	uint64_t zero = 0;
 	nb_buf_add(&w->source_offsets, &zero, sizeof zero);
 	nb_buf_add(&w->offsets, &zero, sizeof zero);
+	nb_buf_add(&w->roffsets, &zero, sizeof zero);
 
 	hid_t fcpl = H5Pcreate(H5P_FILE_CREATE);
 	if (fcpl >= 0)
@@ -221,6 +225,22 @@ static int empty_caption(const uint16_t *tokens, int n)
 	return 1;
 }
 
+/* The rejected half of a pair: 1..SHARD_MAX_TOKENS tokens, not all <pad>,
+ * and a known kind. */
+static int check_pair(shard_writer *w, const shard_sample *s)
+{
+	if (s->nrejected < 1 || s->nrejected > SHARD_MAX_TOKENS || !s->rejected)
+		return nb_error("cannot append to shard '%s': pair %llu has a rejected caption of %d tokens (allowed "
+				"1..%d)", w->path, (unsigned long long)s->id, s->nrejected, SHARD_MAX_TOKENS);
+	if (empty_caption(s->rejected, s->nrejected))
+		return nb_error("cannot append to shard '%s': pair %llu has an empty rejected caption (%d tokens, "
+				"none but <pad>)", w->path, (unsigned long long)s->id, s->nrejected);
+	if (s->pair_kind < 0 || s->pair_kind >= PAIR_KINDS)
+		return nb_error("cannot append to shard '%s': pair %llu has kind %d (known 0..%d)", w->path,
+				(unsigned long long)s->id, s->pair_kind, PAIR_KINDS - 1);
+	return 0;
+}
+
 int shard_append(shard_writer *w, const shard_sample *s)
 {
 	if (!w || !s)
@@ -228,7 +248,9 @@ int shard_append(shard_writer *w, const shard_sample *s)
 	if (!s->image)
 		return nb_error("cannot append to shard '%s': sample %llu has no image", w->path,
 				(unsigned long long)s->id);
-	int caption = w->meta.kind == SHARD_CAPTIONS;
+	int caption = w->meta.kind != SHARD_IMAGES, pairs = w->meta.kind == SHARD_PAIRS;
+	if (pairs && check_pair(w, s) < 0)
+		return -1;
 	if (caption && (s->ntokens < 0 || s->ntokens > SHARD_MAX_TOKENS || (s->ntokens && !s->tokens)))
 		return nb_error("cannot append to shard '%s': sample %llu has %d tokens (allowed 1..%d)", w->path,
 				(unsigned long long)s->id, s->ntokens, SHARD_MAX_TOKENS);
@@ -255,6 +277,13 @@ int shard_append(shard_writer *w, const shard_sample *s)
 		end = w->tokens.len / sizeof *s->tokens;
 		nb_buf_add(&w->offsets, &end, sizeof end);
 		nb_buf_add(&w->score, &s->score, sizeof s->score);
+	}
+	if (pairs) {
+		nb_buf_add(&w->rtokens, s->rejected, (size_t)s->nrejected * sizeof *s->rejected);
+		end = w->rtokens.len / sizeof *s->rejected;
+		nb_buf_add(&w->roffsets, &end, sizeof end);
+		uint8_t k = (uint8_t)s->pair_kind;
+		nb_buf_add(&w->kinds, &k, 1);
 	}
 	if (w->meta.has_objects)
 		nb_buf_add(&w->objects, s->objects, SCENE_CELLS);
@@ -297,10 +326,13 @@ static int write_array(shard_writer *w, const char *name, hid_t ftype, hid_t mty
 static int write_attrs(shard_writer *w)
 {
 	const shard_meta *m = &w->meta;
-	int caption = m->kind == SHARD_CAPTIONS;
+	int caption = m->kind != SHARD_IMAGES;
 	hid_t root = w->file;
 	int rc = 0;
-	rc |= h5u_put_str(root, "schema", caption ? SHARD_SCHEMA_CAPTIONS : SHARD_SCHEMA_IMAGES);
+	const char *schema = m->kind == SHARD_PAIRS	 ? SHARD_SCHEMA_PAIRS
+			     : m->kind == SHARD_CAPTIONS ? SHARD_SCHEMA_CAPTIONS
+							 : SHARD_SCHEMA_IMAGES;
+	rc |= h5u_put_str(root, "schema", schema);
 	rc |= h5u_put_int(root, "version", SHARD_VERSION);
 	rc |= h5u_put_int(root, "height", m->height);
 	rc |= h5u_put_int(root, "width", m->width);
@@ -375,10 +407,16 @@ static int write_tail(shard_writer *w)
 	    write_array(w, "sources", H5T_STD_U8LE, H5T_NATIVE_UINT8, 1, w->sources.data, w->sources.len, 0) < 0 ||
 	    write_array(w, "source_offsets", H5T_STD_U64LE, H5T_NATIVE_UINT64, 8, w->source_offsets.data, n + 1, 0) < 0)
 		return -1;
-	if (w->meta.kind == SHARD_CAPTIONS &&
+	if (w->meta.kind != SHARD_IMAGES &&
 	    (write_array(w, "tokens", H5T_STD_U16LE, H5T_NATIVE_UINT16, 2, w->tokens.data, w->tokens.len / 2, 0) < 0 ||
 	     write_array(w, "offsets", H5T_STD_U64LE, H5T_NATIVE_UINT64, 8, w->offsets.data, n + 1, 0) < 0 ||
 	     write_array(w, "score", H5T_IEEE_F32LE, H5T_NATIVE_FLOAT, 4, w->score.data, n, 0) < 0))
+		return -1;
+	if (w->meta.kind == SHARD_PAIRS &&
+	    (write_array(w, "rejected_tokens", H5T_STD_U16LE, H5T_NATIVE_UINT16, 2, w->rtokens.data,
+			 w->rtokens.len / 2, 0) < 0 ||
+	     write_array(w, "rejected_offsets", H5T_STD_U64LE, H5T_NATIVE_UINT64, 8, w->roffsets.data, n + 1, 0) < 0 ||
+	     write_array(w, "pair_kind", H5T_STD_U8LE, H5T_NATIVE_UINT8, 1, w->kinds.data, n, 0) < 0))
 		return -1;
 	if (w->meta.has_objects &&
 	    write_array(w, "objects", H5T_STD_U8LE, H5T_NATIVE_UINT8, 1, w->objects.data, n, SCENE_CELLS) < 0)

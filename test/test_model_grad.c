@@ -401,7 +401,7 @@ static void test_model(void)
 	vlm_batch big = {5, T, images, in, tg, NULL};
 	CHECK(isnan(vlm_forward_backward(m, &big, NULL, 1.0f, &nt)));
 	CHECK(test_contains(nb_errmsg(), "max_batch"));
-	vlm_noise nz = {0.3f, 1, 2, 0};
+	vlm_noise nz = {.sigma = 0.3f, .seed = 1, .stream = 2};
 	CHECK(isnan(vlm_forward_loss(m, &c.b, &nz, &nt)));
 	CHECK(test_contains(nb_errmsg(), "keys"));
 

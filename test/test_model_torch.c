@@ -191,7 +191,7 @@ int main(void)
 	compare_grads(m, ref_g, "gradients");
 
 	/* noise: the same draws on both sides */
-	vlm_noise noise = {SIGMA, NSEED, NSTREAM, 0};
+	vlm_noise noise = {.sigma = SIGMA, .seed = NSEED, .stream = NSTREAM};
 	double lossn = vlm_forward_backward(m, &batch, &noise, 1.0f / (float)nt, &nt);
 	CHECK_MSG(fabs(lossn / nt - ref_loss[1]) <= 1e-5 * fabs(ref_loss[1]), "noisy loss %.9g vs torch %.9g",
 		  lossn / nt, ref_loss[1]);

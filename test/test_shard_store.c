@@ -498,7 +498,7 @@ static void check_bad_shards(const char *dir)
 		corrupt_fn fn;
 		const char *cause;
 	} cases[] = {
-		{c_schema, "wrong schema 'foo' (expected nboost.images or nboost.captions v1)"},
+		{c_schema, "wrong schema 'foo' (expected nboost.images, nboost.captions or nboost.pairs v1)"},
 		{c_version, "unsupported version 2 of nboost.captions (expected 1)"},
 		{c_noschema, "not an nboost shard: missing attribute 'schema'"},
 		{c_missing, "dataset '/ids' is missing"},

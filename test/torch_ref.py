@@ -2,6 +2,7 @@
 """PyTorch reference of the nboost captioner (model/vlm.c, docs/model.md).
 
 Usage: torch_ref.py DIR
+       torch_ref.py --dpo DIR   (the DPO objective, trainer/dpo.h; see dpo_main)
 
 DIR holds what test/test_model_torch.c wrote:
   config.txt   the vlm_config fields as `key value` lines, plus B, T, sigma, steps
@@ -148,5 +149,61 @@ def main():
     np.array(losses, dtype="<f8").tofile(os.path.join(d, "steps.bin"))
 
 
+def seq_nll(logits, targets):
+    """Per row: the summed token cross-entropy (pad targets, 0, count nothing)."""
+    B, T, V = logits.shape
+    ce = F.cross_entropy(logits.reshape(-1, V), targets.reshape(-1), ignore_index=0, reduction="none")
+    return ce.view(B, T).sum(dim=1)
+
+
+def dpo_main(d):
+    """DIR holds what test/test_dpo_torch.c wrote: config.txt (the model
+    keys, B = rows = 2 * pairs, T, sigma, beta, sft_weight), tensors.txt,
+    params.bin (the policy), ref_params.bin (the reference), images.bin,
+    inputs.bin, targets.bin for the rows (chosen rows first, then the
+    rejected rows of the same images) and eps.bin (each row's draws). For
+    each noise mode (none, chosen, both) it writes dpo_loss_MODE.bin
+    (float64 [4]: objective, sum of -log sigmoid z, sum of z, sum of chosen
+    nll) and dpo_grads_MODE.bin (float32, parameter layout)."""
+    torch.set_num_threads(1)
+    cfg = {}
+    with open(os.path.join(d, "config.txt")) as f:
+        for line in f:
+            k, v = line.split()
+            cfg[k] = float(v) if k in ("sigma", "beta", "sft_weight") else int(v)
+    B, T, S = cfg["B"], cfg["T"], cfg["image_size"]
+    n = B // 2
+    flat = np.fromfile(os.path.join(d, "params.bin"), dtype="<f4")
+    names, p, _ = read_tensors(d, flat)
+    _, ref, _ = read_tensors(d, np.fromfile(os.path.join(d, "ref_params.bin"), dtype="<f4"))
+    images = torch.from_numpy(np.fromfile(os.path.join(d, "images.bin"), dtype=np.uint8).reshape(B, S, S, 3))
+    inputs = torch.from_numpy(np.fromfile(os.path.join(d, "inputs.bin"), dtype="<u2").astype(np.int64).reshape(B, T))
+    targets = torch.from_numpy(np.fromfile(os.path.join(d, "targets.bin"), dtype="<u2").astype(np.int64).reshape(B, T))
+    nv = (S // cfg["patch"]) ** 2
+    eps = torch.from_numpy(np.fromfile(os.path.join(d, "eps.bin"), dtype="<f4").reshape(B, nv, cfg["dec_dim"]))
+    beta, sft_w = cfg["beta"], cfg["sft_weight"]
+    sft_scale = 1.0 / float((targets[:n] != 0).sum())
+    with torch.no_grad():  # the reference: no noise, no gradient
+        ref_nll = seq_nll(forward(cfg, ref, images, inputs, eps, 0.0), targets).double()
+    for mode in ("none", "chosen", "both"):
+        for t in p.values():
+            t.grad = None
+        sigma = 0.0 if mode == "none" else cfg["sigma"]
+        e = eps.clone()
+        if mode == "chosen":
+            e[n:] = 0.0  # the rejected rows see clean visual tokens
+        nll = seq_nll(forward(cfg, p, images, inputs, e, sigma), targets).double()
+        z = beta * ((ref_nll[:n] - nll[:n]) - (ref_nll[n:] - nll[n:]))
+        terms = -F.logsigmoid(z)
+        loss = terms.sum() / n + sft_w * sft_scale * nll[:n].sum()
+        loss.backward()
+        np.array([loss.item(), terms.sum().item(), z.sum().item(), nll[:n].sum().item()],
+                 dtype="<f8").tofile(os.path.join(d, "dpo_loss_%s.bin" % mode))
+        grads_flat(names, p, flat.size).tofile(os.path.join(d, "dpo_grads_%s.bin" % mode))
+
+
 if __name__ == "__main__":
-    main()
+    if len(sys.argv) == 3 and sys.argv[1] == "--dpo":
+        dpo_main(sys.argv[2])
+    else:
+        main()

@@ -33,6 +33,10 @@ struct batcher {
 	uint16_t *tokens;
 	size_t ntok, tok_cap;
 	size_t ntruncated;
+	int pairs;                   /* 1: pair shards, rejected captions below */
+	uint64_t *rj_off;            /* [n+1] into rj_tokens (pairs only) */
+	uint16_t *rj_tokens;
+	size_t nrj, rj_cap;
 
 	shard_rec *shards;
 	int nshards, shards_cap;
@@ -58,6 +62,7 @@ batcher *batcher_create(int image_size, int max_text, int vocab, uint64_t seed)
 	b->seed = seed;
 	b->image_bytes = (size_t)image_size * (size_t)image_size * 3;
 	b->tok_off = nb_xcalloc(1, sizeof(uint64_t));
+	b->rj_off = nb_xcalloc(1, sizeof(uint64_t));
 	return b;
 }
 
@@ -69,6 +74,8 @@ void batcher_free(batcher *b)
 	free(b->ids);
 	free(b->tok_off);
 	free(b->tokens);
+	free(b->rj_off);
+	free(b->rj_tokens);
 	for (int i = 0; i < b->nshards; i++) {
 		free(b->shards[i].path);
 		free(b->shards[i].canon);
@@ -101,13 +108,19 @@ static void reserve_samples(batcher *b, size_t want)
 	NB_GROW(b->ids, cap, want, 256);
 	b->images = nb_xrealloc(b->images, cap * b->image_bytes);
 	b->tok_off = nb_xrealloc(b->tok_off, (cap + 1) * sizeof(uint64_t));
+	b->rj_off = nb_xrealloc(b->rj_off, (cap + 1) * sizeof(uint64_t));
 	b->cap = cap;
 }
 
 static int check_meta(const batcher *b, const shard_meta *m, const char *path)
 {
-	if (m->kind != SHARD_CAPTIONS)
-		return nb_error("cannot train on shard '%s': it is an image shard, not a caption shard", path);
+	if (b->pairs && m->kind != SHARD_PAIRS)
+		return nb_error("cannot train on shard '%s': preference training needs a pair shard (nboost pairs), "
+				"this is %s shard", path, m->kind == SHARD_IMAGES ? "an image" : "a caption");
+	if (!b->pairs && m->kind != SHARD_CAPTIONS)
+		return nb_error("cannot train on shard '%s': it is %s shard, not a caption shard%s", path,
+				m->kind == SHARD_IMAGES ? "an image" : "a pair",
+				m->kind == SHARD_PAIRS ? " (train on pairs with --objective dpo)" : "");
 	if (m->height != b->image_size || m->width != b->image_size)
 		return nb_error("cannot train on shard '%s': images are %dx%d but the model takes %dx%d", path,
 				m->width, m->height, b->image_size, b->image_size);
@@ -128,13 +141,13 @@ static int load_samples(batcher *b, const char *path, size_t *added, size_t *tru
 		shard_close(r);
 		return -1;
 	}
-	size_t n0 = b->n, t0 = b->ntok, trunc = 0;
+	size_t n0 = b->n, t0 = b->ntok, r0 = b->nrj, trunc = 0;
 	int keep_max = b->max_text - 1;
 	shard_sample s;
 	int rc;
 	while ((rc = shard_next(r, &s)) == 1) {
-		for (int k = 0; k < s.ntokens; k++)
-			if (s.tokens[k] >= b->vocab) {
+		for (int k = 0; k < s.ntokens + s.nrejected; k++)
+			if ((k < s.ntokens ? s.tokens[k] : s.rejected[k - s.ntokens]) >= b->vocab) {
 				nb_error("cannot train on shard '%s': sample id %llu has token %u, not below vocab %d",
 					 path, (unsigned long long)s.id, s.tokens[k], b->vocab);
 				rc = -1;
@@ -142,9 +155,13 @@ static int load_samples(batcher *b, const char *path, size_t *added, size_t *tru
 			}
 		if (rc < 0)
 			break;
-		int nt = s.ntokens;
+		int nt = s.ntokens, nr = s.nrejected;
 		if (nt > keep_max) {
 			nt = keep_max;
+			trunc++;
+		}
+		if (nr > keep_max) {
+			nr = keep_max;
 			trunc++;
 		}
 		reserve_samples(b, b->n + 1);
@@ -154,6 +171,12 @@ static int load_samples(batcher *b, const char *path, size_t *added, size_t *tru
 		if (nt > 0)
 			memcpy(b->tokens + b->ntok, s.tokens, (size_t)nt * sizeof(uint16_t));
 		b->ntok += (size_t)nt;
+		if (b->pairs) {
+			NB_GROW(b->rj_tokens, b->rj_cap, b->nrj + (size_t)nr, 4096);
+			memcpy(b->rj_tokens + b->nrj, s.rejected, (size_t)nr * sizeof(uint16_t));
+			b->nrj += (size_t)nr;
+			b->rj_off[b->n + 1] = b->nrj;
+		}
 		b->n++;
 		b->tok_off[b->n] = b->ntok;
 	}
@@ -161,6 +184,7 @@ static int load_samples(batcher *b, const char *path, size_t *added, size_t *tru
 	if (rc < 0) {
 		b->n = n0;
 		b->ntok = t0;
+		b->nrj = r0;
 		return -1;
 	}
 	*added = b->n - n0;
@@ -280,6 +304,9 @@ int batcher_next(batcher *b, int n, uint64_t *idx)
 
 static size_t sample_len(const batcher *b, uint64_t i) { return (size_t)(b->tok_off[i + 1] - b->tok_off[i]); }
 
+static void reserve_batch(batcher *b, int n, int T);
+static void fill_row(batcher *b, int i, int T, const uint16_t *tok, size_t len, uint64_t sample);
+
 void batcher_make(batcher *b, const uint64_t *idx, int n, vlm_batch *out)
 {
 	int T = 1;
@@ -288,31 +315,9 @@ void batcher_make(batcher *b, const uint64_t *idx, int n, vlm_batch *out)
 		if (len > T)
 			T = len;
 	}
-	if (n > b->bcap || T > b->tcap) {
-		b->bcap = n > b->bcap ? n : b->bcap;
-		b->tcap = T > b->tcap ? T : b->tcap;
-		size_t cells = (size_t)b->bcap * (size_t)b->tcap;
-		b->b_images = nb_xrealloc(b->b_images, (size_t)b->bcap * b->image_bytes + 1);
-		b->b_inputs = nb_xrealloc(b->b_inputs, cells * sizeof(uint16_t) + 1);
-		b->b_targets = nb_xrealloc(b->b_targets, cells * sizeof(uint16_t) + 1);
-		b->b_keys = nb_xrealloc(b->b_keys, (size_t)b->bcap * sizeof(uint64_t) + 1);
-	}
-	for (int i = 0; i < n; i++) {
-		uint64_t s = idx[i];
-		size_t len = sample_len(b, s);
-		const uint16_t *tok = b->tokens + b->tok_off[s];
-		uint16_t *in = b->b_inputs + (size_t)i * T, *tg = b->b_targets + (size_t)i * T;
-		in[0] = VOCAB_BOS;
-		for (size_t k = 0; k < len; k++) {
-			in[k + 1] = tok[k];
-			tg[k] = tok[k];
-		}
-		tg[len] = VOCAB_EOS;
-		for (int k = (int)len + 1; k < T; k++)
-			in[k] = tg[k] = VOCAB_PAD;
-		memcpy(b->b_images + (size_t)i * b->image_bytes, b->images + s * b->image_bytes, b->image_bytes);
-		b->b_keys[i] = b->ids[s];
-	}
+	reserve_batch(b, n, T);
+	for (int i = 0; i < n; i++)
+		fill_row(b, i, T, b->tokens + b->tok_off[idx[i]], sample_len(b, idx[i]), idx[i]);
 	out->B = n;
 	out->T = T;
 	out->images = b->b_images;
@@ -349,3 +354,68 @@ int batcher_set_state(batcher *b, const batcher_state *s)
 	b->merges = s->merges;
 	return 0;
 }
+
+int batcher_set_pairs(batcher *b)
+{
+	if (b->nshards)
+		return nb_error("batcher: switch to pairs before the first shard is added");
+	b->pairs = 1;
+	return 0;
+}
+
+int batcher_is_pairs(const batcher *b) { return b->pairs; }
+
+/* Room for n rows of T positions in the batch buffers. */
+static void reserve_batch(batcher *b, int n, int T)
+{
+	if (n <= b->bcap && T <= b->tcap)
+		return;
+	b->bcap = n > b->bcap ? n : b->bcap;
+	b->tcap = T > b->tcap ? T : b->tcap;
+	size_t cells = (size_t)b->bcap * (size_t)b->tcap;
+	b->b_images = nb_xrealloc(b->b_images, (size_t)b->bcap * b->image_bytes + 1);
+	b->b_inputs = nb_xrealloc(b->b_inputs, cells * sizeof(uint16_t) + 1);
+	b->b_targets = nb_xrealloc(b->b_targets, cells * sizeof(uint16_t) + 1);
+	b->b_keys = nb_xrealloc(b->b_keys, (size_t)b->bcap * sizeof(uint64_t) + 1);
+}
+
+/* Row i of a batch of width T: [bos, tok...] and [tok..., eos], padded. */
+static void fill_row(batcher *b, int i, int T, const uint16_t *tok, size_t len, uint64_t sample)
+{
+	uint16_t *in = b->b_inputs + (size_t)i * T, *tg = b->b_targets + (size_t)i * T;
+	in[0] = VOCAB_BOS;
+	for (size_t k = 0; k < len; k++) {
+		in[k + 1] = tok[k];
+		tg[k] = tok[k];
+	}
+	tg[len] = VOCAB_EOS;
+	for (int k = (int)len + 1; k < T; k++)
+		in[k] = tg[k] = VOCAB_PAD;
+	memcpy(b->b_images + (size_t)i * b->image_bytes, b->images + sample * b->image_bytes, b->image_bytes);
+	b->b_keys[i] = b->ids[sample];
+}
+
+void batcher_make_pairs(batcher *b, const uint64_t *idx, int n, vlm_batch *out)
+{
+	if (!b->pairs)
+		NB_BUG("batcher_make_pairs on a batcher of captions");
+	int T = 1;
+	for (int i = 0; i < n; i++) {
+		int lc = (int)sample_len(b, idx[i]) + 1, lr = (int)(b->rj_off[idx[i] + 1] - b->rj_off[idx[i]]) + 1;
+		T = lc > T ? lc : T;
+		T = lr > T ? lr : T;
+	}
+	reserve_batch(b, 2 * n, T);
+	for (int i = 0; i < n; i++) {
+		uint64_t s = idx[i];
+		fill_row(b, i, T, b->tokens + b->tok_off[s], sample_len(b, s), s);
+		fill_row(b, n + i, T, b->rj_tokens + b->rj_off[s], (size_t)(b->rj_off[s + 1] - b->rj_off[s]), s);
+	}
+	out->B = 2 * n;
+	out->T = T;
+	out->images = b->b_images;
+	out->inputs = b->b_inputs;
+	out->targets = b->b_targets;
+	out->keys = b->b_keys;
+}
+

@@ -66,6 +66,18 @@ int batcher_next(batcher *b, int n, uint64_t *idx);
  * next batcher_make call. n = 0 gives B = 0. */
 void batcher_make(batcher *b, const uint64_t *idx, int n, vlm_batch *out);
 
+/* Preference pairs (schemas/pair_shard.md). A batcher switched to pairs
+ * before its first shard takes pair shards only (and a plain one caption
+ * shards only); each sample then also holds its rejected caption (truncated
+ * like the chosen one). 0, or nb_error once shards were added. */
+int batcher_set_pairs(batcher *b);
+int batcher_is_pairs(const batcher *b);
+/* The pair batch of n samples: 2n rows, rows [0, n) the chosen captions and
+ * rows [n, 2n) the rejected ones of the same samples in the same order, each
+ * row with its image and key (the sample id); T = 1 + the longest caption of
+ * either kind. Owned by the batcher, valid until the next make call. */
+void batcher_make_pairs(batcher *b, const uint64_t *idx, int n, vlm_batch *out);
+
 /* Order state, for checkpoints. order[norder] is the current permutation,
  * cursor the next position, epoch and merges count reshuffles. */
 typedef struct {

@@ -211,11 +211,16 @@ int run_dir_log_step(run_dir *rd, const train_stats *st)
 	long done = st->step - rd->first_step;
 	double sps = elapsed > 0 ? (double)done * st->samples / elapsed : 0.0;
 	if (rd->log_fd >= 0 && (st->step % rd->log_every == 0 || st->step == rd->total)) {
-		char line[512];
+		char line[768], dpo[256] = "";
+		if (st->dpo)
+			snprintf(dpo, sizeof dpo,
+				 ", \"dpo_loss\": %.9g, \"reward_margin\": %.9g, \"reward_accuracy\": %.9g, "
+				 "\"sft_loss\": %.9g",
+				 st->dpo_loss, st->reward_margin, st->reward_accuracy, st->sft_loss);
 		int n = snprintf(line, sizeof line,
-				 "{\"step\": %ld, \"loss\": %.9g, \"lr\": %.9g, \"grad_norm\": %.9g, \"samples_per_s\": "
+				 "{\"step\": %ld, \"loss\": %.9g, \"lr\": %.9g, \"grad_norm\": %.9g%s, \"samples_per_s\": "
 				 "%.4g, \"time\": %.3f, \"elapsed_s\": %.3f}\n",
-				 st->step, st->loss, st->lr, st->grad_norm, sps, unix_time(), elapsed);
+				 st->step, st->loss, st->lr, st->grad_norm, dpo, sps, unix_time(), elapsed);
 		if (log_line(rd, line, (size_t)n < sizeof line ? (size_t)n : sizeof line - 1) < 0)
 			return -1;
 	}
@@ -223,8 +228,11 @@ int run_dir_log_step(run_dir *rd, const train_stats *st)
 		char eta[32];
 		double per = done > 0 ? elapsed / (double)done : 0;
 		nb_fmt_duration(eta, sizeof eta, per * (double)(rd->total - st->step));
-		fprintf(stderr, "train: step %ld/%ld  loss %.4f  lr %.2e  |g| %.3f  %.1f samples/s  ETA %s\n",
-			st->step, rd->total, st->loss, st->lr, st->grad_norm, sps, eta);
+		char dpo[96] = "";
+		if (st->dpo)
+			snprintf(dpo, sizeof dpo, "  margin %.4f  acc %.3f", st->reward_margin, st->reward_accuracy);
+		fprintf(stderr, "train: step %ld/%ld  loss %.4f%s  lr %.2e  |g| %.3f  %.1f samples/s  ETA %s\n",
+			st->step, rd->total, st->loss, dpo, st->lr, st->grad_norm, sps, eta);
 		rd->last_print = t;
 	}
 	return 0;

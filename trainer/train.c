@@ -18,6 +18,9 @@ struct trainer {
 	int rank, size;
 	int local_max;               /* largest slice of the global batch */
 	vlm_model *m;
+	vlm_model *ref;              /* DPO: the frozen reference, NULL otherwise */
+	char ref_digest[17];         /* DPO: its parameters' digest (checkpoint item dpo_ref_digest) */
+	char resumed_ref[17];        /* DPO: the digest a resumed checkpoint recorded, "" if none */
 	float *adam_m, *adam_v;
 	batcher *data;
 	long step;
@@ -30,6 +33,7 @@ train_config train_config_default(void)
 		.model = vlm_config_default(),
 		.steps = 4000, .batch = 64, .lr = 1e-3, .warmup = 200, .clip = 1.0,
 		.adam = adamw_defaults(), .seed = 1, .sigma = 0.3f, .sigma_end = -1.0f,
+		.objective = TRAIN_SFT, .dpo = {.beta = 0.1, .noise = DPO_NOISE_CHOSEN, .sft_weight = 0.0},
 	};
 	return c;
 }
@@ -75,7 +79,8 @@ trainer *trainer_create(const train_config *c, MPI_Comm comm)
 	MPI_Comm_rank(comm, &t->rank);
 	MPI_Comm_size(comm, &t->size);
 	t->local_max = (c->batch + t->size - 1) / t->size;
-	t->m = vlm_create(&c->model, t->local_max);
+	/* a DPO batch has two rows per pair */
+	t->m = vlm_create(&c->model, c->objective == TRAIN_DPO ? 2 * t->local_max : t->local_max);
 	if (!t->m) {
 		free(t);
 		return NULL;
@@ -85,6 +90,8 @@ trainer *trainer_create(const train_config *c, MPI_Comm comm)
 	t->adam_m = nb_xcalloc(n, sizeof(float));
 	t->adam_v = nb_xcalloc(n, sizeof(float));
 	t->data = batcher_create(c->model.image_size, c->model.max_text, c->model.vocab, c->seed);
+	if (c->objective == TRAIN_DPO && batcher_set_pairs(t->data) < 0)
+		NB_BUG("fresh batcher refused pairs: %s", nb_errmsg());
 	t->gidx = nb_xcalloc((size_t)c->batch, sizeof(uint64_t));
 	return t;
 }
@@ -94,6 +101,7 @@ void trainer_free(trainer *t)
 	if (!t)
 		return;
 	vlm_free(t->m);
+	vlm_free(t->ref);
 	free(t->adam_m);
 	free(t->adam_v);
 	batcher_free(t->data);
@@ -151,6 +159,42 @@ int trainer_init_decoder(trainer *t, const char *path)
 	return 0;
 }
 batcher *trainer_batcher(trainer *t) { return t->data; }
+
+static int set_reference_local(trainer *t, const char *path, int init_policy)
+{
+	if (t->cfg.objective != TRAIN_DPO)
+		return nb_error("a reference model is for objective dpo only");
+	if (t->ref)
+		return nb_error("the reference model is set once");
+	vlm_model *ref = ckpt_load_model(path, vlm_max_batch(t->m));
+	if (!ref) {
+		char why[1024];
+		snprintf(why, sizeof why, "%s", nb_errmsg());
+		return nb_error("cannot load the DPO reference '%s': %s", path, why);
+	}
+	if (!vlm_config_equal(vlm_get_config(ref), &t->cfg.model)) {
+		vlm_free(ref);
+		return nb_error("cannot use '%s' as the DPO reference: its model config differs from the job's "
+				"[model] (DPO trains a copy of the reference)", path);
+	}
+	char digest[17];
+	ckpt_params_digest(ref, digest);
+	if (t->resumed_ref[0] && strcmp(digest, t->resumed_ref)) {
+		vlm_free(ref);
+		return nb_error("cannot resume with the DPO reference '%s': its parameters (digest %s) are not those "
+				"the run started from (digest %s)", path, digest, t->resumed_ref);
+	}
+	if (init_policy)
+		memcpy(vlm_params(t->m), vlm_params(ref), sizeof(float) * vlm_nparams(t->m));
+	t->ref = ref;
+	memcpy(t->ref_digest, digest, sizeof digest);
+	return 0;
+}
+
+int trainer_set_reference(trainer *t, const char *path, int init_policy)
+{
+	return agree(t, set_reference_local(t, path, init_policy) == 0, "loading the DPO reference");
+}
 long trainer_step_index(const trainer *t) { return t->step; }
 
 int trainer_add_shard(trainer *t, const char *path)
@@ -229,14 +273,6 @@ int trainer_watch(trainer *t, const char *dir)
 	return agree(t, ok, "adding a shard") < 0 ? -1 : added;
 }
 
-static long count_targets(const vlm_batch *b)
-{
-	long n = 0;
-	for (long i = 0; i < (long)b->B * b->T; i++)
-		n += b->targets[i] != VOCAB_PAD;
-	return n;
-}
-
 static void apply_adamw(trainer *t, double lr)
 {
 	vlm_model *m = t->m;
@@ -248,47 +284,100 @@ static void apply_adamw(trainer *t, double lr)
 	}
 }
 
+/* The rank's slice [lo, hi) of the global batch t->gidx. */
+static void local_slice(const trainer *t, int *lo, int *hi)
+{
+	*lo = (int)((long)t->rank * t->cfg.batch / t->size);
+	*hi = (int)((long)(t->rank + 1) * t->cfg.batch / t->size);
+}
+
+/* Sums of the loss terms of one step, all-reduced in one call with the
+ * failure count. */
+enum { SUM_LOSS, SUM_FAILED, SUM_MARGIN, SUM_CORRECT, SUM_SFT, SUM_N };
+
+/* The supervised forward/backward on the rank's slice: grads, sums[SUM_LOSS]
+ * (token loss sum); *ok = 0 on failure. gtokens: global target tokens. */
+static void sft_local(trainer *t, const vlm_batch *b, long gtokens, double *sums, int *ok)
+{
+	const train_config *c = &t->cfg;
+	vlm_noise noise = {.sigma = train_sigma_at(c, t->step), .seed = c->seed, .stream = (uint64_t)t->step,
+			   .blind = c->text_only};
+	long nt = 0;
+	double loss = vlm_forward_backward(t->m, b, &noise, (float)(1.0 / (double)gtokens), &nt);
+	*ok = !isnan(loss) || nt > 0;
+	sums[SUM_LOSS] = *ok ? loss : 0.0;
+}
+
+/* The DPO forward/backward on the rank's pair rows (trainer/dpo.h). */
+static void dpo_local(trainer *t, const vlm_batch *b, long gtokens, double *sums, int *ok)
+{
+	const train_config *c = &t->cfg;
+	vlm_noise noise = {.sigma = train_sigma_at(c, t->step), .seed = c->seed, .stream = (uint64_t)t->step,
+			   .blind = c->text_only};
+	double *ref_nll = nb_xmalloc(sizeof(double) * (size_t)b->B);
+	dpo_sums ds = {0};
+	*ok = dpo_reference(t->ref, b, ref_nll) == 0 &&
+	      dpo_loss(t->m, b, ref_nll, &noise, &c->dpo, 1.0 / (double)c->batch, 1.0 / (double)gtokens, 1, &ds) == 0;
+	free(ref_nll);
+	sums[SUM_LOSS] = ds.loss;
+	sums[SUM_MARGIN] = ds.margin;
+	sums[SUM_CORRECT] = (double)ds.correct;
+	sums[SUM_SFT] = ds.sft;
+}
+
+/* Target tokens of rows [0, rows) of b. */
+static long count_rows(const vlm_batch *b, int rows)
+{
+	long n = 0;
+	for (long i = 0; i < (long)rows * b->T; i++)
+		n += b->targets[i] != VOCAB_PAD;
+	return n;
+}
+
 int trainer_step(trainer *t, train_stats *st)
 {
 	const train_config *c = &t->cfg;
+	int dpo = c->objective == TRAIN_DPO;
+	if (dpo && !t->ref)
+		return nb_error("objective dpo: no reference model was set (trainer_set_reference)");
 	/* Every rank draws the same global list, so the data need no exchange. */
 	if (agree(t, batcher_next(t->data, c->batch, t->gidx) == 0, "drawing a batch") < 0)
 		return -1;
-	int lo = (int)((long)t->rank * c->batch / t->size), hi = (int)((long)(t->rank + 1) * c->batch / t->size);
+	int lo, hi;
+	local_slice(t, &lo, &hi);
 	vlm_batch b;
-	batcher_make(t->data, t->gidx + lo, hi - lo, &b);
-	long tokens = b.B ? count_targets(&b) : 0, gtokens = 0;
+	if (dpo)
+		batcher_make_pairs(t->data, t->gidx + lo, hi - lo, &b);
+	else
+		batcher_make(t->data, t->gidx + lo, hi - lo, &b);
+	/* supervised: every target token; DPO: the chosen rows' (the SFT term) */
+	long tokens = b.B ? count_rows(&b, dpo ? b.B / 2 : b.B) : 0, gtokens = 0;
 	MPI_Allreduce(&tokens, &gtokens, 1, MPI_LONG, MPI_SUM, t->comm);
 	if (gtokens <= 0) {
 		nb_error("batch at step %ld has no target tokens", t->step);
 		return -1;
 	}
-	vlm_noise noise = {.sigma = train_sigma_at(c, t->step), .seed = c->seed, .stream = (uint64_t)t->step,
-			   .blind = c->text_only};
-	double loss = 0.0;
+	double sums[SUM_N] = {0}, gsums[SUM_N];
 	int ok = 1;
 	size_t n = vlm_nparams(t->m);
 	float *g = vlm_grads(t->m);
-	if (b.B > 0) {
-		long nt = 0;
-		loss = vlm_forward_backward(t->m, &b, &noise, (float)(1.0 / (double)gtokens), &nt);
-		ok = !isnan(loss) || nt > 0;
-		if (!ok)
-			loss = 0.0;
-	} else {
+	if (b.B > 0 && dpo)
+		dpo_local(t, &b, gtokens, sums, &ok);
+	else if (b.B > 0)
+		sft_local(t, &b, gtokens, sums, &ok);
+	else
 		memset(g, 0, n * sizeof(float));
-	}
-	/* The loss sum and the ok flag travel together: one extra small call. */
-	double pair[2] = {loss, ok ? 0.0 : 1.0}, gpair[2];
+	sums[SUM_FAILED] = ok ? 0.0 : 1.0;
+	/* The loss sums and the failure count travel together: one extra small call. */
 	MPI_Allreduce(MPI_IN_PLACE, g, (int)n, MPI_FLOAT, MPI_SUM, t->comm);
-	MPI_Allreduce(pair, gpair, 2, MPI_DOUBLE, MPI_SUM, t->comm);
-	if (gpair[1] != 0.0) {
+	MPI_Allreduce(sums, gsums, SUM_N, MPI_DOUBLE, MPI_SUM, t->comm);
+	if (gsums[SUM_FAILED] != 0.0) {
 		if (ok)
 			nb_error("forward/backward at step %ld failed on another rank", t->step);
 		return -1;
 	}
 	/* Diverged: fail before the update, so the last checkpoint stays good. */
-	if (!isfinite(gpair[0]))
+	if (!isfinite(gsums[SUM_LOSS]))
 		return nb_error("loss is not finite at step %ld (training diverged: lower train.lr or raise "
 				"train.warmup)", t->step);
 	lr_schedule s = {.base = c->lr, .warmup = c->warmup, .total = c->steps};
@@ -296,12 +385,21 @@ int trainer_step(trainer *t, train_stats *st)
 	double norm = grad_clip_global(g, n, c->clip);
 	apply_adamw(t, lr);
 	t->step++;
+	memset(st, 0, sizeof *st);
 	st->step = t->step;
-	st->loss = gpair[0] / (double)gtokens;
+	st->loss = gsums[SUM_LOSS] / (double)gtokens;
 	st->lr = lr;
 	st->grad_norm = norm;
 	st->tokens = gtokens;
 	st->samples = c->batch;
+	if (dpo) {
+		st->dpo = 1;
+		st->dpo_loss = gsums[SUM_LOSS] / (double)c->batch;
+		st->sft_loss = gsums[SUM_SFT] / (double)gtokens;
+		st->loss = st->dpo_loss + c->dpo.sft_weight * st->sft_loss;
+		st->reward_margin = gsums[SUM_MARGIN] / (double)c->batch;
+		st->reward_accuracy = gsums[SUM_CORRECT] / (double)c->batch;
+	}
 	return 0;
 }
 
@@ -330,19 +428,21 @@ static int save_rank0(trainer *t, const char *path, const char *job_text)
 	batcher_state bs;
 	batcher_get_state(d, &bs);
 	uint64_t pos[4] = {bs.cursor, bs.epoch, bs.merges, (uint64_t)t->size};
-	ckpt_item items[5] = {
+	ckpt_item items[6] = {
 		{.name = "data_order", .u64 = bs.order, .n = bs.norder},
 		{.name = "data_position", .u64 = pos, .n = 4},
 		{.name = "shard_paths", .text = paths},
 		{.name = "shard_steps", .u64 = steps, .n = (size_t)ns},
 		{.name = "shard_counts", .u64 = counts, .n = (size_t)ns},
+		{.name = "dpo_ref_digest", .text = t->ref_digest},
 	};
 	/* an empty order still needs a valid pointer for HDF5 */
 	uint64_t none = 0;
 	if (!items[0].u64)
 		items[0].u64 = &none;
 	ckpt_save_info info = {.step = t->step, .seed = t->cfg.seed, .job_config = job_text,
-			       .adam_m = t->adam_m, .adam_v = t->adam_v, .items = items, .nitems = 5};
+			       .adam_m = t->adam_m, .adam_v = t->adam_v, .items = items,
+			       .nitems = t->cfg.objective == TRAIN_DPO ? 6 : 5};
 	int rc = ckpt_save(path, t->m, &info);
 	free(paths);
 	free(steps);
@@ -404,6 +504,20 @@ out:
 	return rc;
 }
 
+/* DPO: the reference digest the checkpoint recorded, checked when the
+ * reference is loaded again (set_reference_local). */
+static int read_ref_digest(trainer *t, ckpt_file *f, const char *path)
+{
+	char *d = NULL;
+	if (ckpt_read_text(f, "dpo_ref_digest", &d) < 0)
+		return nb_error("cannot resume from '%s' with objective dpo: %s", path, nb_errmsg());
+	int ok = strlen(d) == 16;
+	if (ok)
+		memcpy(t->resumed_ref, d, 17);
+	free(d);
+	return ok ? 0 : nb_error("cannot resume from '%s': dpo_ref_digest is not a digest", path);
+}
+
 static int resume_local(trainer *t, const char *path)
 {
 	if (batcher_nshards(t->data) != 0 || t->step != 0)
@@ -439,6 +553,8 @@ static int resume_local(trainer *t, const char *path)
 	if (npos >= 4 && pos[3] != (uint64_t)t->size && t->rank == 0)
 		nb_warn("resuming '%s' on %d rank(s), it was written by %llu: the run continues, but not "
 			"bit-identically", path, t->size, (unsigned long long)pos[3]);
+	if (t->cfg.objective == TRAIN_DPO && read_ref_digest(t, f, path) < 0)
+		goto out;
 	t->step = ckpt_step(f);
 	rc = 0;
 out:

@@ -30,6 +30,10 @@
 #include "model/vlm.h"
 #include "trainer/adamw.h"
 #include "trainer/batcher.h"
+#include "trainer/dpo.h"
+
+/* train.objective */
+typedef enum { TRAIN_SFT = 0, TRAIN_DPO = 1 } train_objective;
 
 typedef struct {
 	vlm_config model;
@@ -45,6 +49,9 @@ typedef struct {
 				      * from sigma at step 0 to sigma_end at the last step */
 	int text_only;               /* 1: captions alone, zero visual tokens (vlm_noise.blind):
 				      * a language-model pretraining of the decoder (0) */
+	int objective;               /* TRAIN_SFT (cross-entropy on caption shards) or TRAIN_DPO
+				      * (preference pairs against a reference model, trainer/dpo.h) */
+	dpo_params dpo;              /* beta 0.1, noise on the chosen branch, sft_weight 0 */
 } train_config;
 
 /* The reference configuration (docs/model.md). */
@@ -70,6 +77,13 @@ vlm_model *trainer_model(trainer *t);
  * file and the first difference. */
 int trainer_init_decoder(trainer *t, const char *path);
 batcher *trainer_batcher(trainer *t);
+
+/* DPO: loads the frozen reference model from checkpoint path (every rank;
+ * the same config as the trainer's model), and, when init_policy, copies its
+ * parameters into the policy (a fresh run starts from the reference; a
+ * resumed one has its own: pass 0). Once per trainer. 0 or -1 on every
+ * rank. */
+int trainer_set_reference(trainer *t, const char *path, int init_policy);
 /* Updates done so far (the next step's index). */
 long trainer_step_index(const trainer *t);
 
@@ -87,9 +101,18 @@ typedef struct {
 	double grad_norm;            /* global gradient norm before clipping */
 	long tokens;                 /* target tokens in the global batch */
 	int samples;                 /* global batch size */
+	/* objective dpo (0 otherwise): loss above is the whole objective */
+	int dpo;                     /* 1 when the fields below are set */
+	double dpo_loss;             /* mean -log sigmoid(z) over the global batch's pairs */
+	double reward_margin;        /* mean z = beta * (log-ratio chosen - log-ratio rejected) */
+	double reward_accuracy;      /* share of pairs with z > 0 */
+	double sft_loss;             /* mean token cross-entropy of the chosen captions */
 } train_stats;
 
-/* One optimizer step (collective). 0 or -1 + nb_errmsg. */
+/* One optimizer step (collective); the objective's (train_config). The
+ * DPO step: the reference's and the policy's forward over the rank's pair
+ * rows (chosen and rejected together), one backward with a weight per row
+ * (trainer/dpo.h), then the supervised step's all-reduce, clip and AdamW. 0 or -1 + nb_errmsg. */
 int trainer_step(trainer *t, train_stats *st);
 
 /* Rank 0 writes the checkpoint (model/checkpoint.h) with the optimizer and

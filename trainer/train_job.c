@@ -19,7 +19,8 @@ static const char *const frozen_keys[] = {
 	"model.image_size", "model.patch", "model.enc_dim", "model.enc_layers", "model.enc_heads",
 	"model.dec_dim", "model.dec_layers", "model.dec_heads", "model.mlp_ratio", "model.max_text",
 	"train.batch", "train.lr", "train.weight_decay", "train.beta1", "train.beta2", "train.eps",
-	"train.warmup", "train.clip", "train.seed", "train.text_only", "noise.sigma", "noise.sigma_end", NULL,
+	"train.warmup", "train.clip", "train.seed", "train.text_only", "noise.sigma", "noise.sigma_end",
+	"train.objective", "dpo.beta", "dpo.noise", "dpo.sft_weight", "dpo.ref", NULL,
 };
 
 /* Every key a job file may hold: the keys read here, the [data] keys and
@@ -32,13 +33,16 @@ static const char *const known_keys[] = {
 	"train.steps", "train.batch", "train.lr", "train.weight_decay", "train.beta1", "train.beta2", "train.eps",
 	"train.warmup", "train.clip", "train.seed", "train.checkpoint_every", "train.log_every",
 	"train.watch_every", "train.text_only", "train.init_decoder", "noise.sigma", "noise.sigma_end", "data.labeled", "data.unlabeled", "data.test",
-	"train.keep_checkpoints", "train.eval_every", "corpus.*", "run.*", "teacher.*", "filter.*", "student.*", NULL,
+	"train.keep_checkpoints", "train.eval_every",
+	"train.objective", "dpo.beta", "dpo.noise", "dpo.sft_weight", "dpo.ref", "data.pairs",
+	"corpus.*", "run.*", "teacher.*", "filter.*", "student.*", NULL,
 };
 
 /* The sections read here; the others are copied through as given. */
 static int is_my_section(const char *key)
 {
-	return !strncmp(key, "model.", 6) || !strncmp(key, "train.", 6) || !strncmp(key, "noise.", 6);
+	return !strncmp(key, "model.", 6) || !strncmp(key, "train.", 6) || !strncmp(key, "noise.", 6) ||
+	       !strncmp(key, "dpo.", 4);
 }
 
 int train_job_check_keys(const jobfile *j) { return jobfile_check_known(j, known_keys); }
@@ -49,6 +53,39 @@ static int get_model_int(const jobfile *j, const char *key, int def, long lo, lo
 	if (jobfile_int(j, key, def, lo, hi, &v) < 0)
 		return -1;
 	*out = (int)v;
+	return 0;
+}
+
+/* train.objective and the [dpo] keys. */
+static int read_dpo(const jobfile *j, train_job *s)
+{
+	train_config *c = &s->tc;
+	const char *obj = jobfile_str(j, "train.objective", "sft");
+	if (!strcmp(obj, "sft"))
+		c->objective = TRAIN_SFT;
+	else if (!strcmp(obj, "dpo"))
+		c->objective = TRAIN_DPO;
+	else
+		return nb_error("train.objective = %s (%s): expected sft or dpo", obj, jobfile_origin(j, "train.objective"));
+	const char *mode = jobfile_str(j, "dpo.noise", "chosen");
+	c->dpo.noise = dpo_noise_parse(mode);
+	if (c->dpo.noise < 0)
+		return nb_error("dpo.noise = %s (%s): expected chosen, both or none", mode, jobfile_origin(j, "dpo.noise"));
+	if (jobfile_double(j, "dpo.beta", c->dpo.beta, 1e-6, 1e6, &c->dpo.beta) < 0 ||
+	    jobfile_double(j, "dpo.sft_weight", c->dpo.sft_weight, 0.0, 1e6, &c->dpo.sft_weight) < 0)
+		return -1;
+	if (c->objective == TRAIN_DPO && c->text_only)
+		return nb_error("train.text_only and train.objective = dpo exclude each other (the reference sees the "
+				"images)");
+	if (c->objective == TRAIN_DPO && s->init_decoder)
+		return nb_error("train.init_decoder and train.objective = dpo exclude each other (the policy starts "
+				"from dpo.ref)");
+	s->pairs = jobfile_str(j, "data.pairs", NULL);
+	s->dpo_ref = jobfile_str(j, "dpo.ref", NULL);
+	if (s->pairs && !*s->pairs)
+		s->pairs = NULL;
+	if (s->dpo_ref && !*s->dpo_ref)
+		s->dpo_ref = NULL;
 	return 0;
 }
 
@@ -108,7 +145,7 @@ int train_job_read(const jobfile *j, train_job *s)
 	s->test = jobfile_str(j, "data.test", NULL);
 	if (s->test && !*s->test)
 		s->test = NULL;
-	return 0;
+	return read_dpo(j, s);
 }
 
 /* Shortest decimal text that reads back as exactly x. */
@@ -164,14 +201,24 @@ char *train_job_effective_config(const jobfile *j, const train_job *s)
 		nb_buf_addf(&out, "keep_checkpoints = %ld\n", s->keep_checkpoints);
 	if (s->eval_every)
 		nb_buf_addf(&out, "eval_every = %ld\n", s->eval_every);
+	if (c->objective == TRAIN_DPO)
+		nb_buf_addf(&out, "objective = dpo\n");
 	nb_buf_addf(&out, "\n[noise]\nsigma = %s\n", exactf(n1, sizeof n1, c->sigma));
 	if (c->sigma_end >= 0.0f) /* written only when set: constant-noise texts stay as before */
 		nb_buf_addf(&out, "sigma_end = %s\n", exactf(n1, sizeof n1, c->sigma_end));
+	/* written only for DPO, so that supervised runs' texts stay as they were */
+	if (c->objective == TRAIN_DPO) {
+		nb_buf_addf(&out, "\n[dpo]\nbeta = %s\nnoise = %s\nsft_weight = %s\nref = %s\n",
+			    exact(n1, sizeof n1, c->dpo.beta), dpo_noise_name(c->dpo.noise),
+			    exact(n2, sizeof n2, c->dpo.sft_weight), s->dpo_ref ? s->dpo_ref : "");
+	}
 	nb_buf_addf(&out, "\n[data]\nlabeled = %s\n", s->labeled ? s->labeled : "");
+	if (s->pairs)
+		nb_buf_addf(&out, "pairs = %s\n", s->pairs);
 	int n = jobfile_count(j);
 	for (int i = 0; i < n; i++) {
 		const char *k = jobfile_key_at(j, i);
-		if (!strncmp(k, "data.", 5) && strcmp(k, "data.labeled"))
+		if (!strncmp(k, "data.", 5) && strcmp(k, "data.labeled") && strcmp(k, "data.pairs"))
 			nb_buf_addf(&out, "%s = %s\n", k + 5, jobfile_value_at(j, i));
 	}
 	/* other commands' sections, grouped, in first-seen order */

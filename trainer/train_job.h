@@ -18,6 +18,8 @@ typedef struct {
 	long keep_checkpoints; /* nboost train: step checkpoints kept besides checkpoint.h5, 0 = none */
 	long eval_every;       /* nboost train: steps between held-out scores of data.test, 0 = never */
 	const char *test;      /* data.test or NULL; points into the jobfile */
+	const char *pairs;     /* data.pairs or NULL: the pair shards of objective dpo */
+	const char *dpo_ref;   /* dpo.ref or NULL: the reference checkpoint of objective dpo */
 } train_job;
 
 /* Reads and range-checks every key (defaults from train_config_default());
