@@ -11,7 +11,7 @@
 
 #include "common/jobfile.h"
 
-typedef enum { ARM_SUPERVISED, ARM_LM, ARM_SEMI } arm_kind;
+typedef enum { ARM_SUPERVISED, ARM_LM, ARM_SEMI, ARM_DPO } arm_kind;
 
 typedef struct {
 	char *name, *spec;   /* spec: the text of the study file's line */
@@ -26,6 +26,10 @@ typedef struct {
 	int rounds;          /* semi */
 	int vs;              /* arm index of the paired baseline in the report, -1 none */
 	long steps;          /* 0: the study's */
+	int from;            /* dpo: the arm whose checkpoint is the reference and the start */
+	char dpo_noise[8];   /* dpo: chosen, both or none */
+	double beta, sft;    /* dpo: dpo.beta, dpo.sft_weight */
+	double lr;           /* 0: the study's (study.lr, or study.dpo_lr for dpo) */
 } study_arm;
 
 typedef struct {
@@ -34,7 +38,8 @@ typedef struct {
 	const char *job;     /* model/train/noise job file of every arm */
 	int seeds, parallel, threads, semi_ranks, pope, quick, full;
 	long steps, lm_steps, batch, warmup, attn_images;
-	double lr;
+	long dpo_steps, dpo_batch; /* dpo arms: steps and pairs per step */
+	double lr, dpo_lr;
 	long labeled, test, hard_tests, shard_size, lm_captions, corpus_seed;
 	long image_size;     /* the job's model.image_size: the corpus is rendered at it */
 	study_arm *arms;

@@ -16,7 +16,7 @@ static const char *const known_keys[] = {
 
 static const char *const study_keys[] = {
 	"seeds", "parallel", "threads", "job", "steps", "lm_steps", "batch", "warmup", "lr",
-	"pope", "attn_images", "semi_ranks", NULL,
+	"pope", "attn_images", "semi_ranks", "dpo_steps", "dpo_batch", "dpo_lr", NULL,
 };
 
 static const char *const corpus_keys[] = {
@@ -25,7 +25,7 @@ static const char *const corpus_keys[] = {
 
 const char *study_kind_name(arm_kind k)
 {
-	return k == ARM_SUPERVISED ? "supervised" : k == ARM_LM ? "lm" : "semi";
+	return k == ARM_SUPERVISED ? "supervised" : k == ARM_LM ? "lm" : k == ARM_SEMI ? "semi" : "dpo";
 }
 
 static int in_list(const char *k, const char *const *list)
@@ -139,28 +139,45 @@ static int arm_option(study_conf *c, study_arm *a, const char *k, const char *v)
 		return ref_arm(c, a, k, v, 1u << ARM_SUPERVISED | 1u << ARM_SEMI, &a->teacher);
 	if (!strcmp(k, "vs"))
 		return ref_arm(c, a, k, v, 0, &a->vs);
+	if (!strcmp(k, "from"))
+		return ref_arm(c, a, k, v, 1u << ARM_SUPERVISED | 1u << ARM_SEMI | 1u << ARM_DPO, &a->from);
+	if (!strcmp(k, "noise")) {
+		if (strcmp(v, "chosen") && strcmp(v, "both") && strcmp(v, "none"))
+			return nb_error("%s: arm '%s': noise=%s is not chosen, both or none", a->origin, a->name, v);
+		snprintf(a->dpo_noise, sizeof a->dpo_noise, "%s", v);
+		return 0;
+	}
+	if (!strcmp(k, "beta"))
+		return parse_double(a, k, v, 1e-6, 1e6, &a->beta);
+	if (!strcmp(k, "sft"))
+		return parse_double(a, k, v, 0, 1e6, &a->sft);
+	if (!strcmp(k, "lr"))
+		return parse_double(a, k, v, 1e-9, 10, &a->lr);
 	return nb_error("%s: arm '%s': unknown option '%s' (labels, sigma, sigma_end, steps, init, teacher, "
-			"filter, rounds, vs)",
+			"filter, rounds, vs; dpo: from, noise, beta, sft, lr)",
 			a->origin, a->name, k);
 }
 
 static int parse_arm(study_conf *c, study_arm *a, const char *name, const char *spec, const char *origin)
 {
 	*a = (study_arm){.name = nb_xstrdup(name), .spec = nb_xstrdup(spec), .origin = origin, .labels = 100,
-			 .sigma_end = -1, .init = -1, .teacher = -1, .filter = 1, .rounds = 1, .vs = -1};
+			 .sigma_end = -1, .init = -1, .teacher = -1, .filter = 1, .rounds = 1, .vs = -1, .from = -1,
+			 .dpo_noise = "chosen", .beta = 0.1};
 	char *text = nb_xstrdup(spec), *save = NULL;
 	char *kind = strtok_r(text, " \t", &save);
 	int rc = 0;
 	if (!kind)
-		rc = nb_error("%s: arm '%s' has no kind (supervised, lm or semi)", origin, name);
+		rc = nb_error("%s: arm '%s' has no kind (supervised, lm, semi or dpo)", origin, name);
 	else if (!strcmp(kind, "supervised"))
 		a->kind = ARM_SUPERVISED;
 	else if (!strcmp(kind, "lm"))
 		a->kind = ARM_LM;
 	else if (!strcmp(kind, "semi"))
 		a->kind = ARM_SEMI;
+	else if (!strcmp(kind, "dpo"))
+		a->kind = ARM_DPO, a->sigma = 0.3;
 	else
-		rc = nb_error("%s: arm '%s': unknown kind '%s' (supervised, lm or semi)", origin, name, kind);
+		rc = nb_error("%s: arm '%s': unknown kind '%s' (supervised, lm, semi or dpo)", origin, name, kind);
 	for (char *t; !rc && (t = strtok_r(NULL, " \t", &save));) {
 		char *eq = strchr(t, '=');
 		if (!eq || eq == t || !eq[1]) {
@@ -180,6 +197,12 @@ static int parse_arm(study_conf *c, study_arm *a, const char *name, const char *
 				origin, name);
 	if (a->kind != ARM_SEMI && (a->teacher >= 0 || a->rounds != 1))
 		return nb_error("%s: arm '%s': teacher= and rounds= are for semi arms", origin, name);
+	if ((a->kind == ARM_DPO) != (a->from >= 0))
+		return nb_error("%s: arm '%s': %s", origin, name,
+				a->kind == ARM_DPO ? "a dpo arm needs from=ARM (its reference and start)"
+						   : "from= is for dpo arms");
+	if (a->kind == ARM_DPO) /* its pairs come from the start arm's labeled images */
+		a->labels = c->arms[a->from].labels;
 	if (a->kind == ARM_LM && (a->init >= 0 || a->sigma != 0))
 		return nb_error("%s: arm '%s': an lm arm trains on text alone (no sigma, no init)", origin, name);
 	return 0;
@@ -216,6 +239,9 @@ static int load_settings(study_conf *c)
 	    jobfile_double(j, "study.lr", 1e-3, 1e-9, 10, &c->lr) < 0 ||
 	    jobfile_int(j, "study.attn_images", 200, 0, 1000000000L, &c->attn_images) < 0 ||
 	    jobfile_int(j, "study.semi_ranks", 4, 3, 1024, &ranks) < 0 ||
+	    jobfile_int(j, "study.dpo_steps", 150, 1, 100000000, &c->dpo_steps) < 0 ||
+	    jobfile_int(j, "study.dpo_batch", 16, 1, 1 << 20, &c->dpo_batch) < 0 ||
+	    jobfile_double(j, "study.dpo_lr", 5e-5, 1e-9, 10, &c->dpo_lr) < 0 ||
 	    jobfile_int(j, "corpus.labeled", 2000, 1, 100000000, &c->labeled) < 0 ||
 	    jobfile_int(j, "corpus.test", 500, 1, 100000000, &c->test) < 0 ||
 	    jobfile_int(j, "corpus.hard_tests", 200, 0, 100000000, &c->hard_tests) < 0 ||

@@ -343,12 +343,23 @@ static void arm_model(char *buf, size_t n, const study_conf *c, const char *out,
 		snprintf(buf, n, "%s/arms/%s/seed-%d/train/checkpoint.h5", out, a->name, seed);
 }
 
+static long arm_steps(const study_conf *c, const study_arm *arm)
+{
+	return arm->steps ? arm->steps : arm->kind == ARM_LM ? c->lm_steps : arm->kind == ARM_DPO ? c->dpo_steps : c->steps;
+}
+
+static double arm_lr(const study_conf *c, const study_arm *arm)
+{
+	return arm->lr > 0 ? arm->lr : arm->kind == ARM_DPO ? c->dpo_lr : c->lr;
+}
+
 static void common_train_args(args *a, const study_conf *c, const study_arm *arm, int seed)
 {
-	long steps = arm->steps ? arm->steps : arm->kind == ARM_LM ? c->lm_steps : c->steps;
-	long warmup = c->warmup < steps ? c->warmup : steps / 10;
-	arg(a, "--train.seed=%d", seed), arg(a, "--train.steps=%ld", steps), arg(a, "--train.batch=%ld", c->batch);
-	arg(a, "--train.warmup=%ld", warmup), arg(a, "--train.lr=%.9g", c->lr);
+	long steps = arm_steps(c, arm);
+	long warmup = c->warmup < steps / 2 ? c->warmup : steps / 10;
+	arg(a, "--train.seed=%d", seed), arg(a, "--train.steps=%ld", steps);
+	arg(a, "--train.batch=%ld", arm->kind == ARM_DPO ? c->dpo_batch : c->batch);
+	arg(a, "--train.warmup=%ld", warmup), arg(a, "--train.lr=%.9g", arm_lr(c, arm));
 	arg(a, "--train.checkpoint_every=%ld", steps / 4 > 25 ? steps / 4 : 25);
 	arg(a, "--train.log_every=%ld", steps / 20 > 1 ? steps / 20 : 1);
 	arg(a, "--noise.sigma=%.9g", arm->sigma);
@@ -414,6 +425,53 @@ static int phase_semi(const study_conf *c, const study_run_opts *o, const job *j
 		arg(&a, "--teacher.K=0"), arg(&a, "--filter.vote=1");
 	common_train_args(&a, c, arm, jb->seed);
 	int rc = run_cmd(a.v, log, NULL, c->threads, cost);
+	args_free(&a);
+	if (!rc && nb_write_file_atomic(done, "", 0) < 0)
+		rc = -1;
+	return rc;
+}
+
+/* Preference pairs from the start arm's checkpoint on its labeled images
+ * (on-policy, synthetic where its caption is perfect), then DPO against it
+ * as the frozen reference (docs/training.md, "Preference training"). */
+static int phase_dpo(const study_conf *c, const study_run_opts *o, const job *jb, const char *log, phase_cost *cost)
+{
+	const study_arm *arm = &c->arms[jb->arm];
+	char pairs[4200], pdone[4200], rundir[4200], done[4200], ckpt[4200], ref[4200];
+	job_path(pairs, sizeof pairs, jb, "pairs");
+	job_path(pdone, sizeof pdone, jb, "pairs.done");
+	job_path(rundir, sizeof rundir, jb, "train");
+	job_path(done, sizeof done, jb, "train.done");
+	job_path(ckpt, sizeof ckpt, jb, "train/checkpoint.h5");
+	arm_model(ref, sizeof ref, c, o->out, arm->from, jb->seed);
+	if (exists(done))
+		return 0;
+	int rc = 0;
+	if (!exists(pdone)) {
+		char cmd[8600];
+		snprintf(cmd, sizeof cmd, "rm -rf '%s'", pairs); /* a half-written set from a stop */
+		if (exists(pairs) && system(cmd) != 0)
+			return nb_error("cannot remove '%s'", pairs);
+		args a = {0};
+		arg(&a, "%s", o->nboost), arg(&a, "pairs"), arg(&a, "--model"), arg(&a, "%s", ref);
+		arg(&a, "--shards"), arg(&a, "%s/subsets/labeled-%d", o->out, arm->labels), arg(&a, "--out");
+		arg(&a, "%s", pairs), arg(&a, "--seed"), arg(&a, "%d", jb->seed), arg(&a, "--synthetic-when-perfect");
+		rc = run_cmd(a.v, log, NULL, c->threads, cost);
+		args_free(&a);
+		if (!rc && nb_write_file_atomic(pdone, "", 0) < 0)
+			rc = -1;
+	}
+	if (rc)
+		return rc;
+	args a = {0};
+	arg(&a, "%s", o->nboost), arg(&a, "train"), arg(&a, "%s", c->job), arg(&a, "--out"), arg(&a, "%s", rundir);
+	arg(&a, "--objective"), arg(&a, "dpo"), arg(&a, "--pairs"), arg(&a, "%s", pairs), arg(&a, "--ref");
+	arg(&a, "%s", ref), arg(&a, "--dpo.noise=%s", arm->dpo_noise), arg(&a, "--dpo.beta=%.9g", arm->beta);
+	arg(&a, "--dpo.sft_weight=%.9g", arm->sft);
+	common_train_args(&a, c, arm, jb->seed);
+	if (exists(ckpt))
+		arg(&a, "--resume");
+	rc = run_cmd(a.v, log, NULL, c->threads, cost);
 	args_free(&a);
 	if (!rc && nb_write_file_atomic(done, "", 0) < 0)
 		rc = -1;
@@ -496,11 +554,15 @@ static int write_result(const study_conf *c, const job *jb, phase_cost cost[3], 
 	nb_json_put_str(&r, arm->name);
 	nb_buf_addf(&r, ",\"seed\":%d,\"kind\":\"%s\",\"spec\":", jb->seed, study_kind_name(arm->kind));
 	nb_json_put_str(&r, arm->spec);
-	long steps = arm->steps ? arm->steps : arm->kind == ARM_LM ? c->lm_steps : c->steps;
 	nb_buf_addf(&r, ",\"config\":{\"labels\":%d,\"sigma\":%.9g,\"sigma_end\":%.9g,\"steps\":%ld,\"batch\":%ld,"
-			"\"lr\":%.9g,\"filter\":%s,\"rounds\":%d,\"job\":",
-		    arm->labels, arm->sigma, arm->sigma_end, steps, c->batch, c->lr, arm->filter ? "true" : "false",
+			"\"lr\":%.9g,\"filter\":%s,\"rounds\":%d,",
+		    arm->labels, arm->sigma, arm->sigma_end, arm_steps(c, arm),
+		    arm->kind == ARM_DPO ? c->dpo_batch : c->batch, arm_lr(c, arm), arm->filter ? "true" : "false",
 		    arm->rounds);
+	if (arm->kind == ARM_DPO)
+		nb_buf_addf(&r, "\"dpo_noise\":\"%s\",\"dpo_beta\":%.9g,\"dpo_sft_weight\":%.9g,", arm->dpo_noise,
+			    arm->beta, arm->sft);
+	nb_buf_adds(&r, "\"job\":");
 	nb_json_put_str(&r, c->job);
 	nb_buf_adds(&r, "},\"commit\":");
 	nb_json_put_str(&r, nb_commit()); /* the build's commit (common/nb_prov.h) */
@@ -549,7 +611,9 @@ static int run_job(const study_conf *c, const study_run_opts *o, const job *jb)
 	arm_model(model, sizeof model, c, o->out, jb->arm, jb->seed);
 	phase_cost cost[3] = {{0}};
 	double started = nb_now(), started_wall = wall_now();
-	int rc = arm->kind == ARM_SEMI ? phase_semi(c, o, jb, log, &cost[0]) : phase_train(c, o, jb, log, &cost[0]);
+	int rc = arm->kind == ARM_SEMI  ? phase_semi(c, o, jb, log, &cost[0])
+		 : arm->kind == ARM_DPO ? phase_dpo(c, o, jb, log, &cost[0])
+					: phase_train(c, o, jb, log, &cost[0]);
 	if (!rc && arm->kind != ARM_LM) {
 		args a = {0};
 		arg(&a, "%s", o->nboost), arg(&a, "eval"), arg(&a, "--model"), arg(&a, "%s", model);
@@ -625,9 +689,11 @@ static int failed_elsewhere(const job *jb, const study_run_opts *o, double since
 	return stat(p, &st) == 0 && (double)st.st_mtim.tv_sec + st.st_mtim.tv_nsec * 1e-9 > since;
 }
 
-static int deps_of(const study_conf *c, int arm, int deps[2])
+static int deps_of(const study_conf *c, int arm, int deps[3])
 {
 	int n = 0;
+	if (c->arms[arm].from >= 0)
+		deps[n++] = c->arms[arm].from;
 	if (c->arms[arm].init >= 0)
 		deps[n++] = c->arms[arm].init;
 	if (c->arms[arm].teacher >= 0)
@@ -696,7 +762,7 @@ int study_run(const study_conf *c, const study_run_opts *o)
 			if (stop_sig || running >= c->parallel || (jb->state == 4 && nb_now() < jb->retry_at))
 				continue;
 			/* Its dependencies: the same seed of the arms it starts from. */
-			int deps[2], nd = deps_of(c, jb->arm, deps), ready = 1;
+			int deps[3], nd = deps_of(c, jb->arm, deps), ready = 1;
 			for (int d = 0; d < nd; d++) {
 				const job *dj = &jobs[(jb->seed - 1) * c->n_arms + deps[d]];
 				if (dj->state == 3) {

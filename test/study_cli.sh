@@ -58,6 +58,15 @@ run_ok "rerun after a lost result" "$NBOOST" experiment "$STUDY" --out "$T/q" --
 run_ok "--dry-run" "$NBOOST" experiment "$STUDY" --out "$T/q" --quick --dry-run
 [ "$(grep -c "(done)" "$T/last.out")" = 4 ] && ok || bad "dry run: $(cat "$T/last.out")"
 
+# published results continue elsewhere: the copied jobs are not run again
+run_ok "publish-study" bash "$NB_SRC/scripts/publish-study" "$T/q" "$T/pub"
+[ "$(ls "$T"/pub/arms/*/seed-*/result.json | wc -l)" = 4 ] && [ -s "$T/pub/results.md" ] && [ -s "$T/pub/plots/shift.svg" ] &&
+	[ -z "$(find "$T/pub" -name '*.h5')" ] && ok || bad "publish-study copied: $(find "$T/pub" -type f | head)"
+mkdir -p "$T/q2" && cp -r "$T/pub/arms" "$T/q2/"
+run_ok "continue from published results" "$NBOOST" experiment "$STUDY" --out "$T/q2" --quick
+grep -q "experiment: start" "$T/last.err" && bad "published jobs ran again" || ok
+grep -q "4 of 4 jobs done" "$T/q2/results.md" && ok || bad "continued report: $(head -3 "$T/q2/results.md")"
+
 # 3. a failing job: the others finish, its dependant is skipped, exit 1
 cat >"$T/fake-nboost" <<SH
 #!/bin/bash
@@ -102,12 +111,17 @@ grep -q "process 1 of 2" "$T/last.err" && ok || bad "second process not seen: $(
 run_ok "lm + semi arms" "$NBOOST" experiment "$STUDY" --out "$T/l" --quick --quick.seeds=1 \
 	--quick-corpus.lm_captions=64 --quick-arms.lm=lm "--quick-arms.m50=supervised labels=50 sigma=0 init=lm" \
 	"--quick-arms.raw=semi labels=50 teacher=s03 filter=off" \
-	"--quick-arms.filt=semi labels=50 teacher=s03 filter=on rounds=2 vs=raw" --run.unit=8 --teacher.batch=8
+	"--quick-arms.filt=semi labels=50 teacher=s03 filter=on rounds=2 vs=raw" --run.unit=8 --teacher.batch=8 \
+	"--quick-arms.dpo=dpo from=s0 noise=both beta=0.2 vs=s0" --quick.dpo_steps=6 --quick.dpo_batch=4
 grep -q "^| filt | 1 |" "$T/l/results.md" && grep -q "^| raw | 0 |" "$T/l/results.md" && ok || bad "pseudo-label rows missing"
 grep -q "init_decoder=$T/l/arms/lm/seed-1/train/checkpoint.h5" "$T/l/arms/m50/seed-1/job.log" && ok || bad "init not passed"
 grep -q -- "--teacher.K=0" "$T/l/arms/raw/seed-1/job.log" && ! grep -q -- "--teacher.K=0" "$T/l/arms/filt/seed-1/job.log" &&
 	ok || bad "filter=off is not K = 0"
 [ -f "$T/l/plots/labels.svg" ] && ok || bad "no labels plot"
+grep -q -- "pairs --model $T/l/arms/s0/seed-1/train/checkpoint.h5" "$T/l/arms/dpo/seed-1/job.log" &&
+	grep -q -- "--objective dpo .*--ref $T/l/arms/s0/seed-1/train/checkpoint.h5 --dpo.noise=both --dpo.beta=0.2" \
+		"$T/l/arms/dpo/seed-1/job.log" && grep -q '"dpo_noise":"both"' "$T/l/arms/dpo/seed-1/result.json" && ok ||
+	bad "dpo arm: $(grep '^\$' "$T/l/arms/dpo/seed-1/job.log")"
 
 # 7. bad study files name the file, the line and the cause
 printf '[study]\nseeds = 2\nsteps = 10\nbogus = 1\n[arms]\na = supervised\n' >"$T/b1.conf"
