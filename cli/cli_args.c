@@ -1,6 +1,7 @@
 /* cli/cli_args.c: the option parser shared by every command (cli_args.h). */
 #include "cli/cli_args.h"
 
+#include <signal.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
@@ -241,4 +242,15 @@ int cli_parse(const cli_command *c, int argc, char **argv, int *npos)
 	free(pos);
 	free(rest);
 	return rc;
+}
+
+void cli_catch_stop_signals(void (*handler)(int))
+{
+	struct sigaction sa;
+	memset(&sa, 0, sizeof sa);
+	sa.sa_handler = handler;
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGTERM, &sa, NULL);
+	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGUSR1, &sa, NULL);
 }

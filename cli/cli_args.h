@@ -104,6 +104,10 @@ typedef struct {
  * printing a usage error. */
 int cli_parse(const cli_command *c, int argc, char **argv, int *npos);
 
+/* Routes SIGTERM, SIGINT and SIGUSR1 (the stop signals of every long
+ * command: docs/exit-codes.md) to handler. */
+void cli_catch_stop_signals(void (*handler)(int));
+
 /* The usage: synopsis, about, the options generated from the table, footer. */
 void cli_usage(const cli_command *c, FILE *f);
 

@@ -219,17 +219,6 @@ static void on_signal(int sig)
 	stop_flag = 1;
 }
 
-static void catch_signals(void)
-{
-	struct sigaction sa;
-	memset(&sa, 0, sizeof sa);
-	sa.sa_handler = on_signal;
-	sigemptyset(&sa.sa_mask);
-	sigaction(SIGTERM, &sa, NULL);
-	sigaction(SIGINT, &sa, NULL);
-	sigaction(SIGUSR1, &sa, NULL);
-}
-
 int cmd_ingest(int argc, char **argv)
 {
 	ingest_opts o;
@@ -246,7 +235,7 @@ int cmd_ingest(int argc, char **argv)
 	 * writing before it has. */
 	ingest_job job;
 	ranks_agree(ingest_open(&job, list, out, &o, rank == 0) == 0, "ingest set-up");
-	catch_signals();
+	cli_catch_stop_signals(on_signal);
 	job.o.fetch.stop = &stop_flag;
 	ingest_tally *t = ingest_tally_new();
 	rc = ingest_run_rank(&job, rank, size, t);

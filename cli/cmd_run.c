@@ -68,12 +68,7 @@ int cmd_run(int argc, char **argv)
 	run_job job;
 	ok = ok && run_job_read(jf, &job) == 0;
 	ranks_agree(ok, "reading the job file");
-	struct sigaction sa;
-	memset(&sa, 0, sizeof sa);
-	sa.sa_handler = on_signal;
-	sigaction(SIGTERM, &sa, NULL);
-	sigaction(SIGINT, &sa, NULL);
-	sigaction(SIGUSR1, &sa, NULL);
+	cli_catch_stop_signals(on_signal);
 	int rc = run_pipeline(&job, jf, out);
 	jobfile_free(jf);
 	jobfile_free(overrides);

@@ -101,17 +101,6 @@ static int parse_cli(int argc, char **argv, cli_opts *o, jobfile *overrides)
 	return -1;
 }
 
-static void catch_signals(void)
-{
-	struct sigaction sa;
-	memset(&sa, 0, sizeof sa);
-	sa.sa_handler = on_signal;
-	sigemptyset(&sa.sa_mask);
-	sigaction(SIGTERM, &sa, NULL);
-	sigaction(SIGINT, &sa, NULL);
-	sigaction(SIGUSR1, &sa, NULL);
-}
-
 /* The job file with the command line applied (the overrides, freed here,
  * then --steps and --labeled), read into s. Every rank reads it; an error
  * ends the run on all of them, printed once. */
@@ -306,7 +295,7 @@ int cmd_train(int argc, char **argv)
 	ranks_start(&argc, &argv, &rank, &size);
 	int threads_auto = 0, threads = ranks_threads(&threads_auto);
 	/* Early, so a signal while the shards load still ends in a checkpoint. */
-	catch_signals();
+	cli_catch_stop_signals(on_signal);
 	train_job s;
 	jobfile *j = load_job(&o, overrides, &s);
 	const char *missing = NULL;

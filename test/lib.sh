@@ -56,3 +56,15 @@ PY=/usr/bin/python3
 if [ -n "$(asan_runtime)" ]; then
 	PY="env LD_PRELOAD=$(asan_runtime) ASAN_OPTIONS=detect_leaks=0 /usr/bin/python3"
 fi
+
+# same_h5 A B: two HDF5 files hold the same data: byte-identical, or equal
+# h5dump text without the /provenance group, which names the command line,
+# the host and the time (schemas/provenance.md).
+same_h5() {
+	cmp -s "$1" "$2" && return 0
+	local strip='/^ *GROUP "provenance" \{/ { skip = 1; ind = index($0, "G"); next }
+		skip && /^ *\}/ && index($0, "}") == ind { skip = 0; next }
+		!skip'
+	h5dump "$1" 2>&1 | tail -n +2 | awk "$strip" >"$T/same_h5.1" &&
+		h5dump "$2" 2>&1 | tail -n +2 | awk "$strip" >"$T/same_h5.2" && cmp -s "$T/same_h5.1" "$T/same_h5.2"
+}

@@ -15,30 +15,6 @@
 static const float SIGMA = 0.5f, BETA = 0.5f, SFT = 0.3f;
 static const uint64_t NSEED = 3, NSTREAM = 9;
 
-static void write_file(const char *dir, const char *name, const void *p, size_t n)
-{
-	char path[4096];
-	snprintf(path, sizeof path, "%s/%s", dir, name);
-	FILE *f = fopen(path, "wb");
-	if (!f || fwrite(p, 1, n, f) != n || fclose(f) != 0) {
-		fprintf(stderr, "cannot write '%s'\n", path);
-		exit(2);
-	}
-}
-
-static void *read_file(const char *dir, const char *name, size_t n)
-{
-	char path[4096];
-	snprintf(path, sizeof path, "%s/%s", dir, name);
-	FILE *f = fopen(path, "rb");
-	void *p = calloc(1, n);
-	size_t got = f ? fread(p, 1, n, f) : 0;
-	if (f)
-		fclose(f);
-	CHECK_MSG(got == n, "'%s': read %zu of %zu bytes", path, got, n);
-	return p;
-}
-
 /* max|a-b| / max|b| over one tensor */
 static double rel_err(const float *a, const float *b, size_t n)
 {
@@ -73,11 +49,11 @@ static void write_inputs(const dpo_fixture *f, const char *dir)
 	}
 	fclose(o);
 	size_t np = vlm_nparams(f->policy), img = (size_t)c->image_size * c->image_size * 3;
-	write_file(dir, "params.bin", vlm_params(f->policy), np * sizeof(float));
-	write_file(dir, "ref_params.bin", vlm_params(f->ref), np * sizeof(float));
-	write_file(dir, "images.bin", f->images, img * ROWS);
-	write_file(dir, "inputs.bin", f->in, sizeof f->in);
-	write_file(dir, "targets.bin", f->tg, sizeof f->tg);
+	test_write_bin(dir, "params.bin", vlm_params(f->policy), np * sizeof(float));
+	test_write_bin(dir, "ref_params.bin", vlm_params(f->ref), np * sizeof(float));
+	test_write_bin(dir, "images.bin", f->images, img * ROWS);
+	test_write_bin(dir, "inputs.bin", f->in, sizeof f->in);
+	test_write_bin(dir, "targets.bin", f->tg, sizeof f->tg);
 	/* the draws exactly as vlm.c takes them: per row, keyed by its image */
 	int nv = (c->image_size / c->patch) * (c->image_size / c->patch);
 	size_t per = (size_t)nv * c->dec_dim;
@@ -88,7 +64,7 @@ static void write_inputs(const dpo_fixture *f, const char *dir)
 		for (size_t j = 0; j < per; j++)
 			eps[b * per + j] = nb_rng_normal(&r);
 	}
-	write_file(dir, "eps.bin", eps, sizeof(float) * per * ROWS);
+	test_write_bin(dir, "eps.bin", eps, sizeof(float) * per * ROWS);
 	free(eps);
 }
 
@@ -105,7 +81,7 @@ static void compare_mode(dpo_fixture *f, const char *dir, int mode)
 	double loss = ps * s.loss + SFT * ss * s.sft;
 	char file[64];
 	snprintf(file, sizeof file, "dpo_loss_%s.bin", name);
-	double *tl = read_file(dir, file, 4 * sizeof(double));
+	double *tl = test_read_bin(dir, file, 4 * sizeof(double));
 	double mine[4] = {loss, s.loss, s.margin, s.sft};
 	static const char *const part[4] = {"objective", "sum -log sigmoid z", "sum z", "sum chosen nll"};
 	for (int k = 0; k < 4; k++)
@@ -114,7 +90,7 @@ static void compare_mode(dpo_fixture *f, const char *dir, int mode)
 	printf("noise %-6s: loss C %.9f torch %.9f (relative %.2g)\n", name, loss, tl[0], fabs(loss - tl[0]) / tl[0]);
 	size_t np = vlm_nparams(f->policy);
 	snprintf(file, sizeof file, "dpo_grads_%s.bin", name);
-	float *tg = read_file(dir, file, sizeof(float) * np);
+	float *tg = test_read_bin(dir, file, sizeof(float) * np);
 	double worst = 0;
 	const char *wn = "";
 	for (int i = 0; i < vlm_ntensors(f->policy); i++) {

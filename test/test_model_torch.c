@@ -20,32 +20,6 @@ enum { B = 4, T = 8, STEPS = 10 };
 static const float SIGMA = 0.3f;
 static const uint64_t NSEED = 11, NSTREAM = 5;
 
-static void write_file(const char *dir, const char *name, const void *p, size_t n)
-{
-	char path[4096];
-	snprintf(path, sizeof path, "%s/%s", dir, name);
-	FILE *f = fopen(path, "wb");
-	if (!f || fwrite(p, 1, n, f) != n || fclose(f) != 0) {
-		fprintf(stderr, "cannot write '%s'\n", path);
-		exit(2);
-	}
-}
-
-static void *read_file(const char *dir, const char *name, size_t n)
-{
-	char path[4096];
-	snprintf(path, sizeof path, "%s/%s", dir, name);
-	FILE *f = fopen(path, "rb");
-	void *p = malloc(n);
-	size_t got = f ? fread(p, 1, n, f) : 0;
-	if (f)
-		fclose(f);
-	CHECK_MSG(got == n, "'%s': read %zu of %zu bytes", path, got, n);
-	if (got != n)
-		memset(p, 0, n);
-	return p;
-}
-
 /* max|a-b| / max(max|b|, tiny) */
 static double rel_err(const float *a, const float *b, size_t n)
 {
@@ -150,10 +124,10 @@ int main(void)
 	}
 	fclose(f);
 	size_t np = vlm_nparams(m);
-	write_file(dir, "params.bin", vlm_params(m), np * sizeof(float));
-	write_file(dir, "images.bin", images, sizeof images);
-	write_file(dir, "inputs.bin", in, sizeof in);
-	write_file(dir, "targets.bin", tg, sizeof tg);
+	test_write_bin(dir, "params.bin", vlm_params(m), np * sizeof(float));
+	test_write_bin(dir, "images.bin", images, sizeof images);
+	test_write_bin(dir, "inputs.bin", in, sizeof in);
+	test_write_bin(dir, "targets.bin", tg, sizeof tg);
 	/* The draws exactly as vlm.c takes them: per sample, (token, feature) order. */
 	size_t neps = (size_t)B * nv * cfg.dec_dim;
 	float *eps = malloc(sizeof(float) * neps);
@@ -163,7 +137,7 @@ int main(void)
 		for (size_t j = 0; j < (size_t)nv * cfg.dec_dim; j++)
 			eps[(size_t)b * nv * cfg.dec_dim + j] = nb_rng_normal(&nr);
 	}
-	write_file(dir, "eps.bin", eps, sizeof(float) * neps);
+	test_write_bin(dir, "eps.bin", eps, sizeof(float) * neps);
 
 	const char *src = getenv("NB_SRC");
 	char cmd[8192];
@@ -179,15 +153,15 @@ int main(void)
 	memcpy(saved, vlm_params(m), sizeof(float) * np);
 	double loss0 = vlm_forward_loss(m, &batch, NULL, &nt);
 	CHECK(nt == 8 + 5 + 2 + 7);
-	float *ref_logits = read_file(dir, "logits.bin", sizeof(float) * B * T * VOCAB_SIZE);
+	float *ref_logits = test_read_bin(dir, "logits.bin", sizeof(float) * B * T * VOCAB_SIZE);
 	double el = rel_err(m->logits, ref_logits, (size_t)B * T * VOCAB_SIZE);
 	CHECK_MSG(el <= 1e-4, "logits relative error %.3g", el);
 	printf("logits: relative error %.3g\n", el);
-	double *ref_loss = read_file(dir, "loss.bin", 2 * sizeof(double));
+	double *ref_loss = test_read_bin(dir, "loss.bin", 2 * sizeof(double));
 	vlm_forward_backward(m, &batch, NULL, 1.0f / (float)nt, &nt);
 	CHECK_MSG(fabs(loss0 / nt - ref_loss[0]) <= 1e-5 * fabs(ref_loss[0]), "loss %.9g vs torch %.9g", loss0 / nt,
 		  ref_loss[0]);
-	float *ref_g = read_file(dir, "grads.bin", sizeof(float) * np);
+	float *ref_g = test_read_bin(dir, "grads.bin", sizeof(float) * np);
 	compare_grads(m, ref_g, "gradients");
 
 	/* noise: the same draws on both sides */
@@ -196,13 +170,13 @@ int main(void)
 	CHECK_MSG(fabs(lossn / nt - ref_loss[1]) <= 1e-5 * fabs(ref_loss[1]), "noisy loss %.9g vs torch %.9g",
 		  lossn / nt, ref_loss[1]);
 	CHECK(fabs(lossn - loss0) > 1e-6 * fabs(loss0)); /* the noise did something */
-	float *ref_gn = read_file(dir, "grads_noise.bin", sizeof(float) * np);
+	float *ref_gn = test_read_bin(dir, "grads_noise.bin", sizeof(float) * np);
 	compare_grads(m, ref_gn, "noisy gradients");
 	printf("loss: C %.9g torch %.9g; noisy: C %.9g torch %.9g\n", loss0 / nt, ref_loss[0], lossn / nt,
 	       ref_loss[1]);
 
 	/* 10 AdamW steps */
-	double *ref_steps = read_file(dir, "steps.bin", STEPS * sizeof(double));
+	double *ref_steps = test_read_bin(dir, "steps.bin", STEPS * sizeof(double));
 	float *mo = calloc(np, sizeof(float)), *ve = calloc(np, sizeof(float));
 	for (int s = 1; s <= STEPS; s++) {
 		double l = vlm_forward_backward(m, &batch, NULL, 1.0f / (float)nt, &nt) / nt;

@@ -35,3 +35,29 @@ int test_summary(const char *name)
 	printf("%s: %d passed, %d failed\n", name, test_passed, test_failed);
 	return test_failed ? 1 : 0;
 }
+
+void test_write_bin(const char *dir, const char *name, const void *p, size_t n)
+{
+	char path[4096];
+	snprintf(path, sizeof path, "%s/%s", dir, name);
+	FILE *f = fopen(path, "wb");
+	if (!f || fwrite(p, 1, n, f) != n || fclose(f) != 0) {
+		fprintf(stderr, "cannot write '%s'\n", path);
+		exit(2);
+	}
+}
+
+void *test_read_bin(const char *dir, const char *name, size_t n)
+{
+	char path[4096];
+	snprintf(path, sizeof path, "%s/%s", dir, name);
+	FILE *f = fopen(path, "rb");
+	void *p = calloc(1, n ? n : 1);
+	size_t got = f ? fread(p, 1, n, f) : 0;
+	if (f)
+		fclose(f);
+	CHECK_MSG(got == n, "'%s': read %zu of %zu bytes", path, got, n);
+	if (got != n)
+		memset(p, 0, n);
+	return p;
+}

@@ -4,6 +4,8 @@
 #ifndef NB_TEST_UTIL_H
 #define NB_TEST_UTIL_H
 
+#include <stddef.h>
+
 #include <stdio.h>
 
 extern int test_passed, test_failed;
@@ -39,5 +41,10 @@ int test_contains(const char *hay, const char *needle);
 /* A fresh empty directory under $TMPDIR (or /tmp), for this test. Caller frees. */
 char *test_tmpdir(const char *name);
 int test_summary(const char *name);
+/* DIR/NAME written with n bytes of p (exit 2 when it cannot be), and read
+ * back: n bytes, zeroed (and a failed CHECK) when the file is shorter. For
+ * the tests that talk to test/torch_ref.py through files. Caller frees. */
+void test_write_bin(const char *dir, const char *name, const void *p, size_t n);
+void *test_read_bin(const char *dir, const char *name, size_t n);
 
 #endif

@@ -117,13 +117,14 @@ check_sh "noise none: first dpo_loss = log 2" "$PY -c 'import json,math,sys; d=j
 run_ok "dpo.noise both + sft" "$NBOOST" train "${A[@]}" --steps 2 --dpo.noise=both --dpo.sft_weight=0.5 --out "$T/nb"
 check_sh "sft: loss = dpo_loss + 0.5 sft_loss" "$PY -c 'import json,sys; d=json.loads(open(sys.argv[1]).readline()); assert abs(d[\"loss\"]-d[\"dpo_loss\"]-0.5*d[\"sft_loss\"])<1e-6*d[\"loss\"], d' '$T/nb/metrics.jsonl'"
 
-# SIGTERM mid-run: checkpoint, exit 0, then --resume finishes
+# SIGTERM mid-run: checkpoint, exit 75 (stopped, resumable), then --resume finishes
 "$NBOOST" train "${A[@]}" --steps 4000 --train.log_every=10 --out "$T/sig" 2>"$T/sig.err" &
 pid=$!
 for _ in $(seq 200); do [ -s "$T/sig/metrics.jsonl" ] && break; sleep 0.05; done
 kill -TERM $pid
 wait $pid
-check "SIGTERM: exit 0" test $? -eq 0
+rc=$?
+check "SIGTERM: exit 75, got $rc" test $rc -eq 75
 check "SIGTERM: stopped on a signal" grep -q "stopped at step [0-9]*/4000 on a signal" "$T/sig.err"
 run_ok "resume after SIGTERM" "$NBOOST" train "${A[@]}" --steps 4000 --train.log_every=100 --out "$T/sig" --resume
 check "resumed to 4000" test "$(digest "$T/sig/checkpoint.h5" | cut -d' ' -f2)" = 4000

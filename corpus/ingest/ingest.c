@@ -152,18 +152,6 @@ typedef struct {
 	const size_t *todo;        /* fetch index -> row index */
 } fetch_ctx;
 
-/* "1h02m", "3m05s", "12s" */
-static void fmt_eta(char *b, size_t n, double sec)
-{
-	long t = (long)(sec + 0.5);
-	if (t >= 3600)
-		snprintf(b, n, "%ldh%02ldm", t / 3600, t / 60 % 60);
-	else if (t >= 60)
-		snprintf(b, n, "%ldm%02lds", t / 60, t % 60);
-	else
-		snprintf(b, n, "%lds", t);
-}
-
 /* The rank's progress line, at most every 2 s: the whole run's records, the
  * rate, the ETA of this rank's share, and how long since the last record
  * arrived (so a stall shows as a growing number, not as silence). */
@@ -179,7 +167,7 @@ static void progress_print(run_progress *p, int force)
 	if (left == 0)
 		snprintf(eta, sizeof eta, "0s");
 	else if (rate > 0)
-		fmt_eta(eta, sizeof eta, (double)left / rate);
+		nb_fmt_duration(eta, sizeof eta, (double)left / rate);
 	if (p->shard >= 0 && now - p->last_record >= 5.0)
 		snprintf(stall, sizeof stall, ", no record for %.0f s", now - p->last_record);
 	fprintf(stderr, "ingest: rank %d: %zu/%zu records (%.1f%%), %.1f records/s, ETA %s", p->rank, p->done,
