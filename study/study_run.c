@@ -93,9 +93,29 @@ static char **child_env(int threads, char keep[3][64])
 	return env;
 }
 
+/* What one phase of a job cost. With a ledger (the job's costs.jsonl),
+ * every command's cost is also appended there as it ends, so that the
+ * attempts of a job stopped and resumed all count in its result. */
 typedef struct {
 	double wall, cpu;
+	const char *ledger, *phase;
 } phase_cost;
+
+static void ledger_add(const phase_cost *p, const char *cmd, double wall, double cpu)
+{
+	if (!p->ledger)
+		return;
+	int fd = open(p->ledger, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+	if (fd < 0)
+		return; /* the result then undercounts; the job itself is not at stake */
+	char line[256];
+	int n = snprintf(line, sizeof line, "{\"phase\":\"%s\",\"cmd\":\"%s\",\"wall_s\":%.1f,\"cpu_s\":%.1f}\n", p->phase,
+			 cmd, wall, cpu);
+	if (n > 0 && (size_t)n < sizeof line && write(fd, line, (size_t)n) != n) {
+		/* as above */
+	}
+	close(fd);
+}
 
 /* Runs argv with stdout to out_path (NULL: the log) and stderr to the log
  * (appended). 0 when it exits 0; else nb_error with the status, the log
@@ -150,10 +170,13 @@ static int run_cmd(char *const argv[], const char *log, const char *out_path, in
 	while ((w = wait4(pid, &status, 0, &ru)) < 0 && errno == EINTR)
 		;
 	current_child = 0;
-	cost->wall += nb_now() - t0;
+	double wall = nb_now() - t0, cpu = 0;
 	if (w == pid)
-		cost->cpu += (double)ru.ru_utime.tv_sec + ru.ru_utime.tv_usec * 1e-6 + (double)ru.ru_stime.tv_sec +
-			     ru.ru_stime.tv_usec * 1e-6;
+		cpu = (double)ru.ru_utime.tv_sec + ru.ru_utime.tv_usec * 1e-6 + (double)ru.ru_stime.tv_sec +
+		      ru.ru_stime.tv_usec * 1e-6;
+	cost->wall += wall, cost->cpu += cpu;
+	const char *base = strrchr(argv[0], '/');
+	ledger_add(cost, !strcmp(base ? base + 1 : argv[0], "mpirun") ? "run" : argv[1] ? argv[1] : "?", wall, cpu);
 	if (stop_sig)
 		return nb_error("stopped by signal %d", (int)stop_sig);
 	if (w != pid)
@@ -544,6 +567,37 @@ static void put_cost(nb_buf *r, const char *name, const phase_cost *p)
 	nb_buf_addf(r, "\"%s\":{\"wall_s\":%.1f,\"cpu_s\":%.1f}", name, p->wall, p->cpu);
 }
 
+/* Sums the job's ledger by phase into cost[] (every attempt, including
+ * those a stop cut short); a line that does not parse (a write cut by a
+ * crash) is left out. Returns the total wall time. */
+static double sum_ledger(const job *jb, phase_cost cost[3])
+{
+	static const char *const phases[3] = {"train", "eval", "attn"};
+	char path[4200];
+	job_path(path, sizeof path, jb, "costs.jsonl");
+	size_t len;
+	char *text = nb_read_file(path, &len);
+	if (!text)
+		return cost[0].wall + cost[1].wall + cost[2].wall;
+	for (int k = 0; k < 3; k++)
+		cost[k].wall = cost[k].cpu = 0;
+	double total = 0;
+	for (char *line = text, *next; line && *line; line = next) {
+		next = strchr(line, '\n');
+		size_t ll = next ? (size_t)(next++ - line) : strlen(line);
+		nb_json *v = nb_json_parse(line, ll, path);
+		for (int k = 0; v && k < 3; k++)
+			if (!strcmp(nb_json_getstr(v, "phase", ""), phases[k])) {
+				cost[k].wall += nb_json_getnum(v, "wall_s", 0);
+				cost[k].cpu += nb_json_getnum(v, "cpu_s", 0);
+				total += nb_json_getnum(v, "wall_s", 0);
+			}
+		nb_json_free(v);
+	}
+	free(text);
+	return total;
+}
+
 static int write_result(const study_conf *c, const job *jb, phase_cost cost[3], double started,
 			double started_wall)
 {
@@ -570,7 +624,9 @@ static int write_result(const study_conf *c, const job *jb, phase_cost cost[3], 
 	gethostname(host, sizeof host - 1);
 	nb_buf_adds(&r, ",\"host\":");
 	nb_json_put_str(&r, host);
-	nb_buf_addf(&r, ",\"started_unix\":%.0f,\"wall_s\":%.1f,\"cost\":{", started_wall, nb_now() - started);
+	(void)started;
+	double wall = sum_ledger(jb, cost);
+	nb_buf_addf(&r, ",\"started_unix\":%.0f,\"wall_s\":%.1f,\"cost\":{", started_wall, wall);
 	put_cost(&r, "train", &cost[0]), nb_buf_adds(&r, ","), put_cost(&r, "eval", &cost[1]), nb_buf_adds(&r, ",");
 	put_cost(&r, "attn", &cost[2]);
 	nb_buf_adds(&r, "}");
@@ -609,8 +665,23 @@ static int run_job(const study_conf *c, const study_run_opts *o, const job *jb)
 	char log[4200], model[4200], path[4200];
 	job_path(log, sizeof log, jb, "job.log");
 	arm_model(model, sizeof model, c, o->out, jb->arm, jb->seed);
-	phase_cost cost[3] = {{0}};
+	char ledger[4200], first[4200];
+	job_path(ledger, sizeof ledger, jb, "costs.jsonl");
+	job_path(first, sizeof first, jb, "started");
+	phase_cost cost[3] = {{.ledger = ledger, .phase = "train"}, {.ledger = ledger, .phase = "eval"},
+			      {.ledger = ledger, .phase = "attn"}};
+	/* the job's first start, kept across attempts */
 	double started = nb_now(), started_wall = wall_now();
+	size_t flen;
+	char *ftext = nb_read_file(first, &flen);
+	if (ftext && atof(ftext) > 0)
+		started_wall = atof(ftext);
+	else {
+		char b[64];
+		int bn = snprintf(b, sizeof b, "%.0f\n", started_wall);
+		nb_write_file_atomic(first, b, (size_t)bn);
+	}
+	free(ftext);
 	int rc = arm->kind == ARM_SEMI  ? phase_semi(c, o, jb, log, &cost[0])
 		 : arm->kind == ARM_DPO ? phase_dpo(c, o, jb, log, &cost[0])
 					: phase_train(c, o, jb, log, &cost[0]);

@@ -100,6 +100,17 @@ rc=$?
 run_ok "resume after SIGTERM" "$NBOOST" experiment "$STUDY" --out "$T/s" --quick --quick.seeds=1 --quick.steps=60
 grep -q -- "--resume" "$T/s/arms/s0/seed-1/job.log" && [ -f "$T/s/arms/s0/seed-1/result.json" ] && ok ||
 	bad "no resume: $(grep '^\$' "$T/s/arms/s0/seed-1/job.log")"
+# the cost counts both attempts: the stopped one is in the job's ledger
+$PY - "$T/s/arms/s0/seed-1" <<'PY' && ok || bad "cost of the stopped attempt lost"
+import json, sys
+d = sys.argv[1]
+lines = [json.loads(l) for l in open(f"{d}/costs.jsonl")]
+train = [l for l in lines if l["phase"] == "train"]
+assert len(train) == 2 and all(l["cmd"] == "train" for l in train), lines
+r = json.load(open(f"{d}/result.json"))
+assert abs(r["cost"]["train"]["wall_s"] - sum(l["wall_s"] for l in train)) < 0.11, (r["cost"], train)
+assert abs(r["wall_s"] - sum(l["wall_s"] for l in lines)) < 0.35, (r["wall_s"], lines)
+PY
 
 # 5. two processes under mpirun share the jobs: each job runs once
 run_ok "mpirun -np 2 experiment" mpirun -np 2 "$NBOOST" experiment "$STUDY" --out "$T/m" --quick
