@@ -11,6 +11,7 @@
 
 #include "common/nb_error.h"
 #include "common/nb_io.h"
+#include "common/nb_json.h"
 #include "common/nb_time.h"
 #include "corpus/ingest/ingest.h"
 #include "corpus/ingest/ingest_tally.h"
@@ -670,21 +671,11 @@ typedef struct {
 	char value[600];
 } recorded;
 
-/* Appends s as a JSON string (quotes, backslashes and control bytes escaped). */
+/* s as a JSON string literal into out (common/nb_json.h's escaping). */
 static void json_str(char *out, size_t n, const char *s)
 {
 	nb_buf b = {0};
-	nb_buf_add(&b, "\"", 1);
-	for (; *s; s++) {
-		unsigned char c = (unsigned char)*s;
-		if (c == '"' || c == '\\')
-			nb_buf_addf(&b, "\\%c", c);
-		else if (c < 0x20)
-			nb_buf_addf(&b, "\\u%04x", c);
-		else
-			nb_buf_add(&b, s, 1);
-	}
-	nb_buf_add(&b, "\"", 1);
+	nb_json_put_str(&b, s);
 	snprintf(out, n, "%s", b.data);
 	free(b.data);
 }
