@@ -164,7 +164,8 @@ static mstat paired(const study_conf *c, const arm_results *x, const arm_results
 
 /* docs/study.md, "Paired comparisons": a difference exceeds the seed-to-
  * seed spread when every paired difference has the same sign and the mean
- * difference is larger than both arms' standard deviations over seeds. */
+ * difference is larger than the standard deviation of the differences and
+ * than both arms' standard deviations over seeds. */
 static const char *verdict(const study_conf *c, const arm_results *x, const arm_results *y, int g, int m, mstat d,
 			   int same_sign)
 {
@@ -172,7 +173,7 @@ static const char *verdict(const study_conf *c, const arm_results *x, const arm_
 		return "n/a (fewer than 2 paired seeds)";
 	mstat sx = arm_stat(c, x, g, m, 0), sy = arm_stat(c, y, g, m, 0);
 	double spread = sx.std > sy.std ? sx.std : sy.std;
-	return same_sign && fabs(d.mean) > spread ? "yes" : "no";
+	return same_sign && fabs(d.mean) > spread && fabs(d.mean) > d.std ? "yes" : "no";
 }
 
 static const int cmp_metrics[] = {M_CHAIR_I, M_F1, M_POPE_ACC};
@@ -578,8 +579,8 @@ static void md_paired(const study_conf *c, const arm_results *ars, nb_buf *md)
 {
 	nb_buf_adds(md, "\n## Paired comparisons\n\nArm minus its baseline, seed by seed (same seed, same data order), "
 			"mean ± std of the differences. \"Exceeds spread\": every paired difference has the same sign and "
-			"the mean difference is larger than the standard deviation over seeds of either arm "
-			"(docs/study.md).\n\n| arm | vs | split | metric | difference | pairs | exceeds spread |\n"
+			"the mean difference is larger than the standard deviation of the differences and than the "
+			"standard deviation over seeds of either arm (docs/study.md).\n\n| arm | vs | split | metric | difference | pairs | exceeds spread |\n"
 			"|---|---|---|---|---|---|---|\n");
 	for (int a = 0; a < c->n_arms; a++) {
 		int v = c->arms[a].vs;
