@@ -772,6 +772,27 @@ static int deps_of(const study_conf *c, int arm, int deps[3])
 	return n;
 }
 
+/* A finished job whose checkpoint is gone (its result.json was copied
+ * from another machine: scripts/publish-study) cannot start the jobs
+ * that depend on it: its result is set aside (result.json.lost-checkpoint)
+ * and it runs again, which gives the same model (keyed seeds, the same
+ * data order). 1 when that happened. */
+static int dependency_lost(const study_conf *c, const study_run_opts *o, const job *dj)
+{
+	char model[4200], res[4200], aside[4300];
+	arm_model(model, sizeof model, c, o->out, dj->arm, dj->seed);
+	if (exists(model))
+		return 0;
+	job_path(res, sizeof res, dj, "result.json");
+	snprintf(aside, sizeof aside, "%s.lost-checkpoint", res);
+	if (rename(res, aside) < 0 && errno != ENOENT)
+		return 0; /* left as it is: the dependant then fails, naming the missing checkpoint */
+	fprintf(stderr, "experiment: %s seed %d is done but its checkpoint '%s' is missing; running it again for the "
+			"jobs that start from it\n",
+		c->arms[dj->arm].name, dj->seed, model);
+	return 1;
+}
+
 static void print_progress(const job *jobs, int n, double t0)
 {
 	int done = 0, failed = 0, running = 0;
@@ -835,7 +856,11 @@ int study_run(const study_conf *c, const study_run_opts *o)
 			/* Its dependencies: the same seed of the arms it starts from. */
 			int deps[3], nd = deps_of(c, jb->arm, deps), ready = 1;
 			for (int d = 0; d < nd; d++) {
-				const job *dj = &jobs[(jb->seed - 1) * c->n_arms + deps[d]];
+				job *dj = &jobs[(jb->seed - 1) * c->n_arms + deps[d]];
+				if (dj->state == 2 && dependency_lost(c, o, dj)) {
+					dj->state = 0;
+					pending++;
+				}
 				if (dj->state == 3) {
 					fprintf(stderr, "experiment: %s seed %d skipped: it needs %s, which failed\n",
 						c->arms[jb->arm].name, jb->seed, c->arms[deps[d]].name);

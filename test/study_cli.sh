@@ -67,6 +67,17 @@ run_ok "continue from published results" "$NBOOST" experiment "$STUDY" --out "$T
 grep -q "experiment: start" "$T/last.err" && bad "published jobs ran again" || ok
 grep -q "4 of 4 jobs done" "$T/q2/results.md" && ok || bad "continued report: $(head -3 "$T/q2/results.md")"
 
+# a published dependency without its checkpoint is run again for its dependant
+run_ok "dependant of a published arm" "$NBOOST" experiment "$STUDY" --out "$T/q2" --quick \
+	"--quick-arms.dep=supervised labels=50 sigma=0 init=s0"
+grep -q "s0 seed 1 is done but its checkpoint" "$T/last.err" && [ -f "$T/q2/arms/s0/seed-1/result.json.lost-checkpoint" ] &&
+	[ -f "$T/q2/arms/dep/seed-2/result.json" ] && grep -q "6 of 6 jobs done" "$T/q2/results.md" && ok ||
+	bad "lost dependency: $(grep -E 'start|checkpoint' "$T/last.err")"
+cmp -s <($PY -c 'import json,sys; print(json.load(open(sys.argv[1]))["eval"])' "$T/q2/arms/s0/seed-1/result.json") \
+	<($PY -c 'import json,sys; print(json.load(open(sys.argv[1]))["eval"])' "$T/q2/arms/s0/seed-1/result.json.lost-checkpoint") &&
+	ok || bad "the rerun of a published job gave other results"
+[ "$(grep -c 'experiment: start s03' "$T/last.err")" = 0 ] && ok || bad "s03 (no dependant) ran again"
+
 # 3. a failing job: the others finish, its dependant is skipped, exit 1
 cat >"$T/fake-nboost" <<SH
 #!/bin/bash
