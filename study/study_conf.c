@@ -229,7 +229,7 @@ static int load_arms(study_conf *c, const char *sec)
 static int load_settings(study_conf *c)
 {
 	const jobfile *j = c->j;
-	long seeds, par, thr, pope = 1, ranks;
+	long seeds, par, thr, ranks;
 	if (jobfile_int(j, "study.seeds", 3, 1, 100, &seeds) < 0 || jobfile_int(j, "study.parallel", 2, 1, 1024, &par) < 0 ||
 	    jobfile_int(j, "study.threads", 1, 1, 1024, &thr) < 0 ||
 	    jobfile_int(j, "study.steps", 1000, 1, 100000000, &c->steps) < 0 ||
@@ -252,7 +252,6 @@ static int load_settings(study_conf *c)
 	int pope_flag;
 	if (jobfile_bool(j, "study.pope", 1, &pope_flag) < 0)
 		return -1;
-	(void)pope;
 	c->seeds = (int)seeds, c->parallel = (int)par, c->threads = (int)thr, c->semi_ranks = (int)ranks;
 	c->pope = pope_flag;
 	c->job = jobfile_str(j, "study.job", "jobs/demo.conf");
@@ -277,8 +276,6 @@ static int check_fractions(const study_conf *c)
 			return nb_error("%s: arm '%s': labels=%d%% of corpus.labeled = %ld is not a whole number of "
 					"shards of corpus.shard_size = %ld",
 					a->origin, a->name, a->labels, c->labeled, c->shard_size);
-		if (a->kind == ARM_LM && !c->lm_captions)
-			return nb_error("%s: arm '%s' needs corpus.lm_captions > 0", a->origin, a->name);
 	}
 	for (int i = 0; i < c->n_arms; i++)
 		if (c->arms[i].kind == ARM_LM && !c->lm_captions)

@@ -390,6 +390,17 @@ static void common_train_args(args *a, const study_conf *c, const study_arm *arm
 		arg(a, "--noise.sigma_end=%.9g", arm->sigma_end);
 }
 
+/* Runs a.v, frees a, and on success writes the empty marker `done` that
+ * lets a rerun skip this step. */
+static int run_then_mark(args *a, const char *done, const char *log, int threads, phase_cost *cost)
+{
+	int rc = run_cmd(a->v, log, NULL, threads, cost);
+	args_free(a);
+	if (!rc && nb_write_file_atomic(done, "", 0) < 0)
+		rc = -1;
+	return rc;
+}
+
 static int phase_train(const study_conf *c, const study_run_opts *o, const job *jb, const char *log, phase_cost *cost)
 {
 	const study_arm *arm = &c->arms[jb->arm];
@@ -413,11 +424,7 @@ static int phase_train(const study_conf *c, const study_run_opts *o, const job *
 	}
 	if (exists(ckpt))
 		arg(&a, "--resume");
-	int rc = run_cmd(a.v, log, NULL, c->threads, cost);
-	args_free(&a);
-	if (!rc && nb_write_file_atomic(done, "", 0) < 0)
-		rc = -1;
-	return rc;
+	return run_then_mark(&a, done, log, c->threads, cost);
 }
 
 static int phase_semi(const study_conf *c, const study_run_opts *o, const job *jb, const char *log, phase_cost *cost)
@@ -447,11 +454,7 @@ static int phase_semi(const study_conf *c, const study_run_opts *o, const job *j
 	if (!arm->filter)
 		arg(&a, "--teacher.K=0"), arg(&a, "--filter.vote=1");
 	common_train_args(&a, c, arm, jb->seed);
-	int rc = run_cmd(a.v, log, NULL, c->threads, cost);
-	args_free(&a);
-	if (!rc && nb_write_file_atomic(done, "", 0) < 0)
-		rc = -1;
-	return rc;
+	return run_then_mark(&a, done, log, c->threads, cost);
 }
 
 /* Preference pairs from the start arm's checkpoint on its labeled images
@@ -479,10 +482,7 @@ static int phase_dpo(const study_conf *c, const study_run_opts *o, const job *jb
 		arg(&a, "%s", o->nboost), arg(&a, "pairs"), arg(&a, "--model"), arg(&a, "%s", ref);
 		arg(&a, "--shards"), arg(&a, "%s/subsets/labeled-%d", o->out, arm->labels), arg(&a, "--out");
 		arg(&a, "%s", pairs), arg(&a, "--seed"), arg(&a, "%d", jb->seed), arg(&a, "--synthetic-when-perfect");
-		rc = run_cmd(a.v, log, NULL, c->threads, cost);
-		args_free(&a);
-		if (!rc && nb_write_file_atomic(pdone, "", 0) < 0)
-			rc = -1;
+		rc = run_then_mark(&a, pdone, log, c->threads, cost);
 	}
 	if (rc)
 		return rc;
@@ -494,11 +494,7 @@ static int phase_dpo(const study_conf *c, const study_run_opts *o, const job *jb
 	common_train_args(&a, c, arm, jb->seed);
 	if (exists(ckpt))
 		arg(&a, "--resume");
-	rc = run_cmd(a.v, log, NULL, c->threads, cost);
-	args_free(&a);
-	if (!rc && nb_write_file_atomic(done, "", 0) < 0)
-		rc = -1;
-	return rc;
+	return run_then_mark(&a, done, log, c->threads, cost);
 }
 
 /* Appends the JSON lines of `path` that start with '{' as "split": {...}
