@@ -343,8 +343,8 @@ static int inspect_shard(const char *path, const inspect_opts *o)
 			shard_count(r), m->height, m->width);
 		fprintf(f, "  %llu bytes raw, %llu stored, ratio %.2f\n", raw, stored, ratio);
 		fprintf(f, "  checksums: %s\nattributes:\n",
-			shard_has_checksums(r) ? "Fletcher-32 on every chunk of every dataset"
-					       : "no checksums (written before they were added; corruption goes unnoticed)");
+			shard_has_checksums(r) ? "Fletcher-32 on every chunk of every dataset, HDF5's on all metadata"
+					       : "incomplete (written before they were added; corruption may go unnoticed)");
 		if (file >= 0)
 			print_attrs(f, file, 0);
 		fputs("datasets:\n", f);

@@ -164,7 +164,10 @@ int h5m_put_provenance(hid_t loc, const char *options, char *cause, size_t n)
 		memcpy(cut + MAX_CMDLINE, "...", 4);
 		cmd = cut;
 	}
-	hid_t g = H5Gcreate2(loc, H5M_PROVENANCE, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+	hid_t gcpl = h5u_gcpl_new();
+	hid_t g = gcpl >= 0 ? H5Gcreate2(loc, H5M_PROVENANCE, H5P_DEFAULT, gcpl, H5P_DEFAULT) : -1;
+	if (gcpl >= 0)
+		H5Pclose(gcpl);
 	int rc = g < 0 ? -1 : 0;
 	if (g >= 0) {
 		rc |= h5u_put_str(g, "nboost_version", nb_version());

@@ -30,6 +30,36 @@ void h5u_cause(char *buf, size_t n)
 	H5Eclear2(H5E_DEFAULT);
 }
 
+hid_t h5u_fapl_new(void)
+{
+	hid_t fapl = H5Pcreate(H5P_FILE_ACCESS);
+	if (fapl >= 0 && H5Pset_libver_bounds(fapl, H5F_LIBVER_V110, H5F_LIBVER_V110) < 0) {
+		H5Pclose(fapl);
+		return -1;
+	}
+	return fapl;
+}
+
+static hid_t untimed(hid_t cls)
+{
+	hid_t pl = H5Pcreate(cls);
+	if (pl >= 0 && H5Pset_obj_track_times(pl, 0) < 0) {
+		H5Pclose(pl);
+		return -1;
+	}
+	return pl;
+}
+
+hid_t h5u_fcpl_new(void)
+{
+	return untimed(H5P_FILE_CREATE);
+}
+
+hid_t h5u_gcpl_new(void)
+{
+	return untimed(H5P_GROUP_CREATE);
+}
+
 hid_t h5u_dcpl(int rank, const hsize_t *chunk, int zstd_level)
 {
 	return h5u_dcpl_opts(rank, chunk, zstd_level, 1);
@@ -245,7 +275,11 @@ int h5u_write_dataset(hid_t loc, const char *name, hid_t ftype, hid_t mtype, int
 		      const hsize_t *maxdims, hid_t dcpl, const void *data, char *cause, size_t causen)
 {
 	hid_t space = H5Screate_simple(rank, dims, maxdims);
-	hid_t ds = space >= 0 ? H5Dcreate2(loc, name, ftype, space, H5P_DEFAULT, dcpl, H5P_DEFAULT) : -1;
+	hid_t own = dcpl == H5P_DEFAULT ? untimed(H5P_DATASET_CREATE) : -1;
+	hid_t ds = space >= 0 ? H5Dcreate2(loc, name, ftype, space, H5P_DEFAULT, own >= 0 ? own : dcpl, H5P_DEFAULT)
+			      : -1;
+	if (own >= 0)
+		H5Pclose(own);
 	herr_t rc = -1;
 	if (ds >= 0) {
 		/* An empty dataset has nothing to write (and data may be NULL). */

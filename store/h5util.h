@@ -24,6 +24,15 @@ void h5u_quiet(void);
  * right after the failing one. */
 void h5u_cause(char *buf, size_t n);
 
+/* Property lists for files nboost writes: HDF5's 1.10 file format, in
+ * which the superblock, object headers (with their attributes), chunk
+ * indexes and heaps all carry checksums that libhdf5 verifies on read, and
+ * no object timestamps (equal content, equal bytes). Readable by libhdf5
+ * 1.10 and later. -1 on failure; the caller closes them. */
+hid_t h5u_fapl_new(void);
+hid_t h5u_fcpl_new(void);
+hid_t h5u_gcpl_new(void);
+
 /* Dataset creation properties: chunked with `chunk`, zstd (filter 32015) at
  * `zstd_level` when it is 1 or more, then HDF5's Fletcher-32 checksum of the
  * stored bytes (so HDF5 verifies every chunk on read), fill value 0, no

@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <zstd.h>
 
@@ -33,9 +34,13 @@ struct shard_reader {
 	size_t n, img_bytes, chunk_images, block_images;
 	uint8_t *block;                /* cached images [block_start, block_start+block_len),
 	                                  room for block_images (whole chunks) */
-	int direct;                    /* 1: /images chunks read with H5Dread_chunk */
+	int direct;                    /* 1: /images chunks read by us (where_is, read_stored) */
+	int fd;                        /* HDF5's descriptor of the file (sec2 driver), or -1 */
+	const uint8_t *mem;            /* or the core driver's copy of a file image */
+	hsize_t file_size;
 	int zstd, fletcher;            /* its pipeline: zstd first, Fletcher-32 last */
 	char unchecked[128];           /* datasets without a checksum, "" if none */
+	int old_format;                /* 1: file metadata without checksums */
 	ZSTD_DCtx *dctx;
 	uint8_t *zbuf;                 /* one stored chunk */
 	size_t zcap;
@@ -359,8 +364,8 @@ static void images_pipeline(shard_reader *r)
 	}
 	H5Pclose(dcpl);
 	H5Eclear2(H5E_DEFAULT);
-	r->direct = ok;
-	if (!ok)
+	r->direct = ok && (r->fd >= 0 || r->mem);
+	if (!r->direct)
 		r->zstd = r->fletcher = 0;
 }
 
@@ -538,8 +543,34 @@ static int check_file(shard_reader *r)
 	return 0;
 }
 
-/* Opens r->path with access properties fapl (H5P_DEFAULT: the file). */
-static int open_file(shard_reader *r, const char *name, hid_t fapl)
+/* Finds the bytes of the open file for direct chunk reads: HDF5's own
+ * descriptor (sec2 driver) or memory (core driver, a file image of
+ * image_size bytes). Neither: chunks go through H5Dread. */
+static void locate_bytes(shard_reader *r, size_t image_size)
+{
+	hid_t fapl = H5Fget_access_plist(r->file);
+	hid_t driver = fapl >= 0 ? H5Pget_driver(fapl) : -1;
+	void *handle = NULL;
+	if (driver >= 0 && (driver == H5FD_SEC2 || driver == H5FD_CORE) &&
+	    H5Fget_vfd_handle(r->file, fapl, &handle) >= 0 && handle) {
+		struct stat st;
+		if (driver == H5FD_SEC2 && fstat(*(int *)handle, &st) == 0) {
+			r->fd = *(int *)handle;
+			r->file_size = (hsize_t)st.st_size;
+		} else if (driver == H5FD_CORE && image_size && *(const uint8_t **)handle) {
+			/* the core driver's handle is the address of its buffer */
+			r->mem = *(const uint8_t **)handle;
+			r->file_size = image_size;
+		}
+	}
+	if (fapl >= 0)
+		H5Pclose(fapl);
+	H5Eclear2(H5E_DEFAULT);
+}
+
+/* Opens r->path with access properties fapl (H5P_DEFAULT: the file); a
+ * file image is image_size bytes, else 0. */
+static int open_file(shard_reader *r, const char *name, hid_t fapl, size_t image_size)
 {
 	r->file = H5Fopen(name, H5F_ACC_RDONLY, fapl);
 	if (r->file < 0) {
@@ -547,6 +578,14 @@ static int open_file(shard_reader *r, const char *name, hid_t fapl)
 		h5u_cause(cause, sizeof cause);
 		return nb_error("cannot open shard '%s': %s", r->path, cause);
 	}
+	locate_bytes(r, image_size);
+	/* Superblock versions 0 and 1 (HDF5's default format, which nboost
+	 * wrote before it moved to the 1.10 format) have no metadata
+	 * checksums: a damaged attribute or chunk index can go unnoticed. */
+	H5F_info2_t info;
+	if (H5Fget_info2(r->file, &info) >= 0 && info.super.version < 2)
+		r->old_format = 1;
+	H5Eclear2(H5E_DEFAULT);
 	return 0;
 }
 
@@ -557,9 +596,10 @@ static void warn_unchecked(const shard_reader *r)
 	if (warned)
 		return;
 	warned = 1;
-	nb_warn("shard '%s' has no checksums (datasets %s): it was written before nboost checksummed shards or by "
-		"another tool, so a corrupt chunk in it may go unnoticed; rewriting it adds them (printed once for "
-		"all such shards)", r->path, r->unchecked);
+	nb_warn("shard '%s' has no checksums (%s%s%s%s): it was written before nboost checksummed shards or by "
+		"another tool, so a corrupt chunk or attribute in it may go unnoticed; rewriting it adds them "
+		"(printed once for all such shards)", r->path, r->unchecked[0] ? "datasets " : "", r->unchecked,
+		r->unchecked[0] && r->old_format ? "; " : "", r->old_format ? "file metadata" : "");
 }
 
 static int validate(shard_reader *r)
@@ -583,7 +623,7 @@ static int validate(shard_reader *r)
 	r->block = malloc(cap * r->img_bytes + 1);
 	if (!r->block)
 		return nb_error("cannot open shard '%s': out of memory for the read-ahead block", r->path);
-	if (r->unchecked[0])
+	if (r->unchecked[0] || r->old_format)
 		warn_unchecked(r);
 	return 0;
 }
@@ -595,6 +635,7 @@ static shard_reader *reader_new(const char *name)
 	shard_reader *r = nb_xcalloc(1, sizeof *r);
 	r->path = nb_xstrdup(name);
 	r->file = r->images = -1;
+	r->fd = -1;
 	return r;
 }
 
@@ -607,7 +648,7 @@ shard_reader *shard_open(const char *path)
 	shard_reader *r = reader_new(path);
 	/* Default access properties: HDF5 refuses a second open of the same
 	 * file with a different close degree, and tools (inspect) reopen it. */
-	if (r && (check_file(r) < 0 || open_file(r, path, H5P_DEFAULT) < 0 || validate(r) < 0)) {
+	if (r && (check_file(r) < 0 || open_file(r, path, H5P_DEFAULT, 0) < 0 || validate(r) < 0)) {
 		/* shard_close would overwrite nothing, but keep our message. */
 		shard_close(r);
 		return NULL;
@@ -633,7 +674,7 @@ shard_reader *shard_open_image(const void *image, size_t size, const char *name)
 		 ? 0
 		 : nb_error("cannot open shard '%s': cannot set up an in-memory file", name);
 	if (rc == 0)
-		rc = open_file(r, "/dev/null/nboost-file-image.h5", fapl);
+		rc = open_file(r, "/dev/null/nboost-file-image.h5", fapl, size);
 	if (fapl >= 0)
 		H5Pclose(fapl);
 	if (rc < 0 || validate(r) < 0) {
@@ -645,7 +686,7 @@ shard_reader *shard_open_image(const void *image, size_t size, const char *name)
 
 int shard_has_checksums(const shard_reader *r)
 {
-	return r->unchecked[0] == '\0';
+	return r->unchecked[0] == '\0' && !r->old_format;
 }
 
 const shard_meta *shard_reader_meta(const shard_reader *r)
@@ -698,14 +739,27 @@ static int read_chunk_direct(shard_reader *r, size_t first, uint8_t *dst, char *
 	size_t tail = r->fletcher ? 4 : 0;
 	hsize_t offset[4] = {first, 0, 0, 0};
 	hsize_t stored = 0;
-	if (H5Dget_chunk_storage_size(r->images, offset, &stored) < 0 || stored == 0) {
-		h5u_cause(cause, n);
+	haddr_t addr = HADDR_UNDEF;
+	unsigned mask = 0;
+	/* Where the chunk lies and how long it is, then read by us: the
+	 * length bounds the read (H5Dread_chunk takes no buffer size, and on a
+	 * damaged chunk index it was seen to write past the size that
+	 * H5Dget_chunk_storage_size gave for the same chunk). */
+	if (H5Dget_chunk_info_by_coord(r->images, offset, &mask, &addr, &stored) < 0 || stored == 0 ||
+	    addr == HADDR_UNDEF) {
+		H5Eclear2(H5E_DEFAULT);
 		snprintf(cause, n, "the chunk is missing");
 		return -1;
 	}
 	if (stored > (r->zstd ? ZSTD_compressBound(chunk_bytes) : chunk_bytes) + tail || stored < tail) {
 		snprintf(cause, n, "the chunk is corrupt (%llu bytes stored for %zu)", (unsigned long long)stored,
 			 chunk_bytes);
+		return -1;
+	}
+	if (addr > r->file_size || stored > r->file_size - addr) {
+		snprintf(cause, n, "the chunk index is corrupt (bytes %llu..%llu of a %llu-byte file)",
+			 (unsigned long long)addr, (unsigned long long)(addr + stored),
+			 (unsigned long long)r->file_size);
 		return -1;
 	}
 	if (stored > r->zcap) {
@@ -717,10 +771,20 @@ static int read_chunk_direct(shard_reader *r, size_t first, uint8_t *dst, char *
 			return -1;
 		}
 	}
-	uint32_t mask = 0;
-	if (H5Dread_chunk(r->images, H5P_DEFAULT, offset, &mask, r->zbuf) < 0) {
-		h5u_cause(cause, n);
-		return -1;
+	if (r->mem) {
+		memcpy(r->zbuf, r->mem + addr, (size_t)stored);
+	} else {
+		size_t done = 0;
+		while (done < stored) {
+			ssize_t got = pread(r->fd, r->zbuf + done, (size_t)stored - done, (off_t)(addr + done));
+			if (got < 0 && errno == EINTR)
+				continue;
+			if (got <= 0) {
+				snprintf(cause, n, "cannot read the chunk: %s", got < 0 ? strerror(errno) : "the file is shorter than its index says");
+				return -1;
+			}
+			done += (size_t)got;
+		}
 	}
 	unsigned fletcher_bit = r->zstd ? 2u : 1u;
 	if (r->fletcher && (mask & fletcher_bit)) {

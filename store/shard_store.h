@@ -136,8 +136,9 @@ void shard_close(shard_reader *r);
  * `size` bytes, copied; `name` labels messages). For fuzzing and tools that
  * receive a shard over a channel. NULL + nb_errmsg on failure. */
 shard_reader *shard_open_image(const void *image, size_t size, const char *name);
-/* 1 when every dataset of the shard carries a Fletcher-32 checksum (all
- * shards written since issue #13), 0 for older shards (read with a warning
+/* 1 when every dataset of the shard carries a Fletcher-32 checksum and its
+ * HDF5 metadata is checksummed too (superblock version 2 or later: all
+ * shards nboost writes now), 0 for older shards (read with a warning
  * printed once per process; see schemas/image_shard.md). */
 int shard_has_checksums(const shard_reader *r);
 

@@ -141,16 +141,16 @@ shard_writer *shard_create(const char *path, const shard_meta *meta)
 	nb_buf_add(&w->offsets, &zero, sizeof zero);
 	nb_buf_add(&w->roffsets, &zero, sizeof zero);
 
-	hid_t fcpl = H5Pcreate(H5P_FILE_CREATE);
-	if (fcpl >= 0)
-		H5Pset_obj_track_times(fcpl, 0);
-	w->file = H5Fcreate(w->tmp, H5F_ACC_TRUNC, fcpl >= 0 ? fcpl : H5P_DEFAULT, H5P_DEFAULT);
+	hid_t fcpl = h5u_fcpl_new(), fapl = h5u_fapl_new();
+	w->file = fcpl >= 0 && fapl >= 0 ? H5Fcreate(w->tmp, H5F_ACC_TRUNC, fcpl, fapl) : -1;
 	int err = errno;
 	char cause[256];
 	if (w->file < 0)
 		h5u_cause(cause, sizeof cause);
 	if (fcpl >= 0)
 		H5Pclose(fcpl);
+	if (fapl >= 0)
+		H5Pclose(fapl);
 	if (w->file < 0) {
 		nb_error("cannot create shard '%s': cannot create temporary '%s': %s (%s)", path, w->tmp, cause,
 			 strerror(err));

@@ -101,7 +101,7 @@ check_sh "HDF5 error stack leaked: $err" '! grep -q "HDF5-DIAG" <<<"$err"'
 # the shard, the dataset and the chunk's samples, in every command that
 # reads shards; the good shards say they carry checksums.
 check_sh "checksums line: $(grep checksums <<<"$(\"$NB\" inspect "$dir/images.h5" --n 0)")" \
-	'"$NB" inspect "$dir/images.h5" --n 0 | grep -q "checksums: Fletcher-32 on every chunk of every dataset"'
+	'"$NB" inspect "$dir/images.h5" --n 0 | grep -q "checksums: Fletcher-32 on every chunk of every dataset, HDF5.s on all metadata"'
 # flip FILE DATASET CHUNK: one bit in the middle of that stored chunk
 flip() {
 	$PY - "$@" <<'PYEOF'
@@ -156,7 +156,7 @@ with h5py.File(sys.argv[1], "r") as src, h5py.File(sys.argv[2], "w") as dst:
             dst.create_dataset(name, data=ds[...], chunks=ds.chunks)
 PYEOF
 run "$NB" inspect "$dir/old.h5" --n 1
-check_sh "old shard: rc $rc: $out $err" '[ $rc -eq 0 ] && grep -q "checksums: no checksums" <<<"$out" && grep -q "warning: shard .*old.h5.* has no checksums" <<<"$err"'
+check_sh "old shard: rc $rc: $out $err" '[ $rc -eq 0 ] && grep -q "checksums: incomplete" <<<"$out" && grep -q "warning: shard .*old.h5.* has no checksums.*file metadata" <<<"$err"'
 
 # options
 run "$NB" inspect --help

@@ -474,14 +474,22 @@ static int put_ingest_group(const shard_run *s, const char *file, const size_t *
 	if (shard_zstd_register() < 0)
 		return -1;
 	h5u_quiet();
-	hid_t f = H5Fopen(file, H5F_ACC_RDWR, H5P_DEFAULT);
+	/* The shard's own format (checksummed metadata, no timestamps) for
+	 * the objects added here too. */
+	hid_t fapl = h5u_fapl_new();
+	hid_t f = fapl >= 0 ? H5Fopen(file, H5F_ACC_RDWR, fapl) : -1;
+	if (fapl >= 0)
+		H5Pclose(fapl);
 	if (f < 0) {
 		char cause[256];
 		h5u_cause(cause, sizeof cause);
 		return nb_error("cannot write shard '%s': cannot reopen '%s': %s", s->h5, file, cause);
 	}
-	hid_t g = H5Gcreate2(f, "ingest", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
-	hid_t gc = g >= 0 ? H5Gcreate2(g, "columns", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT) : -1;
+	hid_t gcpl = h5u_gcpl_new();
+	hid_t g = gcpl >= 0 ? H5Gcreate2(f, "ingest", H5P_DEFAULT, gcpl, H5P_DEFAULT) : -1;
+	hid_t gc = g >= 0 ? H5Gcreate2(g, "columns", H5P_DEFAULT, gcpl, H5P_DEFAULT) : -1;
+	if (gcpl >= 0)
+		H5Pclose(gcpl);
 	int rc = g >= 0 && gc >= 0 ? 0 : nb_error("cannot write shard '%s': cannot create group /ingest", s->h5);
 	const char **text = nb_xmalloc((m ? m : 1) * sizeof(char *));
 	uint32_t *wh = nb_xmalloc((m ? m : 1) * 2 * sizeof(uint32_t));
