@@ -119,6 +119,15 @@ int run_job_read(const jobfile *j, run_job *r)
 	memset(r, 0, sizeof *r);
 	if (check_run_keys(j) < 0 || train_job_read(j, &r->train) < 0 || read_ints(j, r) < 0)
 		return -1;
+	/* Students train on caption shards, teachers caption: neither reads
+	 * pairs, so a DPO job would run as cross-entropy without saying so. */
+	if (r->train.tc.objective == TRAIN_DPO)
+		return nb_error("%s: train.objective = dpo: nboost run trains its students with cross-entropy on "
+				"labeled and pseudo-labeled captions; preference training is 'nboost pairs' then "
+				"'nboost train' (docs/training.md)", jobfile_origin(j, "train.objective"));
+	if (r->train.tc.text_only)
+		return nb_error("%s: train.text_only = 1: nboost run's students caption images; text-only "
+				"decoder pretraining is 'nboost train' (docs/training.md)", jobfile_origin(j, "train.text_only"));
 	r->labeled = jobfile_str(j, "corpus.labeled", r->train.labeled ? r->train.labeled : "");
 	r->unlabeled = jobfile_str(j, "corpus.unlabeled", "");
 	r->test = jobfile_str(j, "corpus.test", "");

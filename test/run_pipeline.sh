@@ -570,6 +570,8 @@ fails typo 4 "unknown key 'run.teachrs' (did you mean 'run.teachers'?)" "${J[@]}
 fails vocab 4 "was written with vocabulary 0123456789abcdef" "${J[@]}" --corpus.labeled="$T/othervocab" --out "$T/e-vocab"
 fails value 4 "filter.mode = 'both' must be 'whole' or 'subset'" "${J[@]}" --filter.mode=both --out "$T/e-value"
 fails vote 4 "filter.vote" "${J[@]}" --filter.vote=9 --out "$T/e-vote"
+fails dpo 4 "train.objective = dpo: nboost run trains its students with cross-entropy" "${J[@]}" --train.objective=dpo --out "$T/e-dpo"
+fails textonly 4 "train.text_only = 1: nboost run's students caption images" "${J[@]}" --train.text_only=1 --out "$T/e-textonly"
 fails frozen 4 "belongs to a different job configuration" "${J[@]}" --teacher.K=2 --out "$T/r1"
 fails_wait
 check "5: the refused resume left the finished run alone" test "$(tail -n 1 "$T/r1/journal.jsonl")" = '{"ev":"done"}'
