@@ -667,6 +667,63 @@ static void md_attn(const study_conf *c, const arm_results *ars, nb_buf *md)
 	}
 }
 
+/* Item k of array `key` of one split's eval result; NAN when absent. */
+static double split_item(const nb_json *res, const char *split, const char *key, int k)
+{
+	const nb_json *a = nb_json_get(nb_json_get(nb_json_get(res, "eval"), split), key);
+	if (!a || a->type != NB_JSON_ARR || k >= a->n || a->items[k]->type != NB_JSON_NUM)
+		return NAN;
+	return a->items[k]->num;
+}
+
+#define MAX_POSITIONS 9
+
+/* CHAIR_i of the k-th statement of each caption on test-dense (scenes of 7
+ * to 9 objects, longer than any training caption), and how many captions
+ * reach 7 or more statements: where hallucination grows with caption
+ * length, and whether the models say more than training taught them. */
+static void md_positions(const study_conf *c, const arm_results *ars, nb_buf *md)
+{
+	int P = 0;
+	for (int a = 0; a < c->n_arms; a++)
+		for (int s = 0; s < c->seeds; s++)
+			for (int k = 0; ars[a].r[s] && k < MAX_POSITIONS; k++)
+				if (split_item(ars[a].r[s], "test-dense", "mentions_by_position", k) > 0 && k + 1 > P)
+					P = k + 1;
+	if (!P)
+		return;
+	nb_buf_adds(md, "\n## CHAIR_i by statement position (test-dense)\n\nCHAIR_i of the k-th object statement "
+			"of each caption on `test-dense` (7 to 9 objects per scene; training captions have 2 to 6), "
+			"mean ± std over seeds, and the share of captions with 7 or more statements "
+			"(`chair_i_by_position`, docs/metrics.md). Positions no caption reached are left out.\n\n| arm |");
+	for (int k = 0; k < P; k++)
+		nb_buf_addf(md, " %d |", k + 1);
+	nb_buf_adds(md, " captions with 7+ |\n|---|");
+	for (int k = 0; k <= P; k++)
+		nb_buf_adds(md, "---|");
+	nb_buf_adds(md, "\n");
+	for (int a = 0; a < c->n_arms; a++) {
+		if (c->arms[a].kind == ARM_LM || !ars[a].done)
+			continue;
+		nb_buf_addf(md, "| %s |", c->arms[a].name);
+		for (int k = 0; k <= P; k++) {
+			double x[MAX_SEEDS];
+			for (int s = 0; s < c->seeds; s++) {
+				const nb_json *r = ars[a].r[s];
+				double first = r ? split_item(r, "test-dense", "mentions_by_position", 0) : NAN;
+				if (k == P) /* the share reaching position 7 */
+					x[s] = first > 0 ? split_item(r, "test-dense", "mentions_by_position", 6) / first : NAN;
+				else
+					x[s] = r && split_item(r, "test-dense", "mentions_by_position", k) > 0
+						       ? split_item(r, "test-dense", "chair_i_by_position", k)
+						       : NAN;
+			}
+			fmt_stat(md, stat_of(x, c->seeds));
+		}
+		nb_buf_adds(md, "\n");
+	}
+}
+
 static void md_costs(const study_conf *c, const arm_results *ars, const char *out, nb_buf *md)
 {
 	static const char *const phases[] = {"train", "eval", "attn"};
@@ -741,6 +798,7 @@ int study_report(const study_conf *c, const char *out)
 		md_paired(c, ars, &md);
 		md_labels(c, ars, &md);
 		md_attn(c, ars, &md);
+		md_positions(c, ars, &md);
 		rc = make_plots(c, ars, out, &md);
 		md_costs(c, ars, out, &md);
 	}

@@ -41,7 +41,8 @@ for f in ("sigma-labels100", "shift", "attention"):
     xml.dom.minidom.parse(f"{q}/plots/{f}.svg")
     assert open(f"{q}/plots/{f}.png", "rb").read(8) == b"\x89PNG\r\n\x1a\n"
 md = open(f"{q}/results.md").read()
-for s in ("## Paired comparisons", "| s03 | s0 | test | CHAIR_i |", "## Attention", "## Cost", "![shift](plots/shift.svg)"):
+for s in ("## Paired comparisons", "| s03 | s0 | test | CHAIR_i |", "## Attention", "## Cost", "![shift](plots/shift.svg)",
+          "## CHAIR_i by statement position (test-dense)", "| captions with 7+ |"):
     assert s in md, s
 PY
 
