@@ -46,7 +46,7 @@ hid_t h5u_dcpl_opts(int rank, const hsize_t *chunk, int zstd_level, int checksum
  * (about 5 GB/s). The filter stores it
  * after the chunk as 4 little-endian bytes (h5u_fletcher32_put). For
  * writers and readers that handle stored chunks themselves
- * (H5Dwrite_chunk, H5Dread_chunk). */
+ * (H5Dwrite_chunk, the shard reader's own chunk reads). */
 uint32_t h5u_fletcher32(const void *data, size_t n);
 void h5u_fletcher32_put(uint8_t *at, uint32_t sum);
 /* 1 when the last 4 of the n stored bytes are the checksum of the others. */

@@ -2,7 +2,8 @@
  * dtypes, shapes, offsets, object codes, captions), keeps the small
  * per-sample arrays in memory and reads images in blocks of whole chunks.
  * Chunks of /images whose pipeline is [zstd][Fletcher-32] (or a part of it)
- * are fetched with H5Dread_chunk, their checksum verified and inflated here
+ * are fetched by us (address and length from H5Dget_chunk_info_by_coord,
+ * bytes by pread or from a file image), their checksum verified and inflated here
  * with a reused context straight into the block (no HDF5 pipeline copies);
  * any other filter pipeline goes through H5Dread, chunk by chunk. Every
  * dataset is opened through h5u_open_dataset_safe: nothing outside the
@@ -34,7 +35,7 @@ struct shard_reader {
 	size_t n, img_bytes, chunk_images, block_images;
 	uint8_t *block;                /* cached images [block_start, block_start+block_len),
 	                                  room for block_images (whole chunks) */
-	int direct;                    /* 1: /images chunks read by us (where_is, read_stored) */
+	int direct;                    /* 1: /images chunks fetched by read_chunk_direct */
 	int fd;                        /* HDF5's descriptor of the file (sec2 driver), or -1 */
 	const uint8_t *mem;            /* or the core driver's copy of a file image */
 	hsize_t file_size;
@@ -780,7 +781,8 @@ static int read_chunk_direct(shard_reader *r, size_t first, uint8_t *dst, char *
 			if (got < 0 && errno == EINTR)
 				continue;
 			if (got <= 0) {
-				snprintf(cause, n, "cannot read the chunk: %s", got < 0 ? strerror(errno) : "the file is shorter than its index says");
+				snprintf(cause, n, "cannot read the chunk: %s",
+					 got < 0 ? strerror(errno) : "the file is shorter than its index says");
 				return -1;
 			}
 			done += (size_t)got;
