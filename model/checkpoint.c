@@ -234,21 +234,95 @@ static int write_contents(hid_t f, vlm_model *m, const ckpt_save_info *info, cha
 	return rc;
 }
 
+/* The core driver's buffer is allocated through these file-image callbacks
+ * and kept when the file closes: the image of the closed file, whose
+ * superblock (checksum included) is final. An image taken while the file
+ * is open carries a stale superblock checksum in the 1.10 format, which
+ * libhdf5 then refuses. */
+typedef struct {
+	void *mem;  /* the driver's buffer */
+	size_t cap; /* its size */
+	int closed; /* the driver handed it back at close */
+} kept_image;
+
+static void *ki_malloc(size_t size, H5FD_file_image_op_t op, void *udata)
+{
+	kept_image *k = udata;
+	void *p = malloc(size ? size : 1);
+	if (p && op == H5FD_FILE_IMAGE_OP_FILE_OPEN)
+		k->mem = p, k->cap = size;
+	return p;
+}
+
+static void *ki_memcpy(void *dest, const void *src, size_t size, H5FD_file_image_op_t op, void *udata)
+{
+	(void)op, (void)udata;
+	return memcpy(dest, src, size);
+}
+
+static void *ki_realloc(void *ptr, size_t size, H5FD_file_image_op_t op, void *udata)
+{
+	kept_image *k = udata;
+	void *p = realloc(ptr, size ? size : 1);
+	if (p && (ptr == k->mem || op == H5FD_FILE_IMAGE_OP_FILE_RESIZE))
+		k->mem = p, k->cap = size;
+	return p;
+}
+
+static herr_t ki_free(void *ptr, H5FD_file_image_op_t op, void *udata)
+{
+	kept_image *k = udata;
+	if (ptr && ptr == k->mem && op == H5FD_FILE_IMAGE_OP_FILE_CLOSE) {
+		k->closed = 1; /* kept: the caller owns it now */
+		return 0;
+	}
+	if (ptr == k->mem)
+		k->mem = NULL, k->cap = 0;
+	free(ptr);
+	return 0;
+}
+
+/* HDF5 copies the callbacks with the property list; every copy shares
+ * the one kept_image of the build. */
+static void *ki_udata_copy(void *udata)
+{
+	return udata;
+}
+
+static herr_t ki_udata_free(void *udata)
+{
+	(void)udata;
+	return 0;
+}
+
+/* The file's length from its superblock (version 2 or 3, 8-byte
+ * addresses: the end-of-file address at byte 28), or 0. */
+static size_t image_length(const uint8_t *p, size_t cap)
+{
+	static const uint8_t sig[8] = {0x89, 'H', 'D', 'F', '\r', '\n', 0x1a, '\n'};
+	if (cap < 48 || memcmp(p, sig, 8) || (p[8] != 2 && p[8] != 3) || p[9] != 8)
+		return 0;
+	uint64_t eof = 0;
+	for (int i = 7; i >= 0; i--)
+		eof = eof << 8 | p[28 + i];
+	return eof <= cap ? (size_t)eof : 0;
+}
+
 /* Builds the whole file in memory (HDF5's core driver, no backing store):
  * HDF5 never touches the disk, so a full disk cannot leave it with a
- * half-closed file (which crashed at exit). *image is malloc'ed. 0, or -1
- * with cause set. */
+ * half-closed file (which crashed at exit). HDF5's 1.10 format
+ * (h5u_fapl_new): every metadata block carries a checksum. *image is
+ * malloc'ed. 0, or -1 with cause set. */
 static int build_image(const char *name, vlm_model *m, const ckpt_save_info *info, void **image, size_t *size,
 		       char *cause, size_t n)
 {
-	/* HDF5's default (1.8-compatible) format: the image taken below from
-	 * a file still open would carry a stale superblock checksum in the
-	 * checksummed 1.10 and 1.8 formats (libhdf5 1.10.8 then refuses it).
-	 * The checkpoint's own checksums (schemas/checkpoint.md) cover every
-	 * dataset and attribute a load reads. */
-	hid_t fapl = H5Pcreate(H5P_FILE_ACCESS), fcpl = h5u_fcpl_new();
+	kept_image k = {0};
+	H5FD_file_image_callbacks_t cb = {ki_malloc, ki_memcpy, ki_realloc, ki_free,
+					 ki_udata_copy, ki_udata_free, &k};
+	hid_t fapl = h5u_fapl_new(), fcpl = h5u_fcpl_new();
 	hid_t f = -1;
-	if (fapl >= 0 && fcpl >= 0 && H5Pset_fapl_core(fapl, (size_t)1 << 20, 0) >= 0)
+	if (fapl >= 0 && fcpl >= 0 && H5Pset_fapl_core(fapl, (size_t)1 << 20, 0) >= 0 &&
+	    H5Pset_file_image_callbacks(fapl, &cb) >= 0)
 		f = H5Fcreate(name, H5F_ACC_TRUNC, fcpl, fapl);
 	if (f < 0)
 		h5u_cause(cause, n);
@@ -259,26 +333,24 @@ static int build_image(const char *name, vlm_model *m, const ckpt_save_info *inf
 	if (f < 0)
 		return -1;
 	int rc = write_contents(f, m, info, cause, n);
-	ssize_t len = -1;
-	if (rc == 0 && (H5Fflush(f, H5F_SCOPE_LOCAL) < 0 || (len = H5Fget_file_image(f, NULL, 0)) <= 0)) {
+	if (H5Fclose(f) < 0 && rc == 0) {
 		h5u_cause(cause, n);
 		rc = -1;
 	}
-	if (rc == 0) {
-		*image = nb_xmalloc((size_t)len);
-		*size = (size_t)len;
-		if (H5Fget_file_image(f, *image, (size_t)len) != len) {
-			h5u_cause(cause, n);
-			rc = -1;
-		}
+	size_t len = k.closed ? image_length(k.mem, k.cap) : 0;
+	if (rc == 0 && !len) {
+		snprintf(cause, n, "%s", k.closed ? "the image's superblock is not version 2 or 3 with 8-byte addresses"
+						 : "HDF5 did not close the file (an object was left open)");
+		rc = -1;
 	}
-	/* In memory, closing only frees; its result changes nothing. */
-	H5Fclose(f);
-	if (rc < 0 && *image) {
-		free(*image);
-		*image = NULL;
+	if (rc < 0) {
+		if (k.closed)
+			free(k.mem);
+		return -1;
 	}
-	return rc;
+	*image = k.mem;
+	*size = len;
+	return 0;
 }
 
 int ckpt_save(const char *path, vlm_model *m, const ckpt_save_info *info)
