@@ -221,6 +221,28 @@ int h5u_check_dataset_storage(hid_t ds, const char *name, char *why, size_t whyn
 	} else if (layout != H5D_CONTIGUOUS && layout != H5D_CHUNKED && layout != H5D_COMPACT) {
 		snprintf(why, whyn, "dataset '%s' has an unknown storage layout %d", name, (int)layout);
 		rc = -1;
+	} else if (layout != H5D_CHUNKED) {
+		/* Compact and contiguous data must be exactly dims x element
+		 * size: libhdf5 1.10.8 copies the dataspace's size out of a
+		 * shorter compact buffer (a heap overflow inside H5Dread, found
+		 * by fuzz_shard_reader). Contiguous storage may be unallocated. */
+		hid_t sp = H5Dget_space(ds), t = H5Dget_type(ds);
+		hssize_t np = sp >= 0 ? H5Sget_simple_extent_npoints(sp) : -1;
+		size_t es = t >= 0 ? H5Tget_size(t) : 0;
+		hsize_t stored = H5Dget_storage_size(ds);
+		if (np < 0 || !es || (hsize_t)np > ((hsize_t)-1) / es) {
+			snprintf(why, whyn, "dataset '%s' has an unreadable size", name);
+			rc = -1;
+		} else if (stored != (hsize_t)np * es && (layout == H5D_COMPACT || stored != 0)) {
+			snprintf(why, whyn, "dataset '%s' is corrupt: its %s storage holds %llu bytes for %lld elements of %zu "
+				 "bytes", name, layout == H5D_COMPACT ? "compact" : "contiguous",
+				 (unsigned long long)stored, (long long)np, es);
+			rc = -1;
+		}
+		if (sp >= 0)
+			H5Sclose(sp);
+		if (t >= 0)
+			H5Tclose(t);
 	}
 	H5Pclose(dcpl);
 	H5Eclear2(H5E_DEFAULT);

@@ -221,10 +221,121 @@ static int report_bad_chunk(shard_reader *r, hid_t ds, const char *name, hid_t m
 			first, last, cause, strstr(cause, "checksum") ? " (the chunk is corrupt)" : "");
 }
 
+/* n bytes of the file at addr (a file on disk or a file image): 0 or -1. */
+static int read_at(const shard_reader *r, haddr_t addr, void *buf, size_t n)
+{
+	if (addr > r->file_size || n > r->file_size - addr)
+		return -1;
+	if (r->mem) {
+		memcpy(buf, r->mem + addr, n);
+		return 0;
+	}
+	for (size_t done = 0; done < n;) {
+		ssize_t got = pread(r->fd, (uint8_t *)buf + done, n - done, (off_t)(addr + done));
+		if (got < 0 && errno == EINTR)
+			continue;
+		if (got <= 0)
+			return -1;
+		done += (size_t)got;
+	}
+	return 0;
+}
+
+/* Checks every stored chunk of a chunked dataset against the chunk's size
+ * before libhdf5 reads it: every filter applied (mask 0; nboost's writers
+ * never skip one, zstd is mandatory), and, for nboost's pipelines, the
+ * stored length (no zstd) or the zstd frame's recorded size equal to the
+ * chunk's bytes. libhdf5 1.10.8 trusts the filter's output length and
+ * copies a whole chunk out of a shorter buffer: a chunk index pointing at
+ * another dataset's chunk, or at one stored with a filter skipped, was a
+ * heap overflow inside H5Dread (found by fuzz_shard_reader). 0, or -1 with
+ * nb_error. */
+static int check_chunks(shard_reader *r, hid_t ds, const char *name)
+{
+	hid_t dcpl = H5Dget_create_plist(ds);
+	if (dcpl < 0 || H5Pget_layout(dcpl) != H5D_CHUNKED) {
+		if (dcpl >= 0)
+			H5Pclose(dcpl);
+		H5Eclear2(H5E_DEFAULT);
+		return 0;
+	}
+	hsize_t cdims[H5S_MAX_RANK];
+	int rank = H5Pget_chunk(dcpl, H5S_MAX_RANK, cdims);
+	int nf = H5Pget_nfilters(dcpl), zstd = 0, fletcher = 0, known = nf >= 0 && nf <= 2;
+	for (int i = 0; known && i < nf; i++) {
+		unsigned flags = 0, cd[8];
+		size_t ncd = 8;
+		H5Z_filter_t id = H5Pget_filter2(dcpl, (unsigned)i, &flags, &ncd, cd, 0, NULL, NULL);
+		if (id == H5ZSTD_FILTER_ID && i == 0)
+			zstd = 1;
+		else if (id == H5Z_FILTER_FLETCHER32 && i == nf - 1)
+			fletcher = 1;
+		else
+			known = 0;
+	}
+	H5Pclose(dcpl);
+	hid_t t = H5Dget_type(ds), sp = H5Dget_space(ds);
+	size_t chunk_bytes = t >= 0 ? H5Tget_size(t) : 0;
+	for (int d = 0; d < rank; d++)
+		chunk_bytes = cdims[d] && chunk_bytes <= ((size_t)1 << 40) / cdims[d] ? chunk_bytes * (size_t)cdims[d] : 0;
+	if (t >= 0)
+		H5Tclose(t);
+	hsize_t nchunks = 0;
+	int rc = 0;
+	if (rank < 1 || !chunk_bytes || sp < 0 || H5Dget_num_chunks(ds, sp, &nchunks) < 0)
+		rc = nb_error("cannot open shard '%s': dataset '/%s' has an unreadable chunk layout (corrupt)", r->path,
+			      name);
+	for (hsize_t i = 0; i < nchunks && rc == 0; i++) {
+		unsigned mask = 0;
+		hsize_t off[H5S_MAX_RANK] = {0}, size = 0;
+		haddr_t addr = HADDR_UNDEF;
+		char why[160] = "";
+		uint8_t head[18]; /* the largest zstd frame header */
+		if (H5Dget_chunk_info(ds, sp, i, off, &mask, &addr, &size) < 0) {
+			snprintf(why, sizeof why, "its chunk index is unreadable");
+		} else if (mask && nf > 0) {
+			snprintf(why, sizeof why, "stored with filters skipped (mask 0x%x)", mask);
+		} else if (known && (r->fd >= 0 || r->mem)) {
+			size_t tail = fletcher ? 4 : 0;
+			if (!zstd && size != chunk_bytes + tail) {
+				snprintf(why, sizeof why, "%llu bytes stored for %zu", (unsigned long long)size,
+					 chunk_bytes + tail);
+			} else if (zstd) {
+				size_t n = size - tail < sizeof head ? (size_t)(size - tail) : sizeof head;
+				unsigned long long want = size < tail || read_at(r, addr, head, n) < 0
+							      ? ZSTD_CONTENTSIZE_ERROR
+							      : ZSTD_getFrameContentSize(head, n);
+				if (want != chunk_bytes)
+					snprintf(why, sizeof why, "its zstd frame is not one chunk of %zu bytes",
+						 chunk_bytes);
+			}
+			/* A damaged chunk is named as such when its checksum says so. */
+			uint8_t *all = why[0] && fletcher && size >= 4 && size <= ((hsize_t)1 << 30) ? malloc(size) : NULL;
+			if (all && read_at(r, addr, all, (size_t)size) == 0 && !h5u_fletcher32_ok(all, (size_t)size))
+				snprintf(why, sizeof why, "checksum mismatch (Fletcher-32)");
+			free(all);
+		}
+		if (why[0]) {
+			hsize_t dims[H5S_MAX_RANK] = {0};
+			H5Sget_simple_extent_dims(sp, dims, NULL);
+			hsize_t last = off[0] + cdims[0] > dims[0] ? dims[0] - 1 : off[0] + cdims[0] - 1;
+			rc = nb_error("cannot open shard '%s': dataset '/%s' %s %llu..%llu: %s: the chunk is corrupt",
+				      r->path, name, row_unit(name), (unsigned long long)off[0],
+				      (unsigned long long)last, why);
+		}
+	}
+	if (sp >= 0)
+		H5Sclose(sp);
+	H5Eclear2(H5E_DEFAULT);
+	return rc;
+}
+
 /* Reads a whole 1-D or 2-D dataset of `count` rows of elsize bytes into a
  * new buffer. */
 static void *read_all(shard_reader *r, hid_t ds, const char *name, hid_t mtype, size_t elsize, size_t count)
 {
+	if (count && check_chunks(r, ds, name) < 0)
+		return NULL;
 	if (count > ((size_t)1 << 40) / elsize) {
 		nb_error("cannot open shard '%s': dataset '/%s' claims %zu elements", r->path, name, count);
 		return NULL;
