@@ -221,7 +221,29 @@ static int report_bad_chunk(shard_reader *r, hid_t ds, const char *name, hid_t m
 			first, last, cause, strstr(cause, "checksum") ? " (the chunk is corrupt)" : "");
 }
 
-/* n bytes of the file at addr (a file on disk or a file image): 0 or -1. */
+/* 1 when the filter pipeline of dcpl is one nboost writes: zstd, then
+ * Fletcher-32, both in that order, one of them or none (*zstd and
+ * *fletcher say which); 0 for any other. */
+static int nboost_pipeline(hid_t dcpl, int *zstd, int *fletcher)
+{
+	*zstd = *fletcher = 0;
+	int n = H5Pget_nfilters(dcpl), ok = n >= 0 && n <= 2;
+	for (int i = 0; ok && i < n; i++) {
+		unsigned flags = 0, cd[8];
+		size_t ncd = 8;
+		H5Z_filter_t id = H5Pget_filter2(dcpl, (unsigned)i, &flags, &ncd, cd, 0, NULL, NULL);
+		if (id == H5ZSTD_FILTER_ID && i == 0)
+			*zstd = 1;
+		else if (id == H5Z_FILTER_FLETCHER32 && i == n - 1)
+			*fletcher = 1;
+		else
+			ok = 0;
+	}
+	return ok;
+}
+
+/* n bytes of the file at addr (a file on disk or a file image): 0, or -1
+ * with errno set (0: the file is shorter). */
 static int read_at(const shard_reader *r, haddr_t addr, void *buf, size_t n)
 {
 	if (addr > r->file_size || n > r->file_size - addr)
@@ -234,8 +256,11 @@ static int read_at(const shard_reader *r, haddr_t addr, void *buf, size_t n)
 		ssize_t got = pread(r->fd, (uint8_t *)buf + done, n - done, (off_t)(addr + done));
 		if (got < 0 && errno == EINTR)
 			continue;
-		if (got <= 0)
+		if (got <= 0) {
+			if (got == 0)
+				errno = 0; /* the file ended early */
 			return -1;
+		}
 		done += (size_t)got;
 	}
 	return 0;
@@ -261,18 +286,7 @@ static int check_chunks(shard_reader *r, hid_t ds, const char *name)
 	}
 	hsize_t cdims[H5S_MAX_RANK];
 	int rank = H5Pget_chunk(dcpl, H5S_MAX_RANK, cdims);
-	int nf = H5Pget_nfilters(dcpl), zstd = 0, fletcher = 0, known = nf >= 0 && nf <= 2;
-	for (int i = 0; known && i < nf; i++) {
-		unsigned flags = 0, cd[8];
-		size_t ncd = 8;
-		H5Z_filter_t id = H5Pget_filter2(dcpl, (unsigned)i, &flags, &ncd, cd, 0, NULL, NULL);
-		if (id == H5ZSTD_FILTER_ID && i == 0)
-			zstd = 1;
-		else if (id == H5Z_FILTER_FLETCHER32 && i == nf - 1)
-			fletcher = 1;
-		else
-			known = 0;
-	}
+	int nf = H5Pget_nfilters(dcpl), zstd, fletcher, known = nboost_pipeline(dcpl, &zstd, &fletcher);
 	H5Pclose(dcpl);
 	hid_t t = H5Dget_type(ds), sp = H5Dget_space(ds);
 	size_t chunk_bytes = t >= 0 ? H5Tget_size(t) : 0;
@@ -461,19 +475,7 @@ static void images_pipeline(shard_reader *r)
 	hid_t dcpl = H5Dget_create_plist(r->images);
 	if (dcpl < 0)
 		return;
-	int n = H5Pget_nfilters(dcpl), ok = n >= 0 && n <= 2;
-	for (int i = 0; ok && i < n; i++) {
-		unsigned flags = 0, cd[8];
-		size_t ncd = 8;
-		char name[64];
-		H5Z_filter_t id = H5Pget_filter2(dcpl, (unsigned)i, &flags, &ncd, cd, sizeof name, name, NULL);
-		if (id == H5ZSTD_FILTER_ID && i == 0 && !r->zstd)
-			r->zstd = 1;
-		else if (id == H5Z_FILTER_FLETCHER32 && i == n - 1)
-			r->fletcher = 1;
-		else
-			ok = 0;
-	}
+	int ok = nboost_pipeline(dcpl, &r->zstd, &r->fletcher);
 	H5Pclose(dcpl);
 	H5Eclear2(H5E_DEFAULT);
 	r->direct = ok && (r->fd >= 0 || r->mem);
@@ -883,21 +885,10 @@ static int read_chunk_direct(shard_reader *r, size_t first, uint8_t *dst, char *
 			return -1;
 		}
 	}
-	if (r->mem) {
-		memcpy(r->zbuf, r->mem + addr, (size_t)stored);
-	} else {
-		size_t done = 0;
-		while (done < stored) {
-			ssize_t got = pread(r->fd, r->zbuf + done, (size_t)stored - done, (off_t)(addr + done));
-			if (got < 0 && errno == EINTR)
-				continue;
-			if (got <= 0) {
-				snprintf(cause, n, "cannot read the chunk: %s",
-					 got < 0 ? strerror(errno) : "the file is shorter than its index says");
-				return -1;
-			}
-			done += (size_t)got;
-		}
+	if (read_at(r, addr, r->zbuf, (size_t)stored) < 0) {
+		snprintf(cause, n, "cannot read the chunk: %s",
+			 errno ? strerror(errno) : "the file is shorter than its index says");
+		return -1;
 	}
 	unsigned fletcher_bit = r->zstd ? 2u : 1u;
 	if (r->fletcher && (mask & fletcher_bit)) {

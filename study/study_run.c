@@ -594,8 +594,7 @@ static double sum_ledger(const job *jb, phase_cost cost[3])
 	return total;
 }
 
-static int write_result(const study_conf *c, const job *jb, phase_cost cost[3], double started,
-			double started_wall)
+static int write_result(const study_conf *c, const job *jb, phase_cost cost[3], double started_wall)
 {
 	const study_arm *arm = &c->arms[jb->arm];
 	char path[4200];
@@ -620,7 +619,6 @@ static int write_result(const study_conf *c, const job *jb, phase_cost cost[3], 
 	gethostname(host, sizeof host - 1);
 	nb_buf_adds(&r, ",\"host\":");
 	nb_json_put_str(&r, host);
-	(void)started;
 	double wall = sum_ledger(jb, cost);
 	nb_buf_addf(&r, ",\"started_unix\":%.0f,\"wall_s\":%.1f,\"cost\":{", started_wall, wall);
 	put_cost(&r, "train", &cost[0]), nb_buf_adds(&r, ","), put_cost(&r, "eval", &cost[1]), nb_buf_adds(&r, ",");
@@ -667,7 +665,7 @@ static int run_job(const study_conf *c, const study_run_opts *o, const job *jb)
 	phase_cost cost[3] = {{.ledger = ledger, .phase = "train"}, {.ledger = ledger, .phase = "eval"},
 			      {.ledger = ledger, .phase = "attn"}};
 	/* the job's first start, kept across attempts */
-	double started = nb_now(), started_wall = wall_now();
+	double started_wall = wall_now();
 	size_t flen;
 	char *ftext = nb_read_file(first, &flen);
 	if (ftext && atof(ftext) > 0)
@@ -701,7 +699,7 @@ static int run_job(const study_conf *c, const study_run_opts *o, const job *jb)
 		args_free(&a);
 	}
 	if (!rc)
-		rc = write_result(c, jb, cost, started, started_wall);
+		rc = write_result(c, jb, cost, started_wall);
 	return rc;
 }
 

@@ -164,23 +164,21 @@ static void expect_refused(const char *path, const char *needle1, const char *ne
 		  "message '%s' lacks '%s'/'%s'", nb_errmsg(), needle1, needle2 ? needle2 : "");
 }
 
-/* Flips one bit at `want` offsets spread over the whole of `good` (HDF5's
- * metadata and the data alike); each flipped file must fail to open or to
- * read with a message naming it, or read back exactly what was saved:
- * never different parameters, optimizer state or state items, never a
- * crash. The checkpoint's own checksums cover the data and attributes,
- * HDF5's (the 1.10 format) the metadata around them. */
-static void check_flips_everywhere(const char *good, const vlm_config *cfg, vlm_model *m, const float *am,
+/* Flips one bit at `want` offsets spread over the whole of checkpoint
+ * DIR/`name` (HDF5's metadata and the data alike); each flipped file must
+ * fail to open or to read with a message naming it, or read back exactly
+ * what was saved: never different parameters, optimizer state or state
+ * items, never a crash. The checkpoint's own checksums cover the data and
+ * attributes, HDF5's (the 1.10 format) the metadata around them. */
+static void check_flips_everywhere(const char *name, const vlm_config *cfg, vlm_model *m, const float *am,
 				   const float *av, const uint64_t *order, int want)
 {
-	FILE *in = fopen(good, "rb");
-	long len = file_size(good);
-	uint8_t *img = len > 0 ? malloc((size_t)len) : NULL;
-	CHECK(in && img && fread(img, 1, (size_t)len, in) == (size_t)len);
-	if (in)
-		fclose(in);
-	if (!img)
+	char good[4200];
+	long len = file_size(in_dir(good, sizeof good, name));
+	CHECK(len > 0);
+	if (len <= 0)
 		return;
+	uint8_t *img = test_read_bin(dir, name, (size_t)len);
 	size_t n = vlm_nparams(m);
 	vlm_model *m2 = vlm_create(cfg, 1);
 	float *bm = malloc(n * sizeof(float)), *bv = malloc(n * sizeof(float));
@@ -190,8 +188,7 @@ static void check_flips_everywhere(const char *good, const vlm_config *cfg, vlm_
 	for (long at = 0; at < len; at += len / want > 0 ? len / want : 1) {
 		uint8_t bit = (uint8_t)(1u << (flips * 3 % 8));
 		img[at] ^= bit;
-		FILE *out = fopen(p, "wb");
-		CHECK(out && fwrite(img, 1, (size_t)len, out) == (size_t)len && fclose(out) == 0);
+		test_write_bin(dir, "flipped-anywhere.h5", img, (size_t)len);
 		img[at] ^= bit;
 		flips++;
 		nb_errclear();
@@ -291,7 +288,7 @@ int main(void)
 		ckpt_close(f);
 	}
 	/* fewer under valgrind (each flip opens and reads a checkpoint) */
-	check_flips_everywhere(good, &cfg, m, am, av, order, getenv("NB_UNDER_VALGRIND") ? 40 : 400);
+	check_flips_everywhere("good.h5", &cfg, m, am, av, order, getenv("NB_UNDER_VALGRIND") ? 40 : 400);
 	vlm_model *m3 = ckpt_load_model(good, 3);
 	CHECK_MSG(m3 != NULL, "%s", nb_errmsg());
 	if (m3) {
